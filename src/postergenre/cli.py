@@ -1,0 +1,160 @@
+"""`postergenre <stage>`: one subcommand per pipeline stage, each reading params.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+log = logging.getLogger("postergenre")
+
+
+def _progress() -> bool:
+    """Progress bars on a terminal, quiet under CI and in logs."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def cmd_synthesize(args, params) -> None:
+    from postergenre.data.synthetic import generate
+
+    syn = params["data"]["synthetic"]
+    generate(args.out, n=syn["n"], seed=params["seed"], width=syn["width"], height=syn["height"],
+             noise=syn["noise"], progress=_progress())
+    log.info("synthesize: %d posters in %s", syn["n"], args.out)
+
+
+def cmd_ingest(args, params) -> None:
+    from postergenre.data.ingest import ingest
+
+    ingest(params["data"], params["clean"]["min_genre_count"], args.out)
+
+
+def cmd_resize(args, params) -> None:
+    import csv
+
+    from postergenre.data.sources import posters_root
+    from postergenre.images import resize_posters
+
+    root = posters_root(params["data"])
+    with open(Path(args.interim) / "movies.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    resize_posters([r["id"] for r in rows], [root / r["poster"] for r in rows],
+                   params["resize"]["sizes"], args.out, workers=params["resize"]["workers"],
+                   max_pixels=params["resize"]["max_pixels"], progress=_progress())
+
+
+def cmd_split(args, params) -> None:
+    from postergenre import dataset
+    from postergenre.data.split import write_split
+
+    genres = dataset.read_genres(Path(args.interim))
+    labels = dataset.read_labels(Path(args.interim))
+    ids = dataset.read_manifest(Path(args.resized))
+    Y = dataset.label_matrix([labels[i] for i in ids], genres)
+    write_split(ids, Y, genres, params["split"], params["seed"], args.out)
+
+
+def _method_section(params, method: str) -> tuple[dict, str, dict]:
+    """A method's own constructor params, its image size, and every param it reads (to log)."""
+    if method not in params["methods"]:
+        from postergenre.params import ParamsError
+
+        raise ParamsError(f"no section methods.{method} in params.yaml; "
+                          f"methods there: {', '.join(params['methods'])}")
+    section = dict(params["methods"][method])
+    uses = section.pop("uses")
+    size = section.pop("size")
+    reads = {"seed": params["seed"], uses: params[uses], f"methods.{method}": params["methods"][method]}
+    return section, size, reads
+
+
+def cmd_train(args, params) -> None:
+    from postergenre import dataset
+    from postergenre.methods import estimator_class
+    from postergenre.tracking import stage_run
+
+    method = args.method
+    section, size, reads = _method_section(params, method)
+    genres = dataset.read_genres()
+    train = dataset.load_split("train", size, genres)
+    with stage_run(f"train@{method}", reads) as run:
+        model = estimator_class(method)(genres, size, params["seed"], **section)
+        model.fit(train.X, train.Y)
+        model.save(args.out)
+        run.log_metrics({"n_train": len(train.ids)})
+    log.info("train@%s: fitted on %d posters, saved to %s", method, len(train.ids), args.out)
+
+
+def cmd_evaluate(args, params) -> None:
+    from postergenre.evaluate import evaluate_model
+    from postergenre.tracking import stage_run
+
+    method = args.method
+    _, _, reads = _method_section(params, method)
+    model_dir = args.model or f"models/{method}"
+    with stage_run(f"evaluate@{method}", reads) as run:
+        result = evaluate_model(model_dir, args.out)
+        run.log_metrics(result)
+    log.info("evaluate@%s: %s", method, result["test"]["model"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="postergenre", description=__doc__)
+    parser.add_argument("--params", default="params.yaml", help="params file (default %(default)s)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synthesize", help="generate the synthetic posters (the default data)")
+    p.add_argument("--out", default="data/raw/synthetic")
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("ingest", help="read data.source, apply the cleaning rules")
+    p.add_argument("--out", default="data/interim")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("resize", help="decode each poster once, write every size")
+    p.add_argument("--interim", default="data/interim")
+    p.add_argument("--out", default="data/resized")
+    p.set_defaults(func=cmd_resize)
+
+    p = sub.add_parser("split", help="train/dev/test by iterative stratification")
+    p.add_argument("--interim", default="data/interim")
+    p.add_argument("--resized", default="data/resized")
+    p.add_argument("--out", default="data/split")
+    p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("train", help="fit one method on the train split")
+    p.add_argument("method")
+    p.add_argument("--out", default=None, help="model folder (default models/METHOD)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="score one model on the test split")
+    p.add_argument("method")
+    p.add_argument("--model", default=None, help="model folder (default models/METHOD)")
+    p.add_argument("--out", default=None, help="metrics JSON (default metrics/METHOD.json)")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from postergenre.data.sources import SourceError
+    from postergenre.params import ParamsError, load
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    if getattr(args, "method", None) and args.command == "train" and args.out is None:
+        args.out = f"models/{args.method}"
+    if args.command == "evaluate" and args.out is None:
+        args.out = f"metrics/{args.method}.json"
+    try:
+        params = load(args.params)
+        args.func(args, params)
+    except (ParamsError, SourceError, FileNotFoundError, ValueError) as exc:
+        print(f"postergenre {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Source adapters: each turns one raw format into movie records (id, title, genres, poster).
+
+Rows that cannot become a record (wrong field count, missing field, a genres field that is not a
+list, no join partner) are returned as rejects with their reason, never raised and never lost.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from postergenre.data.cleaning import Record, safe_filename
+from postergenre.data.vocab import MOVIELENS_GENRES, MOVIELENS_NO_GENRE, TMDB_GENRES
+from postergenre.paths import resolve_data_path
+
+# The Kaggle file has overviews longer than csv's default 128 KiB field limit in its bad rows.
+csv.field_size_limit(2**30)
+
+
+class SourceError(ValueError):
+    """A source cannot be read at all (missing file, missing required column)."""
+
+
+@dataclass
+class SourceRows:
+    records: list[Record] = field(default_factory=list)
+    rejects: list[Record] = field(default_factory=list)
+    known_genres: frozenset[str] | None = None
+
+    @property
+    def rows_in(self) -> int:
+        return len(self.records) + len(self.rejects)
+
+    def reject(self, row: int, reason: str, detail: str = "", **fields) -> None:
+        self.rejects.append({"row": row, "id": fields.get("id", ""),
+                             "title": fields.get("title", ""), "reason": reason,
+                             "detail": detail})
+
+
+def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and (line number, fields) rows; undecodable bytes become U+FFFD, never an error."""
+    if not path.is_file():
+        raise SourceError(f"{path}: file not found")
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SourceError(f"{path}: empty file (expected a header with {', '.join(required)})")
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; header is {header}")
+        rows = [(reader.line_num, fields) for fields in reader if fields]
+    return header, rows
+
+
+def read_csv_source(path: Path, known: frozenset[str] | None = None) -> SourceRows:
+    """`movies.csv` with columns id, title, genres (pipe-separated), poster (relative path)."""
+    header, rows = _read_csv(path, ("id", "title", "genres", "poster"))
+    col = {name: header.index(name) for name in ("id", "title", "genres", "poster")}
+    out = SourceRows(known_genres=known)
+    for line, fields in rows:
+        if len(fields) != len(header):
+            out.reject(line, "wrong_field_count", f"{len(fields)} fields, header has {len(header)}")
+            continue
+        rec = {name: fields[i].strip() for name, i in col.items()}
+        empty = [name for name in ("id", "title", "poster") if not rec[name]]
+        if empty:
+            out.reject(line, "missing_field", ", ".join(empty), **rec)
+            continue
+        genres = [g.strip() for g in rec["genres"].split("|") if g.strip()]
+        out.records.append({**rec, "genres": genres, "row": line})
+    return out
+
+
+def parse_tmdb_genres(text: str) -> list[str]:
+    """Kaggle's genres field, a Python-literal list of {'id', 'name'} dicts, read as data only.
+
+    Raises ValueError when the field is not such a list.
+    """
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise ValueError(f"not a literal list: {text[:60]!r}") from exc
+    if not isinstance(value, list):
+        raise ValueError(f"not a list: {text[:60]!r}")
+    names = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            raise ValueError(f"list item is not a {{'id', 'name'}} dict: {item!r:.60}")
+        names.append(item["name"].strip())
+    return names
+
+
+_IMDB_ID = re.compile(r"^tt(\d+)$")
+_TMDB_POSTER_PATH = re.compile(r"^/[A-Za-z0-9_\-]+\.(?:jpe?g|png)$")
+
+
+def tmdb_poster_name(row: dict[str, str], key: str, ext: str) -> str:
+    """The poster file name the `tmdb` source expects for a metadata row.
+
+    `poster_path`: the path's base name; `imdb_id`: the number without `tt` or leading zeros (as
+    the shared posters are named); `tmdb_id`: TMDB's id. Raises ValueError when the key is bad.
+    """
+    if key == "poster_path":
+        value = row.get("poster_path", "").strip()
+        if not _TMDB_POSTER_PATH.match(value):
+            raise ValueError(f"malformed poster_path {value[:60]!r}")
+        return safe_filename(value[1:])
+    if key == "imdb_id":
+        match = _IMDB_ID.match(row.get("imdb_id", "").strip())
+        if not match:
+            raise ValueError(f"malformed imdb_id {row.get('imdb_id', '')[:30]!r}")
+        return safe_filename(f"{int(match.group(1))}{ext}")
+    value = row.get("id", "").strip()
+    if not value.isdigit():
+        raise ValueError(f"malformed tmdb id {value[:30]!r}")
+    return safe_filename(f"{int(value)}{ext}")
+
+
+def read_tmdb(path: Path, poster_key: str, ext: str) -> SourceRows:
+    """Kaggle's `movies_metadata.csv` (the study's data)."""
+    csv_path = path / "movies_metadata.csv" if path.is_dir() else path
+    header, rows = _read_csv(csv_path, ("id", "title", "genres", "imdb_id", "poster_path"))
+    out = SourceRows(known_genres=TMDB_GENRES)
+    for line, fields in rows:
+        if len(fields) != len(header):
+            # The full file has rows whose overview broke the quoting, shifting every column.
+            out.reject(line, "wrong_field_count", f"{len(fields)} fields, header has {len(header)}")
+            continue
+        row = dict(zip(header, fields, strict=True))
+        movie_id, title = row["id"].strip(), row["title"].strip()
+        if not movie_id.isdigit():
+            out.reject(line, "bad_id", f"id {movie_id[:30]!r} is not a number", title=title)
+            continue
+        if not title:
+            out.reject(line, "missing_field", "title", id=movie_id)
+            continue
+        try:
+            genres = parse_tmdb_genres(row["genres"])
+        except ValueError as exc:
+            out.reject(line, "genres_not_a_list", str(exc), id=movie_id, title=title)
+            continue
+        try:
+            poster = tmdb_poster_name(row, poster_key, ext)
+        except ValueError as exc:
+            out.reject(line, "bad_poster_key", str(exc), id=movie_id, title=title)
+            continue
+        out.records.append({"id": movie_id, "title": title, "genres": genres,
+                            "poster": poster, "row": line})
+    return out
+
+
+def read_movielens(path: Path, posters_root: Path) -> SourceRows:
+    """MovieLens `movies.csv` + `links.csv` and posters named by IMDb id: one row per poster."""
+    if not posters_root.is_dir():
+        raise SourceError(f"{posters_root}: posters folder not found")
+    _, link_rows = _read_csv(path / "links.csv", ("movieId", "imdbId", "tmdbId"))
+    header, movie_rows = _read_csv(path / "movies.csv", ("movieId", "title", "genres"))
+    imdb_to_movie: dict[int, str] = {}
+    for _, fields in link_rows:
+        if len(fields) >= 2 and fields[1].strip().isdigit():
+            imdb_to_movie.setdefault(int(fields[1]), fields[0].strip())
+    movies: dict[str, tuple[str, str]] = {}
+    for _, fields in movie_rows:
+        if len(fields) == len(header):
+            movies.setdefault(fields[0].strip(), (fields[1].strip(), fields[2].strip()))
+    out = SourceRows(known_genres=MOVIELENS_GENRES)
+    names = sorted(os.listdir(posters_root))
+    for line, name in enumerate(names, start=1):
+        stem = Path(name).stem
+        if not (posters_root / name).is_file():
+            out.reject(line, "not_a_file", name)
+            continue
+        if not stem.isdigit():
+            out.reject(line, "bad_poster_name", f"{name!r} is not an IMDb number")
+            continue
+        movie_id = imdb_to_movie.get(int(stem))
+        if movie_id is None:
+            out.reject(line, "no_links_row", f"IMDb {stem} is in no row of links.csv", id=stem)
+            continue
+        if movie_id not in movies:
+            out.reject(line, "no_movies_row", f"movieId {movie_id} is not in movies.csv", id=movie_id)
+            continue
+        title, genre_field = movies[movie_id]
+        genres = [] if genre_field == MOVIELENS_NO_GENRE else [
+            g for g in genre_field.split("|") if g]
+        out.records.append({"id": movie_id, "title": title, "genres": genres, "poster": name,
+                            "row": line})
+    return out
+
+
+def posters_root(data: dict) -> Path:
+    """Where the posters are: `data.posters` if set, else `posters/` beside the source files."""
+    if data["posters"]:
+        return resolve_data_path(data["posters"])
+    path = resolve_data_path(data["path"])
+    return (path if path.is_dir() else path.parent) / "posters"
+
+
+def read_source(data: dict) -> SourceRows:
+    """Dispatch on `data.source`."""
+    path = resolve_data_path(data["path"])
+    if not path.exists():
+        raise SourceError(f"data.path {data['path']!r}: not found (resolved to {path})")
+    source = data["source"]
+    if source == "synthetic":
+        return read_csv_source(path / "movies.csv", known=TMDB_GENRES)
+    if source == "csv":
+        return read_csv_source(path / "movies.csv" if path.is_dir() else path)
+    if source == "tmdb":
+        return read_tmdb(path, data["poster_key"], data["poster_ext"])
+    if source == "movielens":
+        return read_movielens(path, posters_root(data))
+    raise SourceError(f"unknown data.source {source!r}")

@@ -1,0 +1,72 @@
+"""What training and evaluation read: poster arrays, label matrices and the genre vocabulary."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+INTERIM = Path("data/interim")
+RESIZED = Path("data/resized")
+SPLIT = Path("data/split")
+
+
+def read_genres(interim: Path = INTERIM) -> list[str]:
+    """The genre vocabulary in model order."""
+    return json.loads((interim / "genres.json").read_text(encoding="utf-8"))["genres"]
+
+
+def read_labels(interim: Path = INTERIM) -> dict[str, list[str]]:
+    """id -> genre names, from the interim table."""
+    with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
+        return {row["id"]: [g for g in row["genres"].split("|") if g] for row in csv.DictReader(f)}
+
+
+def read_manifest(resized: Path = RESIZED) -> list[str]:
+    """The ids of the resized arrays' rows, in row order."""
+    with open(resized / "manifest.csv", encoding="utf-8", newline="") as f:
+        return [row["id"] for row in csv.DictReader(f)]
+
+
+def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:
+    """[n, n_genres] 0/1 matrix; names outside `genres` are ignored."""
+    column = {g: j for j, g in enumerate(genres)}
+    Y = np.zeros((len(label_lists), len(genres)), dtype=np.uint8)
+    for i, names in enumerate(label_lists):
+        for g in names:
+            if g in column:
+                Y[i, column[g]] = 1
+    return Y
+
+
+@dataclass
+class Split:
+    ids: list[str]
+    X: np.ndarray  # uint8 [n, H, W, 3]
+    Y: np.ndarray  # uint8 [n, n_genres]
+
+
+def load_split(name: str, size: str, genres: list[str], resized: Path = RESIZED,
+               split_dir: Path = SPLIT, interim: Path = INTERIM) -> Split:
+    """One split's posters at one size, with labels in `genres` order."""
+    ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()
+    row_of = {movie_id: row for row, movie_id in enumerate(read_manifest(resized))}
+    missing = [i for i in ids if i not in row_of]
+    if missing:
+        raise ValueError(f"{len(missing)} ids of split {name!r} are not in the resize manifest "
+                         f"(first: {missing[0]!r}); re-run `dvc repro`")
+    rows = np.array([row_of[i] for i in ids], dtype=np.int64)
+    array_path = resized / f"{size}.npy"
+    if not array_path.is_file():
+        raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
+    X = np.load(array_path, mmap_mode="r")[np.sort(rows)] if len(rows) else np.zeros(
+        (0, *np.load(array_path, mmap_mode="r").shape[1:]), dtype=np.uint8)
+    # Fancy indexing needs sorted rows for a sequential read; put them back in split order.
+    if len(rows):
+        X = X[np.argsort(np.argsort(rows))]
+    labels = read_labels(interim)
+    Y = label_matrix([labels[i] for i in ids], genres)
+    return Split(ids=ids, X=X, Y=Y)

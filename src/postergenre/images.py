@@ -1,0 +1,197 @@
+"""resize: decode every poster once and write it at every size, in parallel.
+
+Outputs (one folder, written whole or not at all):
+  <W>x<H>.npy          uint8 array [n, H, W, 3] per size, rows in manifest order
+  manifest.csv         row, id: which movie each array row holds
+  resize_report.json   counts, and every rejected poster with its reason
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import multiprocessing as mp
+import os
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from postergenre.atomic import atomic_path, write_json
+from postergenre.params import parse_size
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 64
+
+
+class PosterError(Exception):
+    """A poster that cannot be used; `reason` is a short code for reports."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any mode to RGB; transparency is laid over white rather than dropped to black."""
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode == "I;16" or image.mode.startswith("I;16"):
+        image = image.point(lambda v: v / 256).convert("L")
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def load_rgb(path: str | Path, max_pixels: int, draft_size: tuple[int, int] | None = None
+             ) -> Image.Image:
+    """Open, check and decode one poster to RGB; raise PosterError with the reason if unusable.
+
+    The pixel count is checked from the header, before any decoding, so a file claiming absurd
+    dimensions costs nothing. `draft_size` lets JPEG decode at a reduced scale that is still at
+    least that size.
+    """
+    try:
+        size = os.stat(path).st_size
+    except FileNotFoundError:
+        raise PosterError("missing_file", str(path)) from None
+    except OSError as exc:
+        raise PosterError("unreadable_file", str(exc)) from None
+    if size == 0:
+        raise PosterError("empty_file", str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                width, height = image.size
+                if width * height > max_pixels or width < 1 or height < 1:
+                    raise PosterError("too_many_pixels",
+                                      f"{width}x{height} exceeds resize.max_pixels={max_pixels}")
+                if draft_size is not None and image.format == "JPEG":
+                    image.draft("RGB", draft_size)
+                image.load()
+                return _to_rgb(image)
+    except PosterError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PosterError("too_many_pixels", str(exc)) from None
+    except UnidentifiedImageError:
+        raise PosterError("not_an_image", "no image format recognised") from None
+    except Exception as exc:  # truncated data, broken headers: any decoder error rejects one poster
+        raise PosterError("decode_error", f"{type(exc).__name__}: {exc}") from None
+
+
+def resize_variants(image: Image.Image, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+    """The image squashed to each (width, height), as uint8 [H, W, 3] arrays."""
+    return [np.asarray(image.resize(size, Image.BILINEAR)) for size in sizes]
+
+
+def _draft_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    return max(w for w, _ in sizes), max(h for _, h in sizes)
+
+
+# Per-worker state: the output arrays, opened once per process.
+_worker: dict = {}
+
+
+def _init_worker(array_paths: list[str], sizes, max_pixels: int) -> None:
+    _worker["arrays"] = [np.load(p, mmap_mode="r+") for p in array_paths]
+    _worker["sizes"] = sizes
+    _worker["max_pixels"] = max_pixels
+
+
+def _process_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
+    """Decode and resize a chunk into the shared arrays; return (index, reason, detail) rejects."""
+    rejects = []
+    sizes = _worker["sizes"]
+    draft = _draft_size(sizes)
+    for index, path in chunk:
+        try:
+            image = load_rgb(path, _worker["max_pixels"], draft)
+            for array, variant in zip(_worker["arrays"], resize_variants(image, sizes),
+                                      strict=True):
+                array[index] = variant
+        except PosterError as exc:
+            rejects.append((index, exc.reason, exc.detail))
+    for array in _worker["arrays"]:
+        array.flush()
+    return rejects
+
+
+def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str],
+                   out_dir: str | Path, workers: int = 0, max_pixels: int = 50_000_000,
+                   progress: bool = True) -> dict:
+    """Write every usable poster at every size into `out_dir`; return the report."""
+    if len(ids) != len(paths):
+        raise ValueError(f"{len(ids)} ids but {len(paths)} poster paths")
+    sizes = [parse_size(s) for s in size_names]
+    n = len(ids)
+    workers = workers or os.cpu_count() or 1
+    out_dir = Path(out_dir)
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        scratch = [tmp / f".all-{name}.npy" for name in size_names]
+        for path, (w, h) in zip(scratch, sizes, strict=True):
+            np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, h, w, 3)).flush()
+        chunks = [[(i, str(paths[i])) for i in range(s, min(s + _CHUNK, n))]
+                  for s in range(0, n, _CHUNK)]
+        init_args = ([str(p) for p in scratch], sizes, max_pixels)
+        rejects: list[tuple[int, str, str]] = []
+        bar = tqdm(total=n, desc="resize", unit="poster", disable=not progress)
+        if workers == 1 or n <= _CHUNK:
+            _init_worker(*init_args)
+            for chunk in chunks:
+                rejects += _process_chunk(chunk)
+                bar.update(len(chunk))
+            _worker.clear()
+        else:
+            with mp.get_context("fork").Pool(workers, _init_worker, init_args) as pool:
+                for chunk, result in zip(chunks, pool.imap(_process_chunk, chunks), strict=True):
+                    rejects += result
+                    bar.update(len(chunk))
+        bar.close()
+        rejects.sort()
+        rejected = {i for i, _, _ in rejects}
+        keep = np.array([i for i in range(n) if i not in rejected], dtype=np.int64)
+        for path, name in zip(scratch, size_names, strict=True):
+            _compact(path, keep, tmp / f"{name}.npy")
+        with open(tmp / "manifest.csv", "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f, lineterminator="\n")
+            writer.writerow(("row", "id"))
+            writer.writerows((row, ids[i]) for row, i in enumerate(keep))
+        report = {
+            "posters_in": n,
+            "posters_ok": int(len(keep)),
+            "posters_rejected": len(rejects),
+            "rejected_by_reason": dict(sorted(Counter(r for _, r, _ in rejects).items())),
+            "sizes": size_names,
+            "rejects": [{"id": ids[i], "poster": str(paths[i]), "reason": reason,
+                         "detail": detail} for i, reason, detail in rejects],
+        }
+        write_json(tmp / "resize_report.json", report)
+    log.info("resize: %d posters in, %d ok, %d rejected %s", n, report["posters_ok"],
+             report["posters_rejected"], report["rejected_by_reason"])
+    return report
+
+
+def _compact(scratch: Path, keep: np.ndarray, target: Path) -> None:
+    """Move the kept rows of `scratch` into `target` in order; rename when nothing was dropped."""
+    source = np.load(scratch, mmap_mode="r")
+    if len(keep) == len(source):
+        del source
+        os.replace(scratch, target)
+        return
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8,
+                                    shape=(len(keep), *source.shape[1:]))
+    for start in range(0, len(keep), 1024):
+        out[start:start + 1024] = source[keep[start:start + 1024]]
+    out.flush()
+    del out, source
+    scratch.unlink()

@@ -1,0 +1,35 @@
+"""The study's random baseline: guess each genre at random, as often as it occurs in training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from postergenre.methods.base import Estimator
+
+
+class RandomBaseline(Estimator):
+    """Scores are the training frequencies; predictions are coin flips weighted by them.
+
+    The flips are seeded and drawn in input order, so a repeated run predicts the same sets.
+    """
+
+    method = "baseline"
+
+    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+        self.frequencies = Y.mean(axis=0).astype(float)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._check_X(X)
+        return np.tile(self.frequencies, (len(X), 1))
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        rng = np.random.default_rng(self.seed)
+        return (rng.random((len(X), len(self.genres))) < self.predict_proba(X)).astype(np.uint8)
+
+    def _state(self) -> dict[str, Any]:
+        return {"frequencies": [round(float(f), 8) for f in self.frequencies]}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.frequencies = np.asarray(state["frequencies"], dtype=float)

@@ -1,0 +1,138 @@
+"""params.yaml: the one source of every knob, validated against a schema on load.
+
+`dvc exp run -S key=value` silently adds keys it does not know, so a misspelt key must be an
+error that names the key and the keys allowed where it stood, not a default quietly used.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Each leaf names the types it accepts; a dict is a section whose keys are fixed.
+_NUM = (int, float)
+SCHEMA: dict[str, Any] = {
+    "seed": int,
+    "k": int,
+    "data": {
+        "source": str,
+        "path": str,
+        "posters": str,
+        "poster_key": str,
+        "poster_ext": str,
+        "synthetic": {"n": int, "width": int, "height": int, "noise": _NUM},
+    },
+    "clean": {"min_genre_count": int},
+    "resize": {"sizes": list, "workers": int, "max_pixels": int},
+    "split": {
+        "train": _NUM,
+        "dev": _NUM,
+        "test": _NUM,
+        "max_train": int,
+        "max_dev": int,
+        "max_test": int,
+    },
+    "methods": {
+        "baseline": {"size": str, "uses": str},
+    },
+}
+
+SOURCES = ("synthetic", "tmdb", "movielens", "csv")
+POSTER_KEYS = ("poster_path", "imdb_id", "tmdb_id")
+
+
+class ParamsError(ValueError):
+    """params.yaml is missing, malformed, or names a key or value it should not."""
+
+
+def _check(node: Any, schema: Any, where: str) -> None:
+    if isinstance(schema, dict):
+        if not isinstance(node, dict):
+            raise ParamsError(f"{where or 'params'}: expected a mapping, got {node!r}")
+        for key, value in node.items():
+            if key not in schema:
+                allowed = ", ".join(sorted(schema))
+                raise ParamsError(
+                    f"unknown key '{where + '.' if where else ''}{key}' in params; "
+                    f"allowed here: {allowed}"
+                )
+            _check(value, schema[key], f"{where}.{key}" if where else key)
+        missing = sorted(set(schema) - set(node))
+        if missing:
+            raise ParamsError(f"{where or 'params'}: missing key(s) {', '.join(missing)}")
+        return
+    types = schema if isinstance(schema, tuple) else (schema,)
+    # bool is an int in Python; a `true` where a number belongs is still a mistake.
+    if isinstance(node, bool) and bool not in types or not isinstance(node, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise ParamsError(f"'{where}' must be {names}, got {node!r}")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'100x150' -> (width, height)."""
+    try:
+        w, h = (int(part) for part in str(text).lower().split("x"))
+    except ValueError:
+        raise ParamsError(f"image size must look like WIDTHxHEIGHT (e.g. 100x150), got {text!r}")
+    if w <= 0 or h <= 0:
+        raise ParamsError(f"image size must be positive, got {text!r}")
+    return w, h
+
+
+def validate(params: dict[str, Any]) -> dict[str, Any]:
+    """Check keys, types and values; return the params unchanged if they are sound."""
+    _check(params, SCHEMA, "")
+    data = params["data"]
+    if data["source"] not in SOURCES:
+        raise ParamsError(f"data.source must be one of {', '.join(SOURCES)}, got {data['source']!r}")
+    if data["poster_key"] not in POSTER_KEYS:
+        raise ParamsError(
+            f"data.poster_key must be one of {', '.join(POSTER_KEYS)}, got {data['poster_key']!r}"
+        )
+    if params["k"] < 1:
+        raise ParamsError(f"k must be at least 1, got {params['k']}")
+    if data["synthetic"]["n"] < 1:
+        raise ParamsError("data.synthetic.n must be at least 1")
+    if not params["resize"]["sizes"]:
+        raise ParamsError("resize.sizes must name at least one size")
+    for size in params["resize"]["sizes"]:
+        parse_size(size)
+    split = params["split"]
+    fractions = [split["train"], split["dev"], split["test"]]
+    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ParamsError(f"split.train + split.dev + split.test must be positive and sum to 1, got {fractions}")
+    for name in ("max_train", "max_dev", "max_test"):
+        if split[name] < 0:
+            raise ParamsError(f"split.{name} must be 0 (no cap) or positive, got {split[name]}")
+    for name, section in params["methods"].items():
+        if section.get("uses", "seed") not in ("seed", "k"):
+            raise ParamsError(f"methods.{name}.uses must be 'seed' or 'k', got {section['uses']!r}")
+        if "size" in section and section["size"] not in params["resize"]["sizes"]:
+            raise ParamsError(
+                f"methods.{name}.size {section['size']!r} is not one of resize.sizes "
+                f"{params['resize']['sizes']}"
+            )
+    return params
+
+
+def load(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """Read and validate params.yaml."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: no such params file (run from the repository root)")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
+    return validate(copy.deepcopy(params))
+
+
+def section(params: dict[str, Any], dotted: str) -> Any:
+    """The value at a dotted key, e.g. 'data.synthetic.n'."""
+    node: Any = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node

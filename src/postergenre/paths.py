@@ -1,0 +1,37 @@
+"""Where things are: the repository root, and data paths as the user meant them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _queued_exp_origin(cwd: Path) -> Path | None:
+    """The repository a `dvc exp run --queue` temporary copy (`<repo>/.dvc/tmp/exps/...`) came from."""
+    for parent in [cwd, *cwd.parents]:
+        if parent.name == "exps" and parent.parent.name == "tmp" and parent.parent.parent.name == ".dvc":
+            return parent.parent.parent.parent
+    return None
+
+
+def repo_root() -> Path:
+    """The user's repository, also when a stage runs inside a queued experiment's temporary copy."""
+    cwd = Path.cwd().resolve()
+    return _queued_exp_origin(cwd) or cwd
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A data path as the user meant it.
+
+    Relative paths are relative to the working directory (the repository root, where DVC runs
+    stages). Queued experiments run in a temporary copy under `<repo>/.dvc/tmp/exps/`, where a
+    relative path such as `../shared/data` means nothing; it is then taken from the repository
+    the copy was made from.
+    """
+    path = Path(os.path.expanduser(str(path)))
+    if path.is_absolute() or path.exists():
+        return path
+    origin = _queued_exp_origin(Path.cwd().resolve())
+    if origin is not None and (origin / path).exists():
+        return origin / path
+    return path
