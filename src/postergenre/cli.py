@@ -16,6 +16,11 @@ def _progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def cmd_check_params(args, params) -> None:
+    log.info("params: %s is valid (source %s, methods %s)", args.params, params["data"]["source"],
+             ", ".join(params["methods"]))
+
+
 def cmd_synthesize(args, params) -> None:
     from postergenre.data.synthetic import generate
 
@@ -104,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergenre", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (default %(default)s)")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("check-params", help="validate params.yaml and exit")
+    p.set_defaults(func=cmd_check_params)
 
     p = sub.add_parser("synthesize", help="generate the synthetic posters (the default data)")
     p.add_argument("--out", default="data/raw/synthetic")

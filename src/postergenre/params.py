@@ -76,7 +76,8 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(part) for part in str(text).lower().split("x"))
     except ValueError:
-        raise ParamsError(f"image size must look like WIDTHxHEIGHT (e.g. 100x150), got {text!r}")
+        raise ParamsError(
+            f"image size must look like WIDTHxHEIGHT (e.g. 100x150), got {text!r}") from None
     if w <= 0 or h <= 0:
         raise ParamsError(f"image size must be positive, got {text!r}")
     return w, h
@@ -103,7 +104,8 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     split = params["split"]
     fractions = [split["train"], split["dev"], split["test"]]
     if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
-        raise ParamsError(f"split.train + split.dev + split.test must be positive and sum to 1, got {fractions}")
+        raise ParamsError(
+            f"split.train + split.dev + split.test must be positive and sum to 1, got {fractions}")
     for name in ("max_train", "max_dev", "max_test"):
         if split[name] < 0:
             raise ParamsError(f"split.{name} must be 0 (no cap) or positive, got {split[name]}")

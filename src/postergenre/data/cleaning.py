@@ -27,6 +27,7 @@ _NAME_REPLACEMENTS = {
     "|": "(VB)",
 }
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DOT_RUN = re.compile(r"\.{2,}")
 _MAX_NAME_BYTES = 200
 
 
@@ -37,6 +38,8 @@ def safe_filename(name: str) -> str:
     """
     out = "".join(_NAME_REPLACEMENTS.get(ch, ch) for ch in str(name))
     out = _CONTROL.sub("(CTRL)", out)
+    # No `..` anywhere, so no later join or split on separators can make a parent reference.
+    out = _DOT_RUN.sub(lambda m: "(DOT)" * len(m.group()), out)
     # Leading dots would make `.`, `..` or a hidden file; trailing dots and spaces vanish on Windows.
     stripped = out.lstrip(".")
     out = "(DOT)" * (len(out) - len(stripped)) + stripped

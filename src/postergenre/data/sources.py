@@ -50,7 +50,8 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tu
         try:
             header = next(reader)
         except StopIteration:
-            raise SourceError(f"{path}: empty file (expected a header with {', '.join(required)})")
+            raise SourceError(
+                f"{path}: empty file (expected a header with {', '.join(required)})") from None
         missing = [c for c in required if c not in header]
         if missing:
             raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; header is {header}")

@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from postergenre.metrics import all_zeros, f1_metrics, label_set_metrics, study_metrics
+
+Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
+P = np.array([[1, 0, 1], [1, 0, 0], [1, 0, 0], [0, 0, 0]])
+
+
+def test_study_metrics_on_a_hand_worked_example():
+    m = study_metrics(Y, P)
+    assert m["all_match"] == 0.25            # only row 0 exactly right
+    assert m["at_least_one_match"] == 0.5    # rows 0 and 2 share a genre
+    assert m["hamming_loss"] == pytest.approx(4 / 12, abs=1e-6)
+    assert m["binary_accuracy"] == pytest.approx(8 / 12, abs=1e-6)
+
+
+def test_f1_on_a_hand_worked_example():
+    m = f1_metrics(Y, P)
+    # micro: tp=3, fp=1, fn=3 -> 6 / (6 + 4)
+    assert m["micro_f1"] == pytest.approx(0.6, abs=1e-6)
+    # per genre: g0 tp2 fp1 fn0 -> 0.8; g1 tp0 -> 0; g2 tp1 fn1 -> 2/3
+    assert m["macro_f1"] == pytest.approx((0.8 + 0 + 2 / 3) / 3, abs=1e-6)
+    # samples: row0 1, row1 0, row2 2/3, row3 0
+    assert m["samples_f1"] == pytest.approx((1 + 0 + 2 / 3 + 0) / 4, abs=1e-6)
+
+
+def test_all_zeros_predictor_scores_nothing_but_binary_accuracy():
+    m = label_set_metrics(Y, all_zeros(Y))
+    assert m["all_match"] == 0 and m["at_least_one_match"] == 0 and m["micro_f1"] == 0
+    assert m["binary_accuracy"] == pytest.approx(1 - Y.mean(), abs=1e-6)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="differ in shape"):
+        study_metrics(Y, P[:, :2])
+
+
+def test_empty_test_split_is_a_clear_error():
+    with pytest.raises(ValueError, match="empty test split"):
+        study_metrics(Y[:0], P[:0])

@@ -1,0 +1,74 @@
+import pytest
+
+from postergenre.params import ParamsError, load, parse_size, validate
+from tests.conftest import REPO
+
+
+def test_repository_params_are_valid():
+    params = load(REPO / "params.yaml")
+    assert params["data"]["source"] == "synthetic"
+    assert params["resize"]["sizes"] == ["64x64", "100x150", "224x224"]
+
+
+def test_unknown_top_level_key_is_named_with_allowed_keys(default_params):
+    default_params["kk"] = 40
+    with pytest.raises(ParamsError, match=r"unknown key 'kk'.*allowed here: .*\bk\b.*seed"):
+        validate(default_params)
+
+
+def test_misspelt_nested_key_is_named_with_its_path(default_params):
+    default_params["data"]["sorce"] = "tmdb"
+    with pytest.raises(ParamsError, match=r"unknown key 'data.sorce'.*allowed here: .*source"):
+        validate(default_params)
+
+
+def test_wrong_type_is_an_error(default_params):
+    default_params["k"] = "forty"
+    with pytest.raises(ParamsError, match="'k' must be int"):
+        validate(default_params)
+
+
+def test_bool_is_not_accepted_as_a_number(default_params):
+    default_params["data"]["synthetic"]["n"] = True
+    with pytest.raises(ParamsError, match="data.synthetic.n"):
+        validate(default_params)
+
+
+def test_missing_key_is_an_error(default_params):
+    del default_params["split"]["dev"]
+    with pytest.raises(ParamsError, match="split: missing key.*dev"):
+        validate(default_params)
+
+
+def test_unknown_source_is_an_error(default_params):
+    default_params["data"]["source"] = "imdb"
+    with pytest.raises(ParamsError, match="data.source must be one of"):
+        validate(default_params)
+
+
+def test_fractions_must_sum_to_one(default_params):
+    default_params["split"]["train"] = 0.9
+    with pytest.raises(ParamsError, match="sum to 1"):
+        validate(default_params)
+
+
+def test_method_size_must_be_a_resized_size(default_params):
+    default_params["methods"]["baseline"]["size"] = "32x32"
+    with pytest.raises(ParamsError, match="not one of resize.sizes"):
+        validate(default_params)
+
+
+@pytest.mark.parametrize("text, size", [("64x64", (64, 64)), ("100x150", (100, 150))])
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["64", "axb", "0x10", "-5x5"])
+def test_parse_size_rejects_nonsense(text):
+    with pytest.raises(ParamsError):
+        parse_size(text)
+
+
+def test_missing_params_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ParamsError, match="no such params file"):
+        load(tmp_path / "params.yaml")
