@@ -165,3 +165,17 @@ def test_failed_resize_leaves_no_output(tmp_path, monkeypatch):
         resize_posters(ids, paths, ["16x16"], tmp_path / "out", workers=1, progress=False)
     assert not (tmp_path / "out").exists()
     assert list(tmp_path.iterdir()) == [tmp_path / "posters"]
+
+
+def test_resize_matches_torch_public_interpolate_and_pillow_within_one_level():
+    import torch
+    import torch.nn.functional as F
+
+    image = random_image(182, 268, seed=3)
+    ours = resize_variants(image, [(64, 64), (224, 224)])
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None]
+    for (w, h), arr in zip([(64, 64), (224, 224)], ours, strict=True):
+        public = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True)[0].permute(1, 2, 0)
+        assert np.array_equal(arr, public.numpy())
+        pillow = np.asarray(image.resize((w, h), Image.BILINEAR)).astype(int)
+        assert np.abs(arr.astype(int) - pillow).max() <= 1

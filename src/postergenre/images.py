@@ -9,6 +9,7 @@ Outputs (one folder, written whole or not at all):
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import multiprocessing as mp
 import os
@@ -59,17 +60,18 @@ def load_rgb(path: str | Path, max_pixels: int, draft_size: tuple[int, int] | No
     least that size.
     """
     try:
-        size = os.stat(path).st_size
+        # One read call; Pillow reading the file itself makes dozens of small ones.
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise PosterError("missing_file", str(path)) from None
     except OSError as exc:
         raise PosterError("unreadable_file", str(exc)) from None
-    if size == 0:
+    if not data:
         raise PosterError("empty_file", str(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
                 if width * height > max_pixels or width < 1 or height < 1:
                     raise PosterError("too_many_pixels",
@@ -88,9 +90,29 @@ def load_rgb(path: str | Path, max_pixels: int, draft_size: tuple[int, int] | No
         raise PosterError("decode_error", f"{type(exc).__name__}: {exc}") from None
 
 
+def resize_into(image: Image.Image, outs: list[np.ndarray]) -> None:
+    """Squash the image into each preallocated uint8 [H, W, 3] array (e.g. rows of the outputs).
+
+    Antialiased bilinear, within one grey level of Pillow's BILINEAR, through torch's vectorised
+    uint8 channels-last kernel (about twice Pillow's speed here). The kernel's `out=` form writes
+    straight into the output rows, saving a copy per size.
+    """
+    import torch
+
+    width, height = image.size
+    pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    pixels = pixels.view(1, height, width, 3).permute(0, 3, 1, 2)  # NCHW view, channels-last
+    for out in outs:
+        target = torch.from_numpy(out).permute(2, 0, 1)[None]
+        torch.ops.aten._upsample_bilinear2d_aa.out(pixels, list(out.shape[:2]), False, None, None,
+                                                   out=target)
+
+
 def resize_variants(image: Image.Image, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-    """The image squashed to each (width, height), as uint8 [H, W, 3] arrays."""
-    return [np.asarray(image.resize(size, Image.BILINEAR)) for size in sizes]
+    """The image squashed to each (width, height), as new uint8 [H, W, 3] arrays."""
+    outs = [np.empty((h, w, 3), dtype=np.uint8) for w, h in sizes]
+    resize_into(image, outs)
+    return outs
 
 
 def _draft_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
@@ -102,6 +124,9 @@ _worker: dict = {}
 
 
 def _init_worker(array_paths: list[str], sizes, max_pixels: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core already
     _worker["arrays"] = [np.load(p, mmap_mode="r+") for p in array_paths]
     _worker["sizes"] = sizes
     _worker["max_pixels"] = max_pixels
@@ -115,13 +140,11 @@ def _process_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     for index, path in chunk:
         try:
             image = load_rgb(path, _worker["max_pixels"], draft)
-            for array, variant in zip(_worker["arrays"], resize_variants(image, sizes),
-                                      strict=True):
-                array[index] = variant
+            resize_into(image, [array[index] for array in _worker["arrays"]])
         except PosterError as exc:
             rejects.append((index, exc.reason, exc.detail))
-    for array in _worker["arrays"]:
-        array.flush()
+    # No flush: the mapping is shared, so the parent sees these pages; forcing them to disk here
+    # would cost a third of the stage's time.
     return rejects
 
 
@@ -131,6 +154,8 @@ def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str
     """Write every usable poster at every size into `out_dir`; return the report."""
     if len(ids) != len(paths):
         raise ValueError(f"{len(ids)} ids but {len(paths)} poster paths")
+    import torch  # imported once here, so forked workers share it
+
     sizes = [parse_size(s) for s in size_names]
     n = len(ids)
     workers = workers or os.cpu_count() or 1
@@ -146,11 +171,15 @@ def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str
         rejects: list[tuple[int, str, str]] = []
         bar = tqdm(total=n, desc="resize", unit="poster", disable=not progress)
         if workers == 1 or n <= _CHUNK:
+            threads = torch.get_num_threads()
             _init_worker(*init_args)
-            for chunk in chunks:
-                rejects += _process_chunk(chunk)
-                bar.update(len(chunk))
-            _worker.clear()
+            try:
+                for chunk in chunks:
+                    rejects += _process_chunk(chunk)
+                    bar.update(len(chunk))
+            finally:
+                _worker.clear()
+                torch.set_num_threads(threads)
         else:
             with mp.get_context("fork").Pool(workers, _init_worker, init_args) as pool:
                 for chunk, result in zip(chunks, pool.imap(_process_chunk, chunks), strict=True):
