@@ -115,6 +115,16 @@ def make_poster_set(folder: Path) -> tuple[list[str], list[Path]]:
             path.write_bytes(png_header_claiming(30000, 30000))
         elif i == 120:
             pass  # missing
+        elif i == 121:
+            path.write_bytes(jpeg_bytes(36, 54, (i, 255 - i, 100))[:300])  # truncated
+        elif i == 122:
+            save(Image.new("RGBA", (36, 54), (i, 255 - i, 100, 255)), path, "PNG")  # PNG as .jpg
+        elif i == 123:
+            save(Image.new("CMYK", (36, 54), (0, 0, 0, 0)), path, "JPEG")
+        elif i == 124:
+            save(Image.new("L", (36, 54), 124), path, "JPEG")
+        elif i == 125:
+            save(Image.new("RGB", (36, 54), (i, 255 - i, 100)).convert("P"), path, "GIF")
         else:
             path.write_bytes(jpeg_bytes(36, 54, (i, 255 - i, 100)))
         ids.append(f"m{i}")
@@ -130,17 +140,20 @@ def test_resize_writes_every_size_and_lists_rejects(tmp_path, workers):
                             max_pixels=MAX_PIXELS, progress=False)
     assert report["posters_in"] == 150
     assert report["posters_ok"] + report["posters_rejected"] == 150
-    assert report["rejected_by_reason"] == {"empty_file": 1, "missing_file": 1,
+    assert report["rejected_by_reason"] == {"decode_error": 1, "empty_file": 1, "missing_file": 1,
                                             "not_an_image": 1, "too_many_pixels": 1}
-    assert [r["id"] for r in report["rejects"]] == ["m7", "m30", "m99", "m120"]
+    bad = ["m7", "m30", "m99", "m120", "m121"]
+    assert [r["id"] for r in report["rejects"]] == bad
     with open(out / "manifest.csv", newline="") as f:
         manifest = [row["id"] for row in csv.DictReader(f)]
-    assert manifest == [i for i in ids if i not in {"m7", "m30", "m99", "m120"}]
+    assert manifest == [i for i in ids if i not in bad]
     small, tall = np.load(out / "16x16.npy"), np.load(out / "20x30.npy")
-    assert small.shape == (146, 16, 16, 3) and tall.shape == (146, 30, 20, 3)
-    # Row k holds the poster named in manifest row k: its red channel is its number.
+    assert small.shape == (145, 16, 16, 3) and tall.shape == (145, 30, 20, 3)
+    # Row k holds the poster named in manifest row k: its red channel is its number (the CMYK
+    # white and the grey poster aside).
     for row, movie_id in enumerate(manifest):
-        assert abs(int(small[row, 8, 8, 0]) - int(movie_id[1:])) <= 3
+        expected = {"m123": 255}.get(movie_id, int(movie_id[1:]))
+        assert abs(int(small[row, 8, 8, 0]) - expected) <= 3, movie_id
     assert json.loads((out / "resize_report.json").read_text()) == report
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 

@@ -72,3 +72,15 @@ def test_parse_size_rejects_nonsense(text):
 def test_missing_params_file_is_a_clear_error(tmp_path):
     with pytest.raises(ParamsError, match="no such params file"):
         load(tmp_path / "params.yaml")
+
+
+def test_cli_reports_a_params_error_and_exits_2(tmp_path, capsys, default_params):
+    import yaml
+
+    from postergenre.cli import main
+
+    default_params["resize"]["sizez"] = ["64x64"]
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(default_params))
+    assert main(["--params", str(path), "check-params"]) == 2
+    assert "unknown key 'resize.sizez'" in capsys.readouterr().err

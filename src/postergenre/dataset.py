@@ -62,11 +62,11 @@ def load_split(name: str, size: str, genres: list[str], resized: Path = RESIZED,
     array_path = resized / f"{size}.npy"
     if not array_path.is_file():
         raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
-    X = np.load(array_path, mmap_mode="r")[np.sort(rows)] if len(rows) else np.zeros(
-        (0, *np.load(array_path, mmap_mode="r").shape[1:]), dtype=np.uint8)
-    # Fancy indexing needs sorted rows for a sequential read; put them back in split order.
-    if len(rows):
-        X = X[np.argsort(np.argsort(rows))]
+    posters = np.load(array_path, mmap_mode="r")
+    # Read the memory map in ascending row order (sequential I/O), then place rows in split order.
+    order = np.argsort(rows, kind="stable")
+    X = np.empty((len(rows), *posters.shape[1:]), dtype=np.uint8)
+    X[order] = posters[rows[order]]
     labels = read_labels(interim)
     Y = label_matrix([labels[i] for i in ids], genres)
     return Split(ids=ids, X=X, Y=Y)
