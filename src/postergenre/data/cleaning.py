@@ -120,30 +120,27 @@ def drop_missing_posters(records: Iterable[Record], posters_root: Path
     return _split(records, check)
 
 
-def drop_duplicate_ids(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
-    """Keep the first movie of each id."""
+def _keep_first(records: Iterable[Record], field: str, reason: str
+                ) -> tuple[list[Record], list[Record]]:
     seen: set[str] = set()
 
     def check(rec: Record) -> str | None:
-        if rec["id"] in seen:
-            return "duplicate_id"
-        seen.add(rec["id"])
+        if rec[field] in seen:
+            return reason
+        seen.add(rec[field])
         return None
 
     return _split(records, check)
+
+
+def drop_duplicate_ids(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
+    """Keep the first movie of each id."""
+    return _keep_first(records, "id", "duplicate_id")
 
 
 def drop_duplicate_titles(records: Iterable[Record]) -> tuple[list[Record], list[Record]]:
     """Keep the first of movies with exactly the same title, as the study did."""
-    seen: set[str] = set()
-
-    def check(rec: Record) -> str | None:
-        if rec["title"] in seen:
-            return "duplicate_title"
-        seen.add(rec["title"])
-        return None
-
-    return _split(records, check)
+    return _keep_first(records, "title", "duplicate_title")
 
 
 def drop_rare_genres(records: Iterable[Record], min_count: int
