@@ -33,11 +33,12 @@ def project(tmp_path_factory):
     if shutil.which("dvc", path=str(BIN)) is None:
         pytest.skip("dvc is not installed beside this Python")
     root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml"):
+    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["synthetic"]["n"] = 160
+    params["methods"]["custom"]["epochs"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     run(["git", "init", "-q"], root)
     run(["git", "config", "user.email", "t@example.com"], root)
@@ -47,19 +48,36 @@ def project(tmp_path_factory):
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "init"], root)
     run(["dvc", "repro"], root)
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "first run"], root)
     return root
 
 
-def test_repro_writes_metrics_with_the_all_zeros_predictor_beside(project):
+def test_repro_writes_metrics_with_trivial_predictors_beside(project):
     metrics = json.loads((project / "metrics" / "baseline.json").read_text())
     test = metrics["test"]
-    assert set(test) == {"model", "all_zeros"}
+    assert set(test) == {"at_0.5", "scores", "all_zeros", "label_frequency"}
     for name in ("all_match", "at_least_one_match", "binary_accuracy", "hamming_loss",
                  "micro_f1", "macro_f1", "samples_f1"):
-        assert 0.0 <= test["model"][name] <= 1.0
+        assert 0.0 <= test["at_0.5"][name] <= 1.0
     assert test["all_zeros"]["micro_f1"] == 0.0
-    assert test["model"]["at_least_one_match"] > test["all_zeros"]["at_least_one_match"]
+    assert test["at_0.5"]["at_least_one_match"] > test["all_zeros"]["at_least_one_match"]
     assert metrics["n_test"] >= 10
+
+
+def test_every_method_has_metrics_tuned_thresholds_plots_and_a_report_row(project):
+    report = (project / "reports" / "results.md").read_text()
+    for method in ("mlknn", "ovr", "custom", "resnet34"):
+        metrics = json.loads((project / "metrics" / f"{method}.json").read_text())
+        assert {"at_0.5", "tuned", "scores"} <= set(metrics["test"])
+        assert 0 <= metrics["test"]["scores"]["macro_roc_auc"] <= 1
+        assert (project / "plots" / method / "gallery.png").stat().st_size > 1000
+        per_genre = json.loads((project / "plots" / method / "per_genre.json").read_text())
+        assert len(per_genre) == metrics["n_genres"]
+        assert f"| {method} |" in report
+    history = json.loads((project / "plots" / "custom" / "training.json").read_text())
+    assert history[0]["epoch"] == 1 and "dev_loss" in history[0]
+    assert "0.9062" in report  # the study's ResNet34 binary accuracy, beside ours
 
 
 def test_second_repro_is_up_to_date(project):
@@ -69,7 +87,7 @@ def test_second_repro_is_up_to_date(project):
 
 def test_forced_repro_gives_byte_identical_metrics(project):
     before = (project / "metrics" / "baseline.json").read_bytes()
-    run(["dvc", "repro", "--force"], project)
+    run(["dvc", "repro", "--force", "evaluate@baseline"], project)  # and every stage upstream
     assert (project / "metrics" / "baseline.json").read_bytes() == before
 
 
@@ -79,7 +97,7 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
     client = MlflowClient(tracking_uri=tracking_uri(project))
     experiment = client.get_experiment_by_name("postergenre")
     runs = client.search_runs([experiment.experiment_id])
-    stages = sorted(r.data.tags["stage"] for r in runs)
+    stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"].endswith("baseline"))
     # one `dvc repro` and one `dvc repro --force` (if that test ran first) each log both stages
     assert set(stages) == {"train@baseline", "evaluate@baseline"}
     assert stages.count("train@baseline") == stages.count("evaluate@baseline")
@@ -87,11 +105,65 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
     assert len(run_.data.tags["git_sha"]) == 40
     assert "dvc_exp_name" in run_.data.tags
     assert run_.data.params["methods.baseline.size"] == "64x64"
-    assert "test.model.micro_f1" in run_.data.metrics
+    assert "test.at_0.5.micro_f1" in run_.data.metrics
 
 
 def test_misspelt_key_from_exp_run_fails_with_its_name(project):
     # DVC refuses `-S data.sorce=...` itself; `+data.sorce=...` adds the key, which we refuse.
     out = run(["dvc", "exp", "run", "-S", "+data.sorce=tmdb"], project, check=False)
+    run(["git", "checkout", "--", "params.yaml"], project)
     assert out.returncode != 0
     assert "unknown key 'data.sorce'" in out.stdout + out.stderr
+
+
+def test_exp_run_with_new_k_reruns_only_the_knn_stages(project):
+    out = run(["dvc", "exp", "run", "-S", "k=5"], project)
+    ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"check-params", "train@mlknn", "train@ovr", "evaluate@mlknn", "evaluate@ovr",
+                   "report"}
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-q"], project)
+
+
+def test_metrics_diff_across_branches_shows_what_changed(project):
+    base = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip()
+    run(["git", "checkout", "-qb", "k3"], project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["k"] = 3
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["dvc", "repro", "-q"], project)
+    run(["git", "add", "-A"], project)
+    run(["git", "commit", "-qm", "k=3"], project)
+    out = run(["dvc", "metrics", "diff", base, "k3", "--json"], project)
+    diff = json.loads(out.stdout)
+    changed = {path for path, rows in diff.items() if any(r.get("diff") for r in rows.values())}
+    assert "metrics/mlknn.json" in changed
+    assert "metrics/baseline.json" not in changed
+    run(["git", "checkout", "-q", base], project)
+    run(["dvc", "checkout", "-q"], project)
+
+
+def test_evaluate_refuses_a_model_from_another_vocabulary(project, tmp_path):
+    import shutil as sh
+
+    other = tmp_path / "other_model"
+    sh.copytree(project / "models" / "baseline", other)
+    card = json.loads((other / "model.json").read_text())
+    card["genres"] = list(reversed(card["genres"]))
+    (other / "model.json").write_text(json.dumps(card))
+    out = run(["postergenre", "evaluate", "baseline", "--model", str(other), "--out",
+               str(tmp_path / "m.json")], project, check=False)
+    assert out.returncode == 2 and "another genre vocabulary" in out.stderr
+    assert not (tmp_path / "m.json").exists()
+
+
+def test_evaluate_on_an_empty_test_split_is_a_clear_error(project, tmp_path):
+    split = project / "data" / "split" / "test.txt"
+    saved = split.read_bytes()
+    try:
+        split.write_text("")
+        out = run(["postergenre", "evaluate", "baseline", "--out", str(tmp_path / "m.json")],
+                  project, check=False)
+    finally:
+        split.write_bytes(saved)
+    assert out.returncode == 2 and "split is empty" in out.stderr

@@ -61,48 +61,36 @@ def cmd_split(args, params) -> None:
     write_split(ids, Y, genres, params["split"], params["seed"], args.out)
 
 
-def _method_section(params, method: str) -> tuple[dict, str, dict]:
-    """A method's own constructor params, its image size, and every param it reads (to log)."""
-    if method not in params["methods"]:
-        from postergenre.params import ParamsError
-
-        raise ParamsError(f"no section methods.{method} in params.yaml; "
-                          f"methods there: {', '.join(params['methods'])}")
-    section = dict(params["methods"][method])
-    uses = section.pop("uses")
-    size = section.pop("size")
-    reads = {"seed": params["seed"], uses: params[uses], f"methods.{method}": params["methods"][method]}
-    return section, size, reads
-
-
 def cmd_train(args, params) -> None:
-    from postergenre import dataset
-    from postergenre.methods import estimator_class
     from postergenre.tracking import stage_run
+    from postergenre.train import method_settings, train_model
 
-    method = args.method
-    section, size, reads = _method_section(params, method)
-    genres = dataset.read_genres()
-    train = dataset.load_split("train", size, genres)
-    with stage_run(f"train@{method}", reads) as run:
-        model = estimator_class(method)(genres, size, params["seed"], **section)
-        model.fit(train.X, train.Y)
-        model.save(args.out)
-        run.log_metrics({"n_train": len(train.ids)})
-    log.info("train@%s: fitted on %d posters, saved to %s", method, len(train.ids), args.out)
+    _, _, reads = method_settings(params, args.method)
+    with stage_run(f"train@{args.method}", reads) as run:
+        summary = train_model(params, args.method, args.out, args.plots, run)
+        run.log_metrics(summary)
+    log.info("train@%s: saved to %s", args.method, args.out)
 
 
 def cmd_evaluate(args, params) -> None:
     from postergenre.evaluate import evaluate_model
     from postergenre.tracking import stage_run
+    from postergenre.train import method_settings
 
     method = args.method
-    _, _, reads = _method_section(params, method)
-    model_dir = args.model or f"models/{method}"
+    _, _, reads = method_settings(params, method)
     with stage_run(f"evaluate@{method}", reads) as run:
-        result = evaluate_model(model_dir, args.out)
+        result = evaluate_model(args.model, args.out, args.plots)
         run.log_metrics(result)
-    log.info("evaluate@%s: %s", method, result["test"]["model"])
+    log.info("evaluate@%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
+                                         if k in ("at_least_one_match", "micro_f1")})
+
+
+def cmd_report(args, params) -> None:
+    from postergenre.report import write_report
+
+    write_report(params, args.out)
+    log.info("report: %s", args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,13 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fit one method on the train split")
     p.add_argument("method")
     p.add_argument("--out", default=None, help="model folder (default models/METHOD)")
+    p.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="score one model on the test split")
     p.add_argument("method")
     p.add_argument("--model", default=None, help="model folder (default models/METHOD)")
     p.add_argument("--out", default=None, help="metrics JSON (default metrics/METHOD.json)")
+    p.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("report", help="every method side by side -> reports/results.md")
+    p.add_argument("--out", default="reports/results.md")
+    p.set_defaults(func=cmd_report)
     return parser
 
 
@@ -151,10 +145,13 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if getattr(args, "method", None) and args.command == "train" and args.out is None:
-        args.out = f"models/{args.method}"
-    if args.command == "evaluate" and args.out is None:
-        args.out = f"metrics/{args.method}.json"
+    if args.command in ("train", "evaluate"):
+        args.plots = args.plots or f"plots/{args.method}"
+    if args.command == "train":
+        args.out = args.out or f"models/{args.method}"
+    if args.command == "evaluate":
+        args.model = args.model or f"models/{args.method}"
+        args.out = args.out or f"metrics/{args.method}.json"
     try:
         params = load(args.params)
         args.func(args, params)

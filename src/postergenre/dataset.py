@@ -42,6 +42,14 @@ def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:
     return Y
 
 
+def load_labels(name: str, genres: list[str], split_dir: Path = SPLIT,
+                interim: Path = INTERIM) -> np.ndarray:
+    """One split's label matrix, without reading any posters."""
+    ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()
+    labels = read_labels(interim)
+    return label_matrix([labels[i] for i in ids], genres)
+
+
 @dataclass
 class Split:
     ids: list[str]

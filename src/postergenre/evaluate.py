@@ -1,18 +1,56 @@
-"""evaluate: score a saved model on the test split, with trivial predictors beside it."""
+"""evaluate: score a saved model on the test split, with trivial predictors beside it.
+
+Writes `metrics/<method>.json` (git-tracked scalars: the study's metrics and the field's, at the
+study's 0.5 threshold and at per-genre thresholds tuned on dev; the all-zeros and
+label-frequency predictors on the same posters) and, under `plots/<method>/`, per-genre numbers,
+precision-recall curves and a gallery of test posters with their true and predicted genres.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from postergenre import dataset
-from postergenre.atomic import write_json
+from postergenre.atomic import atomic_path, write_json
 from postergenre.methods import load_model
-from postergenre.metrics import all_zeros, label_set_metrics
+from postergenre.metrics import (
+    all_zeros,
+    frequency_predictor,
+    label_set_metrics,
+    per_genre,
+    score_metrics,
+)
+
+GALLERY_SIZE = 8
 
 
-def evaluate_model(model_dir: str | Path, out_path: str | Path, split: str = "test") -> dict[str, Any]:
-    """Write `out_path` (metrics JSON) for the model in `model_dir`; return what was written."""
+def _scalars(d: dict) -> dict:
+    """The summary numbers of score_metrics, without its per-genre lists."""
+    return {k: v for k, v in d.items() if not isinstance(v, list)}
+
+
+def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
+    """All-zeros, and "always the common genres": the r most frequent training genres for every
+    movie (r = the training label cardinality, rounded), scored by training frequency."""
+    zeros = np.zeros(Y.shape)
+    freq_scores = frequency_predictor(Y_train, len(Y))
+    r = max(1, int(round(Y_train.sum(axis=1).mean())))
+    common = np.zeros_like(Y)
+    common[:, np.argsort(-Y_train.mean(axis=0), kind="stable")[:r]] = 1
+    return {
+        "all_zeros": {**label_set_metrics(Y, all_zeros(Y)), **_scalars(score_metrics(Y, zeros))},
+        "label_frequency": {**label_set_metrics(Y, common),
+                            **_scalars(score_metrics(Y, freq_scores)),
+                            "genres_predicted": r},
+    }
+
+
+def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None,
+                   split: str = "test") -> dict[str, Any]:
+    """Write the metrics JSON (and plots) for the model in `model_dir`; return the metrics."""
     model = load_model(model_dir)
     genres = dataset.read_genres()
     if model.genres != genres:
@@ -24,16 +62,83 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, split: str = "te
     data = dataset.load_split(split, model.size, genres)
     if len(data.ids) == 0:
         raise ValueError(f"the {split} split is empty: nothing to evaluate")
-    Yhat = model.predict(data.X)
+    Y = data.Y
+    P = model.predict_proba(data.X)
+    at_half = (P >= 0.5).astype(np.uint8) if model.probabilistic else model.predict(data.X)
+    scores = score_metrics(Y, P)
+    results: dict[str, Any] = {"at_0.5": label_set_metrics(Y, at_half), "scores": _scalars(scores)}
+    tuned = None
+    if model.probabilistic:
+        tuned = (P >= model.thresholds).astype(np.uint8)
+        results["tuned"] = label_set_metrics(Y, tuned)
+    Y_train = dataset.load_labels("train", genres)
+    results.update(trivial_predictors(Y, Y_train))
     result = {
         "method": model.method,
         "split": split,
         f"n_{split}": len(data.ids),
         "n_genres": len(genres),
-        split: {
-            "model": label_set_metrics(data.Y, Yhat),
-            "all_zeros": label_set_metrics(data.Y, all_zeros(data.Y)),
-        },
+        # AP / AUC are undefined for a genre with no positive (or no negative) test poster:
+        # named here and left out of mAP / macro ROC-AUC, not counted as 0.
+        "undefined_ap": [genres[j] for j in scores["undefined_ap"]],
+        "undefined_auc": [genres[j] for j in scores["undefined_auc"]],
+        split: results,
     }
     write_json(out_path, result)
+    if plots_dir is not None:
+        write_plots(Path(plots_dir), genres, Y, P, at_half, tuned, model, scores, data)
     return result
+
+
+def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data) -> None:
+    """Per-genre numbers (for `dvc plots` bars), PR curves, and the poster gallery."""
+    from sklearn.metrics import precision_recall_curve
+
+    half = per_genre(Y, at_half, genres)
+    tuned_pg = per_genre(Y, tuned, genres) if tuned is not None else None
+    rows = []
+    for j, g in enumerate(genres):
+        rows.append({"genre": g, **half[g],
+                     "f1_tuned": tuned_pg[g]["f1"] if tuned_pg else None,
+                     "threshold": round(float(model.thresholds[j]), 4),
+                     "ap": scores["per_genre_ap"][j], "roc_auc": scores["per_genre_auc"][j]})
+    write_json(folder / "per_genre.json", rows)
+    curves = []
+    for j, g in enumerate(genres):
+        if Y[:, j].sum() == 0:
+            continue
+        precision, recall, _ = precision_recall_curve(Y[:, j], P[:, j])
+        keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), 50)).astype(int))
+        curves += [{"genre": g, "recall": round(float(recall[i]), 4),
+                    "precision": round(float(precision[i]), 4)} for i in keep]
+    write_json(folder / "pr_curves.json", curves)
+    shown = tuned if tuned is not None else at_half
+    write_gallery(folder / "gallery.png", data.X[:GALLERY_SIZE], genres, Y[:GALLERY_SIZE],
+                  shown[:GALLERY_SIZE], P[:GALLERY_SIZE], data.ids[:GALLERY_SIZE])
+
+
+def write_gallery(path: Path, posters: np.ndarray, genres: list[str], Y: np.ndarray,
+                  Yhat: np.ndarray, P: np.ndarray, ids: list[str], height: int = 180) -> None:
+    """Posters side by side, each with its true genres and the predicted ones (with scores)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    cell_w, text_h = 150, 120
+    sheet = Image.new("RGB", (cell_w * max(1, len(posters)), height + text_h), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, poster in enumerate(posters):
+        image = Image.fromarray(poster)
+        width = min(cell_w - 6, round(image.width * height / image.height))
+        sheet.paste(image.resize((width, height), Image.BILINEAR), (i * cell_w + 3, 0))
+        true = [genres[j] for j in np.flatnonzero(Y[i])]
+        pred = [f"{genres[j]} {P[i, j]:.2f}" for j in np.flatnonzero(Yhat[i])]
+        lines = [f"id {ids[i]}", "true:"] + [f" {g}" for g in true[:3]] + ["predicted:"] + \
+                [f" {g}" for g in pred[:3]] + ([] if pred else [" (none)"])
+        y = height + 4
+        for line in lines:
+            hit = line.strip().rsplit(" ", 1)[0] in true
+            colour = (0, 120, 0) if line.startswith(" ") and hit else (0, 0, 0)
+            draw.text((i * cell_w + 4, y), line[:24], fill=colour, font=font)
+            y += 12
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, "PNG")

@@ -53,3 +53,83 @@ def label_set_metrics(Y: np.ndarray, Yhat: np.ndarray) -> dict[str, float]:
 def all_zeros(Y: np.ndarray) -> np.ndarray:
     """The predictor that never names a genre: the floor every number must be read against."""
     return np.zeros_like(Y)
+
+
+def frequency_predictor(Y_train: np.ndarray, n: int) -> np.ndarray:
+    """Scores of the "always the common genres" predictor: each genre's training frequency."""
+    return np.tile(Y_train.mean(axis=0).astype(float), (n, 1))
+
+
+def _finite_or_none(values: np.ndarray) -> list[float | None]:
+    return [None if not np.isfinite(v) else _round(v) for v in values]
+
+
+def ranking_metrics(Y: np.ndarray, P: np.ndarray) -> dict:
+    """mAP (macro average precision) and macro ROC-AUC over the genres where they are defined.
+
+    A genre with no positive (or, for AUC, no negative) movie in Y has no AP / AUC: it is
+    listed under `undefined_*`, and left out of the mean rather than counted as 0.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    _check(Y, P)
+    ap = np.full(Y.shape[1], np.nan)
+    auc = np.full(Y.shape[1], np.nan)
+    for j in range(Y.shape[1]):
+        positives = int(Y[:, j].sum())
+        if positives > 0:
+            ap[j] = average_precision_score(Y[:, j], P[:, j])
+        if 0 < positives < len(Y):
+            auc[j] = roc_auc_score(Y[:, j], P[:, j])
+    return {
+        "mAP": _round(np.nanmean(ap)) if np.isfinite(ap).any() else None,
+        "macro_roc_auc": _round(np.nanmean(auc)) if np.isfinite(auc).any() else None,
+        "per_genre_ap": _finite_or_none(ap),
+        "per_genre_auc": _finite_or_none(auc),
+        "undefined_ap": [int(j) for j in np.flatnonzero(~np.isfinite(ap))],
+        "undefined_auc": [int(j) for j in np.flatnonzero(~np.isfinite(auc))],
+    }
+
+
+def bce_loss(Y: np.ndarray, P: np.ndarray, eps: float = 1e-7) -> float:
+    """Mean binary cross-entropy of the scores, the loss the study's networks minimised."""
+    P = np.clip(P.astype(float), eps, 1 - eps)
+    return _round(-np.mean(Y * np.log(P) + (1 - Y) * np.log(1 - P)))
+
+
+def top_k_accuracy(Y: np.ndarray, P: np.ndarray, k: int) -> float:
+    """Share of movies whose k highest-scored genres include at least one true genre."""
+    top = np.argsort(-P, axis=1, kind="stable")[:, :k]
+    return _round(np.mean(np.take_along_axis(Y, top, axis=1).any(axis=1)))
+
+
+def per_genre(Y: np.ndarray, Yhat: np.ndarray, genres: list[str]) -> dict[str, dict]:
+    """Precision, recall, F1 and support of each genre (0 where undefined, as scikit-learn)."""
+    from sklearn.metrics import precision_recall_fscore_support
+
+    p, r, f, s = precision_recall_fscore_support(Y, Yhat, average=None, zero_division=0)
+    return {g: {"precision": _round(p[j]), "recall": _round(r[j]), "f1": _round(f[j]),
+                "support": int(s[j])} for j, g in enumerate(genres)}
+
+
+def tune_thresholds(Y: np.ndarray, P: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:
+    """Per-genre threshold maximising that genre's F1 on (Y, P), typically the dev split.
+
+    A genre with no positive example keeps 0.5; ties go to the lowest threshold.
+    """
+    grid = np.linspace(0.02, 0.98, 49) if grid is None else np.asarray(grid)
+    truth = Y.astype(bool)[:, :, None]
+    predicted = P[:, :, None] >= grid[None, None, :]  # [n, genres, thresholds]
+    tp = (predicted & truth).sum(axis=0)
+    fp = (predicted & ~truth).sum(axis=0)
+    fn = truth.sum(axis=0) - tp
+    f1 = np.where(tp > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+    thresholds = grid[np.argmax(f1, axis=1)].astype(float)
+    thresholds[Y.sum(axis=0) == 0] = 0.5
+    return thresholds
+
+
+def score_metrics(Y: np.ndarray, P: np.ndarray) -> dict:
+    """Every metric that reads scores rather than label sets."""
+    return {"bce_loss": bce_loss(Y, P), "top1_accuracy": top_k_accuracy(Y, P, 1),
+            "top3_accuracy": top_k_accuracy(Y, P, 3), **ranking_metrics(Y, P)}

@@ -37,9 +37,17 @@ SCHEMA: dict[str, Any] = {
     },
     "methods": {
         "baseline": {"size": str, "uses": str},
+        "mlknn": {"size": str, "uses": str, "s": _NUM},
+        "ovr": {"size": str, "uses": str},
+        "custom": {"size": str, "uses": str, "epochs": int, "batch_size": int, "lr": _NUM,
+                   "weight_decay": _NUM, "dropout": _NUM, "dense": int},
+        "resnet34": {"size": str, "uses": str, "epochs": int, "batch_size": int, "lr": _NUM,
+                     "weight_decay": _NUM, "weights": str},
     },
 }
 
+# Sections that may name only some of their keys: a method left out of `methods` is not run.
+_SUBSET_ALLOWED = {"methods"}
 SOURCES = ("synthetic", "tmdb", "movielens", "csv")
 POSTER_KEYS = ("poster_path", "imdb_id", "tmdb_id")
 
@@ -61,7 +69,7 @@ def _check(node: Any, schema: Any, where: str) -> None:
                 )
             _check(value, schema[key], f"{where}.{key}" if where else key)
         missing = sorted(set(schema) - set(node))
-        if missing:
+        if missing and where not in _SUBSET_ALLOWED:
             raise ParamsError(f"{where or 'params'}: missing key(s) {', '.join(missing)}")
         return
     types = schema if isinstance(schema, tuple) else (schema,)

@@ -13,6 +13,10 @@ from postergenre.methods.base import Estimator, read_model_card
 
 METHODS: dict[str, str] = {
     "baseline": "postergenre.methods.baseline:RandomBaseline",
+    "mlknn": "postergenre.methods.knn:MLkNN",
+    "ovr": "postergenre.methods.knn:OneVsRestKNN",
+    "custom": "postergenre.methods.networks:CustomCNNEstimator",
+    "resnet34": "postergenre.methods.networks:ResNet34Estimator",
 }
 
 

@@ -29,6 +29,9 @@ class Estimator:
     hold weights, `_save_weights` / `_load_weights`."""
 
     method = ""
+    # False for a method whose predictions are not its scores thresholded (the random baseline):
+    # it gets no tuned thresholds.
+    probabilistic = True
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
         self.genres = list(genres)
@@ -38,13 +41,19 @@ class Estimator:
         self.thresholds = np.full(len(self.genres), 0.5)
 
     # -- the interface -------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, Y: np.ndarray) -> Estimator:
+    def fit(self, X: np.ndarray, Y: np.ndarray, dev: tuple[np.ndarray, np.ndarray] | None = None,
+            on_epoch=None) -> Estimator:
+        """Fit on posters X [n, H, W, 3] uint8 and labels Y [n, n_genres] 0/1.
+
+        `dev` (posters, labels) lets iterative methods report a dev loss per epoch to
+        `on_epoch(record)`.
+        """
         self._check_X(X)
         if Y.shape != (len(X), len(self.genres)):
             raise ValueError(f"Y must be [{len(X)}, {len(self.genres)}], got {list(Y.shape)}")
         if len(X) == 0:
             raise ValueError("cannot fit on an empty training split")
-        self._fit(X, Y)
+        self._fit(X, Y, dev=dev, on_epoch=on_epoch)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -82,7 +91,7 @@ class Estimator:
         return model
 
     # -- for subclasses ------------------------------------------------------------------------
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None) -> None:
         raise NotImplementedError
 
     def _state(self) -> dict[str, Any]:

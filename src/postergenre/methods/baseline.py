@@ -16,8 +16,9 @@ class RandomBaseline(Estimator):
     """
 
     method = "baseline"
+    probabilistic = False
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None) -> None:
         self.frequencies = Y.mean(axis=0).astype(float)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -1,0 +1,98 @@
+"""report: every method side by side with the trivial predictors and the study's numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from postergenre.atomic import write_text
+
+# The study's published test numbers (CS229 2019; 35,000 TMDB posters, 20 genres).
+STUDY = [
+    ("ResNet34 (224x224, ImageNet, 50 epochs)",
+     {"binary_accuracy": 0.9062, "all_match": 0.1249, "at_least_one_match": 0.3826,
+      "hamming_loss": 0.0938}),
+    ("ML-kNN k=40 (64x64)", {"hamming_loss": 0.1125}),
+]
+
+LABEL_COLUMNS = [("at_least_one_match", "at-least-one"), ("all_match", "all-match"),
+                 ("binary_accuracy", "binary acc."), ("hamming_loss", "Hamming"),
+                 ("micro_f1", "micro-F1"), ("macro_f1", "macro-F1"), ("samples_f1", "samples-F1")]
+SCORE_COLUMNS = [("mAP", "mAP"), ("macro_roc_auc", "macro ROC-AUC"), ("bce_loss", "BCE"),
+                 ("top1_accuracy", "top-1"), ("top3_accuracy", "top-3")]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _row(name: str, values: dict, columns) -> str:
+    return "| " + " | ".join([name] + [_fmt(values.get(key)) for key, _ in columns]) + " |"
+
+
+def _table(columns, rows: list[str]) -> list[str]:
+    head = "| method | " + " | ".join(label for _, label in columns) + " |"
+    return [head, "|" + "---|" * (len(columns) + 1), *rows]
+
+
+def build_report(params: dict, metrics_dir: Path = Path("metrics"),
+                 ingest_report: Path = Path("data/interim/ingest_report.json")) -> str:
+    """The markdown of reports/results.md for the methods in params."""
+    results = {}
+    for method in params["methods"]:
+        path = metrics_dir / f"{method}.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no metrics for method {method!r}; run evaluate@{method}")
+        results[method] = json.loads(path.read_text(encoding="utf-8"))
+    first = next(iter(results.values()))
+    test = first["test"]
+    data = params["data"]
+    ingest = json.loads(ingest_report.read_text(encoding="utf-8")) if ingest_report.is_file() else {}
+    lines = [
+        "# Results",
+        "",
+        f"Written by `postergenre report` (the `report` stage) from `metrics/*.json`. Data: "
+        f"`data.source={data['source']}`, `data.path={data['path']}`; "
+        f"{ingest.get('rows_kept', '?')} movies after cleaning, {first['n_genres']} genres, "
+        f"{first['n_test']} test posters. Seed {params['seed']}, k = {params['k']}.",
+        "",
+        "## Test split, the study's threshold (0.5)",
+        "",
+        "Label-set metrics; the random baseline's sets are its coin flips.",
+        "",
+    ]
+    rows = [_row(m, r["test"]["at_0.5"], LABEL_COLUMNS) for m, r in results.items()]
+    rows += [_row("*all-zeros*", test["all_zeros"], LABEL_COLUMNS),
+             _row(f"*label frequency (top {test['label_frequency']['genres_predicted']})*",
+                  test["label_frequency"], LABEL_COLUMNS)]
+    lines += _table(LABEL_COLUMNS, rows)
+    lines += ["", "## Per-genre thresholds tuned on the dev split", ""]
+    rows = [_row(m, r["test"]["tuned"], LABEL_COLUMNS) for m, r in results.items()
+            if "tuned" in r["test"]]
+    lines += _table(LABEL_COLUMNS, rows)
+    lines += ["", "## Scores (threshold-free)", "",
+              "mAP and macro ROC-AUC average over the genres where they are defined "
+              "(a genre with no positive test poster has no AP)."
+              + (f" Undefined here: {', '.join(first['undefined_ap'])}." if first["undefined_ap"]
+                 else ""), ""]
+    rows = [_row(m, r["test"]["scores"], SCORE_COLUMNS) for m, r in results.items()]
+    rows += [_row("*all-zeros*", test["all_zeros"], SCORE_COLUMNS),
+             _row("*label frequency*", test["label_frequency"], SCORE_COLUMNS)]
+    lines += _table(SCORE_COLUMNS, rows)
+    lines += ["", "## The study's published numbers", "",
+              "On its own data (35,000 TMDB movies, 20 genres, 3,500 test posters); not comparable "
+              "number for number with a different data set.", ""]
+    lines += _table(LABEL_COLUMNS[:4], [_row(name, vals, LABEL_COLUMNS[:4]) for name, vals in STUDY])
+    lines += ["", "## Settings", ""]
+    for method, section in params["methods"].items():
+        knobs = ", ".join(f"{k}={v}" for k, v in section.items() if k != "uses")
+        extra = f", k={params['k']}" if section.get("uses") == "k" else ""
+        lines.append(f"- `{method}`: {knobs}{extra}")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(params: dict, out: str | Path) -> None:
+    write_text(out, build_report(params))
