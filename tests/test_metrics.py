@@ -70,3 +70,12 @@ def test_tuned_thresholds_maximise_each_genres_f1():
     # genre 0: >= 0.25 catches both positives and nothing else (F1 1); genre 1: 0.25 and 0.5
     # both give F1 2/3 (one hit, one false alarm), and ties go to the lower threshold.
     assert t.tolist() == [0.25, 0.25]
+
+
+def test_report_names_the_command_that_reproduces_it():
+    from postergenre.report import reproduce_command
+
+    data = {"source": "movielens", "path": "../m", "posters": "", "poster_key": "imdb_id"}
+    assert reproduce_command({"data": {**data, "source": "synthetic"}}) == "dvc repro"
+    assert reproduce_command({"data": data}) == \
+        "dvc exp run -S data.source=movielens -S data.path=../m"
