@@ -93,6 +93,19 @@ def cmd_report(args, params) -> None:
     log.info("report: %s", args.out)
 
 
+def cmd_download_posters(args, params) -> None:
+    from postergenre.data.download import DownloadSettings, download_posters
+
+    settings = DownloadSettings(base_url=args.base_url, size=args.size,
+                                concurrency=args.concurrency, timeout=args.timeout,
+                                retries=args.retries, max_bytes=args.max_bytes,
+                                poster_key=args.poster_key, poster_ext=args.poster_ext)
+    report = download_posters(args.metadata, args.out, settings, args.report, progress=_progress())
+    if report["downloaded"] + report["already_present"] == 0 and report["rows_in"]:
+        raise ValueError(f"no poster could be had; see {args.report or 'the report'}: "
+                         f"{report['failed_by_reason']} {report['skipped_by_reason']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergenre", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (default %(default)s)")
@@ -133,6 +146,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
     p.set_defaults(func=cmd_evaluate)
 
+    from postergenre.data.download import DownloadSettings
+
+    d = DownloadSettings()
+    p = sub.add_parser("download-posters", help="fetch posters from TMDB's image server, resumably")
+    p.add_argument("--metadata", required=True, help="Kaggle's movies_metadata.csv")
+    p.add_argument("--out", required=True, help="posters folder, e.g. data/raw/posters")
+    p.add_argument("--report", default=None, help="JSON report (default: beside --out)")
+    p.add_argument("--base-url", default=d.base_url)
+    p.add_argument("--size", default=d.size, help="TMDB image size (w500: 500x750)")
+    p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--timeout", type=float, default=d.timeout, help="seconds, connect and read")
+    p.add_argument("--retries", type=int, default=d.retries)
+    p.add_argument("--max-bytes", type=int, default=d.max_bytes)
+    p.add_argument("--poster-key", default=d.poster_key, choices=("poster_path", "imdb_id", "tmdb_id"),
+                   help="what names each file, as data.poster_key for the tmdb source")
+    p.add_argument("--poster-ext", default=d.poster_ext)
+    p.set_defaults(func=cmd_download_posters, needs_params=False)
+
     p = sub.add_parser("report", help="every method side by side -> reports/results.md")
     p.add_argument("--out", default="reports/results.md")
     p.set_defaults(func=cmd_report)
@@ -153,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         args.model = args.model or f"models/{args.method}"
         args.out = args.out or f"metrics/{args.method}.json"
     try:
-        params = load(args.params)
+        params = load(args.params) if getattr(args, "needs_params", True) else None
         args.func(args, params)
     except (ParamsError, SourceError, FileNotFoundError, ValueError) as exc:
         print(f"postergenre {args.command}: error: {exc}", file=sys.stderr)

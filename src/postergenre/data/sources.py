@@ -41,7 +41,7 @@ class SourceRows:
                              "detail": detail})
 
 
-def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def read_csv_rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, fields) rows; undecodable bytes become U+FFFD, never an error."""
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
@@ -61,7 +61,7 @@ def _read_csv(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tu
 
 def read_csv_source(path: Path, known: frozenset[str] | None = None) -> SourceRows:
     """`movies.csv` with columns id, title, genres (pipe-separated), poster (relative path)."""
-    header, rows = _read_csv(path, ("id", "title", "genres", "poster"))
+    header, rows = read_csv_rows(path, ("id", "title", "genres", "poster"))
     col = {name: header.index(name) for name in ("id", "title", "genres", "poster")}
     out = SourceRows(known_genres=known)
     for line, fields in rows:
@@ -98,7 +98,7 @@ def parse_tmdb_genres(text: str) -> list[str]:
 
 
 _IMDB_ID = re.compile(r"^tt(\d+)$")
-_TMDB_POSTER_PATH = re.compile(r"^/[A-Za-z0-9_\-]+\.(?:jpe?g|png)$")
+TMDB_POSTER_PATH = re.compile(r"^/[A-Za-z0-9_\-]+\.(?:jpe?g|png)$")
 
 
 def tmdb_poster_name(row: dict[str, str], key: str, ext: str) -> str:
@@ -109,7 +109,7 @@ def tmdb_poster_name(row: dict[str, str], key: str, ext: str) -> str:
     """
     if key == "poster_path":
         value = row.get("poster_path", "").strip()
-        if not _TMDB_POSTER_PATH.match(value):
+        if not TMDB_POSTER_PATH.match(value):
             raise ValueError(f"malformed poster_path {value[:60]!r}")
         return safe_filename(value[1:])
     if key == "imdb_id":
@@ -126,7 +126,7 @@ def tmdb_poster_name(row: dict[str, str], key: str, ext: str) -> str:
 def read_tmdb(path: Path, poster_key: str, ext: str) -> SourceRows:
     """Kaggle's `movies_metadata.csv` (the study's data)."""
     csv_path = path / "movies_metadata.csv" if path.is_dir() else path
-    header, rows = _read_csv(csv_path, ("id", "title", "genres", "imdb_id", "poster_path"))
+    header, rows = read_csv_rows(csv_path, ("id", "title", "genres", "imdb_id", "poster_path"))
     out = SourceRows(known_genres=TMDB_GENRES)
     for line, fields in rows:
         if len(fields) != len(header):
@@ -160,8 +160,8 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
     """MovieLens `movies.csv` + `links.csv` and posters named by IMDb id: one row per poster."""
     if not posters_root.is_dir():
         raise SourceError(f"{posters_root}: posters folder not found")
-    _, link_rows = _read_csv(path / "links.csv", ("movieId", "imdbId", "tmdbId"))
-    header, movie_rows = _read_csv(path / "movies.csv", ("movieId", "title", "genres"))
+    _, link_rows = read_csv_rows(path / "links.csv", ("movieId", "imdbId", "tmdbId"))
+    header, movie_rows = read_csv_rows(path / "movies.csv", ("movieId", "title", "genres"))
     imdb_to_movie: dict[int, str] = {}
     for _, fields in link_rows:
         if len(fields) >= 2 and fields[1].strip().isdigit():
