@@ -167,3 +167,37 @@ def test_evaluate_on_an_empty_test_split_is_a_clear_error(project, tmp_path):
     finally:
         split.write_bytes(saved)
     assert out.returncode == 2 and "split is empty" in out.stderr
+
+
+def test_predict_gives_the_scores_evaluate_computes(project, monkeypatch):
+    import numpy as np
+
+    from postergenre import dataset
+    from postergenre.methods import load_model
+    from postergenre.predict import predict_posters
+
+    monkeypatch.chdir(project)
+    genres = dataset.read_genres()
+    for method in ("mlknn", "custom"):
+        model = load_model(f"models/{method}")
+        test = dataset.load_split("test", model.size, genres)
+        expected = model.predict_proba(test.X)
+        posters = [project / "data" / "raw" / "synthetic" / "posters" / f"{i}.jpg" for i in test.ids]
+        result = predict_posters(f"models/{method}", posters)
+        got = np.array([[p["scores"][g] for g in genres] for p in result["predictions"]])
+        assert [p["poster"] for p in result["predictions"]] == [str(p) for p in posters]
+        assert np.allclose(got, expected, rtol=0, atol=2e-6), method
+
+
+def test_predict_reports_an_unreadable_file_and_predicts_the_others(project, tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    shutil.copy(project / "data" / "raw" / "synthetic" / "posters" / "1.jpg", folder / "a.jpg")
+    (folder / "b.jpg").write_text("not a poster")
+    out = run(["postergenre", "predict", "--json", "--model", "models/custom", str(folder)],
+              project)
+    result = json.loads(out.stdout)
+    assert [p["poster"] for p in result["predictions"]] == [str(folder / "a.jpg")]
+    assert len(result["predictions"][0]["top_k"]) == 3
+    assert result["errors"] == [{"poster": str(folder / "b.jpg"), "reason": "not_an_image",
+                                 "detail": "no image format recognised"}]

@@ -106,6 +106,17 @@ def cmd_download_posters(args, params) -> None:
                          f"{report['failed_by_reason']} {report['skipped_by_reason']}")
 
 
+def cmd_predict(args, params) -> None:
+    from postergenre.predict import format_table, predict_posters, to_json
+
+    result = predict_posters(args.model, args.paths, top_k=args.top_k)
+    print(to_json(result) if args.json else format_table(result))
+    for error in result["errors"]:
+        log.warning("not predicted: %s (%s %s)", error["poster"], error["reason"], error["detail"])
+    if not result["predictions"]:
+        raise ValueError("no poster could be predicted")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergenre", description=__doc__)
     parser.add_argument("--params", default="params.yaml", help="params file (default %(default)s)")
@@ -163,6 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what names each file, as data.poster_key for the tmdb source")
     p.add_argument("--poster-ext", default=d.poster_ext)
     p.set_defaults(func=cmd_download_posters, needs_params=False)
+
+    p = sub.add_parser("predict", help="genres for new posters from a model folder")
+    p.add_argument("paths", nargs="+", help="poster files or folders of posters")
+    p.add_argument("--model", required=True, help="a model folder, e.g. models/custom")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="JSON instead of a table")
+    p.set_defaults(func=cmd_predict, needs_params=False)
 
     p = sub.add_parser("report", help="every method side by side -> reports/results.md")
     p.add_argument("--out", default="reports/results.md")

@@ -51,12 +51,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: str | Path, max_pixels: int, draft_size: tuple[int, int] | None = None
+def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = None
              ) -> Image.Image:
     """Open, check and decode one poster to RGB; raise PosterError with the reason if unusable.
 
     The pixel count is checked from the header, before any decoding, so a file claiming absurd
-    dimensions costs nothing. `draft_size` lets JPEG decode at a reduced scale that is still at
+    dimensions costs nothing. `draft` lets JPEG decode at a reduced scale that is still at
     least that size.
     """
     try:
@@ -76,8 +76,8 @@ def load_rgb(path: str | Path, max_pixels: int, draft_size: tuple[int, int] | No
                 if width * height > max_pixels or width < 1 or height < 1:
                     raise PosterError("too_many_pixels",
                                       f"{width}x{height} exceeds resize.max_pixels={max_pixels}")
-                if draft_size is not None and image.format == "JPEG":
-                    image.draft("RGB", draft_size)
+                if draft is not None and image.format == "JPEG":
+                    image.draft("RGB", tuple(draft))
                 image.load()
                 return _to_rgb(image)
     except PosterError:
@@ -115,7 +115,8 @@ def resize_variants(image: Image.Image, sizes: list[tuple[int, int]]) -> list[np
     return outs
 
 
-def _draft_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+def draft_size(sizes: list[tuple[int, int]]) -> tuple[int, int]:
+    """The smallest decode that still serves every size: a JPEG may decode at 1/2, 1/4, 1/8."""
     return max(w for w, _ in sizes), max(h for _, h in sizes)
 
 
@@ -136,7 +137,7 @@ def _process_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     """Decode and resize a chunk into the shared arrays; return (index, reason, detail) rejects."""
     rejects = []
     sizes = _worker["sizes"]
-    draft = _draft_size(sizes)
+    draft = draft_size(sizes)
     for index, path in chunk:
         try:
             image = load_rgb(path, _worker["max_pixels"], draft)

@@ -30,6 +30,15 @@ def method_settings(params: dict, method: str) -> tuple[dict[str, Any], str, dic
     return section, size, reads
 
 
+def preprocess_settings(params: dict) -> dict[str, Any]:
+    """How the resize stage decoded posters, for `predict` to do the same to new ones."""
+    from postergenre.images import draft_size
+    from postergenre.params import parse_size
+
+    return {"draft": list(draft_size([parse_size(s) for s in params["resize"]["sizes"]])),
+            "max_pixels": params["resize"]["max_pixels"]}
+
+
 def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str | Path,
                 run=None) -> dict[str, Any]:
     """Fit, tune per-genre thresholds on dev (probabilistic methods), save; return a summary."""
@@ -43,6 +52,7 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y), on_epoch=on_epoch)
     if model.probabilistic and len(dev.ids):
         model.thresholds = tune_thresholds(dev.Y, model.predict_proba(dev.X))
+    model.preprocess = preprocess_settings(params)
     model.save(out_dir)
     write_json(Path(plots_dir) / "training.json", getattr(model, "history", []))
     return {"n_train": len(train.ids), "n_dev": len(dev.ids)}

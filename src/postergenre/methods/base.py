@@ -39,6 +39,9 @@ class Estimator:
         self.seed = seed
         self.params = params
         self.thresholds = np.full(len(self.genres), 0.5)
+        # How posters were decoded for training (e.g. the JPEG draft size of the resize stage),
+        # so `predict` turns a new poster into exactly the pixels the model was trained on.
+        self.preprocess: dict[str, Any] = {}
 
     # -- the interface -------------------------------------------------------------------------
     def fit(self, X: np.ndarray, Y: np.ndarray, dev: tuple[np.ndarray, np.ndarray] | None = None,
@@ -75,6 +78,7 @@ class Estimator:
                 "seed": self.seed,
                 "params": self.params,
                 "thresholds": [float(t) for t in self.thresholds],
+                "preprocess": self.preprocess,
                 "state": self._state(),
             })
             self._save_weights(tmp)
@@ -86,6 +90,7 @@ class Estimator:
             raise ValueError(f"{model_dir} holds a {card['method']!r} model, not {cls.method!r}")
         model = cls(card["genres"], card["size"], card["seed"], **card["params"])
         model.thresholds = np.asarray(card["thresholds"], dtype=float)
+        model.preprocess = card.get("preprocess", {})
         model._set_state(card["state"])
         model._load_weights(Path(model_dir))
         return model
