@@ -139,10 +139,3 @@ def load(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"{path}: not valid YAML: {exc}") from exc
     return validate(copy.deepcopy(params))
 
-
-def section(params: dict[str, Any], dotted: str) -> Any:
-    """The value at a dotted key, e.g. 'data.synthetic.n'."""
-    node: Any = params
-    for part in dotted.split("."):
-        node = node[part]
-    return node
