@@ -35,13 +35,13 @@ def _scalars(d: dict) -> dict:
 def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     """All-zeros, and "always the common genres": the r most frequent training genres for every
     movie (r = the training label cardinality, rounded), scored by training frequency."""
-    zeros = np.zeros(Y.shape)
+    zeros = all_zeros(Y)
     freq_scores = frequency_predictor(Y_train, len(Y))
     r = max(1, int(round(Y_train.sum(axis=1).mean())))
     common = np.zeros_like(Y)
     common[:, np.argsort(-Y_train.mean(axis=0), kind="stable")[:r]] = 1
     return {
-        "all_zeros": {**label_set_metrics(Y, all_zeros(Y)), **_scalars(score_metrics(Y, zeros))},
+        "all_zeros": {**label_set_metrics(Y, zeros), **_scalars(score_metrics(Y, zeros))},
         "label_frequency": {**label_set_metrics(Y, common),
                             **_scalars(score_metrics(Y, freq_scores)),
                             "genres_predicted": r},
