@@ -84,3 +84,26 @@ def test_cli_reports_a_params_error_and_exits_2(tmp_path, capsys, default_params
     path.write_text(yaml.safe_dump(default_params))
     assert main(["--params", str(path), "check-params"]) == 2
     assert "unknown key 'resize.sizez'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda p: p["embed"].update(backbone="resnet50"), "embed.backbone must be one of efficientnet_lite0"),
+    (lambda p: p["embed"].update(size="32x32"), "embed.size '32x32' is not one of resize.sizes"),
+    (lambda p: p["embed"].update(batch_size=0), "embed.batch_size must be at least 1"),
+    (lambda p: p["feature_methods"]["head"].update(loss="focal"), "head.loss must be one of bce"),
+    (lambda p: p["feature_methods"]["head"].update(weight_decay=[]), "weight_decay must be a non-empty"),
+    (lambda p: p["feature_methods"]["head"].update(weight_decay=[0.1, -1]), "numbers >= 0"),
+    (lambda p: p["feature_methods"]["head"].update(finetune_blocks=17), "finetune_blocks must be 0"),
+    (lambda p: p["feature_methods"]["head"].update(oversample=1), "oversample' must be bool"),
+    (lambda p: p["feature_methods"].update(mlknn={"uses": "k", "s": 1.0}),
+     "unknown key 'feature_methods.mlknn'"),
+])
+def test_feature_method_settings_are_checked(default_params, edit, message):
+    edit(default_params)
+    with pytest.raises(ParamsError, match=message):
+        validate(default_params)
+
+
+def test_feature_methods_may_be_left_out(default_params):
+    del default_params["feature_methods"]["mlknn_features"]
+    assert "head" in validate(default_params)["feature_methods"]

@@ -67,7 +67,7 @@ def test_repro_writes_metrics_with_trivial_predictors_beside(project):
 
 def test_every_method_has_metrics_tuned_thresholds_plots_and_a_report_row(project):
     report = (project / "reports" / "results.md").read_text()
-    for method in ("mlknn", "ovr", "custom", "resnet34"):
+    for method in ("mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features"):
         metrics = json.loads((project / "metrics" / f"{method}.json").read_text())
         assert {"at_0.5", "tuned", "scores"} <= set(metrics["test"])
         assert 0 <= metrics["test"]["scores"]["macro_roc_auc"] <= 1
@@ -120,6 +120,7 @@ def test_exp_run_with_new_k_reruns_only_the_knn_stages(project):
     out = run(["dvc", "exp", "run", "-S", "k=5"], project)
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"check-params", "train@mlknn", "train@ovr", "evaluate@mlknn", "evaluate@ovr",
+                   "train-on-features@mlknn_features", "evaluate-on-features@mlknn_features",
                    "report"}
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-q"], project)
@@ -178,15 +179,35 @@ def test_predict_gives_the_scores_evaluate_computes(project, monkeypatch):
 
     monkeypatch.chdir(project)
     genres = dataset.read_genres()
-    for method in ("mlknn", "custom"):
+    for method in ("mlknn", "custom", "head", "mlknn_features"):
         model = load_model(f"models/{method}")
-        test = dataset.load_split("test", model.size, genres)
+        if model.input == "features":  # evaluate reads the embed stage's cached features
+            test = dataset.load_features("test", model.backbone_name, genres)
+        else:
+            test = dataset.load_split("test", model.size, genres)
         expected = model.predict_proba(test.X)
         posters = [project / "data" / "raw" / "synthetic" / "posters" / f"{i}.jpg" for i in test.ids]
         result = predict_posters(f"models/{method}", posters)
         got = np.array([[p["scores"][g] for g in genres] for p in result["predictions"]])
         assert [p["poster"] for p in result["predictions"]] == [str(p) for p in posters]
         assert np.allclose(got, expected, rtol=0, atol=2e-6), method
+        assert [p["genres"] for p in result["predictions"]] == [
+            [genres[j] for j in np.flatnonzero(row >= model.thresholds)] for row in expected], method
+
+
+def test_embed_stage_records_the_wheel_weights_it_used(project):
+    from postergenre import backbone as bb
+
+    info = json.loads((project / "data" / "features" / "embed.json").read_text())
+    assert info["weights_sha256"] == bb.file_sha256(bb.wheel_weights_path())
+    import numpy as np
+
+    features = np.load(project / "data" / "features" / "efficientnet_lite0.npy")
+    manifest = (project / "data" / "resized" / "manifest.csv").read_text().splitlines()
+    assert features.shape == (len(manifest) - 1, 1280) and np.isfinite(features).all()
+    card = json.loads((project / "models" / "head" / "model.json").read_text())
+    assert card["state"]["backbone_sha256"] == info["weights_sha256"]
+    assert card["state"]["chosen_weight_decay"] in card["params"]["weight_decay"]
 
 
 def test_predict_reports_an_unreadable_file_and_predicts_the_others(project, tmp_path):

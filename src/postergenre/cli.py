@@ -17,8 +17,10 @@ def _progress() -> bool:
 
 
 def cmd_check_params(args, params) -> None:
+    from postergenre.train import all_methods
+
     log.info("params: %s is valid (source %s, methods %s)", args.params, params["data"]["source"],
-             ", ".join(params["methods"]))
+             ", ".join(all_methods(params)))
 
 
 def cmd_synthesize(args, params) -> None:
@@ -59,6 +61,13 @@ def cmd_split(args, params) -> None:
     ids = dataset.read_manifest(Path(args.resized))
     Y = dataset.label_matrix([labels[i] for i in ids], genres)
     write_split(ids, Y, genres, params["split"], params["seed"], args.out)
+
+
+def cmd_embed(args, params) -> None:
+    from postergenre.embed import embed_posters
+
+    embed = params["embed"]
+    embed_posters(args.resized, args.out, embed["backbone"], embed["size"], embed["batch_size"])
 
 
 def cmd_train(args, params) -> None:
@@ -143,6 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resized", default="data/resized")
     p.add_argument("--out", default="data/split")
     p.set_defaults(func=cmd_split)
+
+    p = sub.add_parser("embed", help="posters -> pretrained backbone features, once")
+    p.add_argument("--resized", default="data/resized")
+    p.add_argument("--out", default="data/features")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("train", help="fit one method on the train split")
     p.add_argument("method")

@@ -12,6 +12,7 @@ import numpy as np
 INTERIM = Path("data/interim")
 RESIZED = Path("data/resized")
 SPLIT = Path("data/split")
+FEATURES = Path("data/features")
 
 
 def read_genres(interim: Path = INTERIM) -> list[str]:
@@ -29,6 +30,14 @@ def read_manifest(resized: Path = RESIZED) -> list[str]:
     """The ids of the resized arrays' rows, in row order."""
     with open(resized / "manifest.csv", encoding="utf-8", newline="") as f:
         return [row["id"] for row in csv.DictReader(f)]
+
+
+def read_embed_info(features: Path = FEATURES) -> dict:
+    """What the embed stage recorded: backbone, weights' sha256, poster size, throughput."""
+    path = features / "embed.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no features; run the embed stage (`dvc repro embed`)")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:
@@ -53,28 +62,46 @@ def load_labels(name: str, genres: list[str], split_dir: Path = SPLIT,
 @dataclass
 class Split:
     ids: list[str]
-    X: np.ndarray  # uint8 [n, H, W, 3]
+    X: np.ndarray  # uint8 posters [n, H, W, 3], or float32 features [n, dim]
     Y: np.ndarray  # uint8 [n, n_genres]
 
 
 def load_split(name: str, size: str, genres: list[str], resized: Path = RESIZED,
                split_dir: Path = SPLIT, interim: Path = INTERIM) -> Split:
     """One split's posters at one size, with labels in `genres` order."""
+    array_path = resized / f"{size}.npy"
+    if not array_path.is_file():
+        raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
+    return _load_rows(array_path, name, genres, resized, split_dir, interim)
+
+
+def load_features(name: str, backbone: str, genres: list[str], features: Path = FEATURES,
+                  resized: Path = RESIZED, split_dir: Path = SPLIT, interim: Path = INTERIM) -> Split:
+    """One split's backbone features (the embed stage's rows follow the resize manifest)."""
+    array_path = features / f"{backbone}.npy"
+    if not array_path.is_file():
+        raise FileNotFoundError(f"{array_path}: no {backbone} features; run the embed stage")
+    return _load_rows(array_path, name, genres, resized, split_dir, interim)
+
+
+def _load_rows(array_path: Path, name: str, genres: list[str], resized: Path, split_dir: Path,
+               interim: Path) -> Split:
     ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()
-    row_of = {movie_id: row for row, movie_id in enumerate(read_manifest(resized))}
+    manifest = read_manifest(resized)
+    row_of = {movie_id: row for row, movie_id in enumerate(manifest)}
     missing = [i for i in ids if i not in row_of]
     if missing:
         raise ValueError(f"{len(missing)} ids of split {name!r} are not in the resize manifest "
                          f"(first: {missing[0]!r}); re-run `dvc repro`")
     rows = np.array([row_of[i] for i in ids], dtype=np.int64)
-    array_path = resized / f"{size}.npy"
-    if not array_path.is_file():
-        raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
-    posters = np.load(array_path, mmap_mode="r")
+    array = np.load(array_path, mmap_mode="r")
+    if len(array) != len(manifest):
+        raise ValueError(f"{array_path} has {len(array)} rows, the resize manifest {len(manifest)}; "
+                         "re-run `dvc repro`")
     # Read the memory map in ascending row order (sequential I/O), then place rows in split order.
     order = np.argsort(rows, kind="stable")
-    X = np.empty((len(rows), *posters.shape[1:]), dtype=np.uint8)
-    X[order] = posters[rows[order]]
+    X = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)
+    X[order] = array[rows[order]]
     labels = read_labels(interim)
     Y = label_matrix([labels[i] for i in ids], genres)
     return Split(ids=ids, X=X, Y=Y)

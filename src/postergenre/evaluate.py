@@ -48,6 +48,16 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     }
 
 
+def _inputs(model, split: str, genres: list[str]) -> dataset.Split:
+    """What the model reads: the embed stage's features where they are what the model's backbone
+    computes (the same numbers, without running the backbone again), posters otherwise."""
+    if model.input == "features":
+        info = dataset.read_embed_info()
+        if info["size"] == model.size and model.accepts_cached_features(info["weights_sha256"]):
+            return dataset.load_features(split, model.backbone_name, genres)
+    return dataset.load_split(split, model.size, genres)
+
+
 def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None,
                    split: str = "test") -> dict[str, Any]:
     """Write the metrics JSON (and plots) for the model in `model_dir`; return the metrics."""
@@ -59,7 +69,7 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
             f"{', '.join(model.genres[:5])}...) than data/interim/genres.json ({len(genres)}: "
             f"{', '.join(genres[:5])}...); re-run its train stage"
         )
-    data = dataset.load_split(split, model.size, genres)
+    data = _inputs(model, split, genres)
     if len(data.ids) == 0:
         raise ValueError(f"the {split} split is empty: nothing to evaluate")
     Y = data.Y
@@ -86,11 +96,12 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
     }
     write_json(out_path, result)
     if plots_dir is not None:
-        write_plots(Path(plots_dir), genres, Y, P, at_half, tuned, model, scores, data)
+        write_plots(Path(plots_dir), genres, Y, P, at_half, tuned, model, scores, data, split)
     return result
 
 
-def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data) -> None:
+def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data,
+                data_split: str = "test") -> None:
     """Per-genre numbers (for `dvc plots` bars), PR curves, and the poster gallery."""
     from sklearn.metrics import precision_recall_curve
 
@@ -113,7 +124,10 @@ def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data)
                     "precision": round(float(precision[i]), 4)} for i in keep]
     write_json(folder / "pr_curves.json", curves)
     shown = tuned if tuned is not None else at_half
-    write_gallery(folder / "gallery.png", data.X[:GALLERY_SIZE], genres, Y[:GALLERY_SIZE],
+    posters = data.X[:GALLERY_SIZE]
+    if posters.ndim != 4:  # features: show the posters they came from
+        posters = dataset.load_split(data_split, model.size, genres).X[:GALLERY_SIZE]
+    write_gallery(folder / "gallery.png", posters, genres, Y[:GALLERY_SIZE],
                   shown[:GALLERY_SIZE], P[:GALLERY_SIZE], data.ids[:GALLERY_SIZE])
 
 
@@ -127,9 +141,9 @@ def write_gallery(path: Path, posters: np.ndarray, genres: list[str], Y: np.ndar
     sheet = Image.new("RGB", (cell_w * max(1, len(posters)), height + text_h), "white")
     draw = ImageDraw.Draw(sheet)
     for i, poster in enumerate(posters):
-        image = Image.fromarray(poster)
-        width = min(cell_w - 6, round(image.width * height / image.height))
-        sheet.paste(image.resize((width, height), Image.BILINEAR), (i * cell_w + 3, 0))
+        # Shown at the posters' 2:3 aspect, whatever size the model read (224x224 is squashed).
+        image = Image.fromarray(poster).resize((height * 2 // 3, height), Image.BILINEAR)
+        sheet.paste(image, (i * cell_w + (cell_w - image.width) // 2, 0))
         true = [genres[j] for j in np.flatnonzero(Y[i])]
         pred = [f"{genres[j]} {P[i, j]:.2f}" for j in np.flatnonzero(Yhat[i])]
         lines = [f"id {ids[i]}", "true:"] + [f" {g}" for g in true[:3]] + ["predicted:"] + \

@@ -27,6 +27,7 @@ SCHEMA: dict[str, Any] = {
     },
     "clean": {"min_genre_count": int},
     "resize": {"sizes": list, "workers": int, "max_pixels": int},
+    "embed": {"backbone": str, "size": str, "batch_size": int},
     "split": {
         "train": _NUM,
         "dev": _NUM,
@@ -44,12 +45,22 @@ SCHEMA: dict[str, Any] = {
         "resnet34": {"size": str, "uses": str, "epochs": int, "batch_size": int, "lr": _NUM,
                      "weight_decay": _NUM, "weights": str},
     },
+    "feature_methods": {
+        "head": {"uses": str, "hidden": int, "dropout": _NUM, "loss": str, "weight_decay": list,
+                 "epochs": int, "lr": _NUM, "batch_size": int, "oversample": bool,
+                 "finetune_blocks": int, "finetune_epochs": int, "finetune_lr": _NUM},
+        "mlknn_features": {"uses": str, "s": _NUM},
+    },
 }
+# The groups of methods: on resized pixels, and on the embed stage's backbone features.
+METHOD_GROUPS = ("methods", "feature_methods")
 
 # Sections that may name only some of their keys: a method left out of `methods` is not run.
-_SUBSET_ALLOWED = {"methods"}
+_SUBSET_ALLOWED = {"methods", "feature_methods"}
 SOURCES = ("synthetic", "tmdb", "movielens", "csv")
 POSTER_KEYS = ("poster_path", "imdb_id", "tmdb_id")
+BACKBONES = ("efficientnet_lite0",)
+LOSSES = ("bce", "weighted_bce", "asl")
 
 
 class ParamsError(ValueError):
@@ -117,7 +128,29 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     for name in ("max_train", "max_dev", "max_test"):
         if split[name] < 0:
             raise ParamsError(f"split.{name} must be 0 (no cap) or positive, got {split[name]}")
-    for name, section in params["methods"].items():
+    embed = params["embed"]
+    if embed["backbone"] not in BACKBONES:
+        raise ParamsError(f"embed.backbone must be one of {', '.join(BACKBONES)}, got {embed['backbone']!r}")
+    if embed["size"] not in params["resize"]["sizes"]:
+        raise ParamsError(f"embed.size {embed['size']!r} is not one of resize.sizes "
+                          f"{params['resize']['sizes']}")
+    if embed["batch_size"] < 1:
+        raise ParamsError(f"embed.batch_size must be at least 1, got {embed['batch_size']}")
+    head = params["feature_methods"].get("head")
+    if head is not None:
+        if head["loss"] not in LOSSES:
+            raise ParamsError(f"feature_methods.head.loss must be one of {', '.join(LOSSES)}, "
+                              f"got {head['loss']!r}")
+        if not head["weight_decay"] or not all(isinstance(w, _NUM) and not isinstance(w, bool)
+                                               and w >= 0 for w in head["weight_decay"]):
+            raise ParamsError("feature_methods.head.weight_decay must be a non-empty list of "
+                              f"numbers >= 0 (candidates chosen on dev), got {head['weight_decay']!r}")
+        if not 0 <= head["finetune_blocks"] <= 16:
+            raise ParamsError("feature_methods.head.finetune_blocks must be 0 (off) to 16, "
+                              f"got {head['finetune_blocks']}")
+    if not params["methods"] and not params["feature_methods"]:
+        raise ParamsError("no method to run: methods and feature_methods are both empty")
+    for name, section in [*params["methods"].items(), *params["feature_methods"].items()]:
         if section.get("uses", "seed") not in ("seed", "k"):
             raise ParamsError(f"methods.{name}.uses must be 'seed' or 'k', got {section['uses']!r}")
         if "size" in section and section["size"] not in params["resize"]["sizes"]:

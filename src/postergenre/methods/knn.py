@@ -70,15 +70,20 @@ class _KNNBase(Estimator):
     def _neighbour_counts(self, X: np.ndarray) -> np.ndarray:
         """[n, n_genres] how many of each poster's k nearest training posters carry each genre."""
         self._check_X(X)
-        if X.shape[1:] != self.X_train.shape[1:]:
-            raise ValueError(f"posters are {list(X.shape[1:])}, model was trained on "
-                             f"{list(self.X_train.shape[1:])}")
-        idx = neighbours(self._train_features(), flatten(X), self.k)
+        query, train = self._vectors(X), self._train_features()
+        if query.shape[1:] != train.shape[1:]:
+            raise ValueError(f"inputs give {query.shape[1]} values each, the model was trained on "
+                             f"{train.shape[1]} (posters of another size?)")
+        idx = neighbours(train, query, self.k)
         return self.Y_train[idx].sum(axis=1, dtype=np.int64)
+
+    def _vectors(self, X: np.ndarray) -> np.ndarray:
+        """What distances are measured on: here flattened pixels in [0, 1]."""
+        return flatten(X)
 
     def _train_features(self) -> np.ndarray:
         if getattr(self, "_features", None) is None:
-            self._features = flatten(self.X_train)
+            self._features = self._vectors(self.X_train)
         return self._features
 
     def _store(self, X: np.ndarray, Y: np.ndarray) -> None:
@@ -87,11 +92,11 @@ class _KNNBase(Estimator):
         self._features = None
 
     def _save_weights(self, folder: Path) -> None:
-        np.save(folder / "train_posters.npy", self.X_train)
+        np.save(folder / "train_inputs.npy", self.X_train)
         np.save(folder / "train_labels.npy", self.Y_train)
 
     def _load_weights(self, folder: Path) -> None:
-        self._store(np.load(folder / "train_posters.npy"), np.load(folder / "train_labels.npy"))
+        self._store(np.load(folder / "train_inputs.npy"), np.load(folder / "train_labels.npy"))
 
 
 class MLkNN(_KNNBase):

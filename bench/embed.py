@@ -1,0 +1,67 @@
+"""Benchmark: the embed stage's way of running EfficientNet-Lite0 (batch norm folded, batches,
+channels-last) against the same backbone run one poster at a time in plain NCHW, on real posters,
+in the same run; also checks both give the same features.
+
+    python bench/embed.py [--posters ../shared/data/movielens-posters/posters] [--n 256] [--batch 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from postergenre import backbone as bb
+from postergenre.images import load_rgb, resize_variants
+
+
+def load_posters(folder: Path, n: int) -> np.ndarray:
+    """The first n posters of the folder, decoded and squashed to 224x224 as the resize stage does."""
+    paths = sorted(folder.glob("*.jpg"))[:n]
+    if not paths:
+        raise SystemExit(f"no posters in {folder}")
+    return np.stack([resize_variants(load_rgb(p, 50_000_000), [(224, 224)])[0] for p in paths])
+
+
+@torch.inference_mode()
+def one_at_a_time(net: bb.EfficientNetLite, X: np.ndarray) -> np.ndarray:
+    net = net.to(memory_format=torch.contiguous_format)
+    return np.concatenate([net.features(bb.to_input(X[i:i + 1]).contiguous()).numpy()
+                           for i in range(len(X))])
+
+
+def timed(fn, *args) -> tuple[float, np.ndarray]:
+    start = time.perf_counter()
+    out = fn(*args)
+    return time.perf_counter() - start, out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posters", type=Path,
+                        default=Path("../shared/data/movielens-posters/posters"))
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    X = load_posters(args.posters, args.n)
+    plain = bb.load_backbone()
+    fast = bb.fused(plain)
+    bb.embed(fast, X[:args.batch], args.batch)  # warm-up
+    one_at_a_time(bb.load_backbone(), X[:4])
+    print(f"{len(X)} real posters at 224x224, {torch.get_num_threads()} threads")
+    ref_s, ref = timed(one_at_a_time, bb.load_backbone(), X)
+    fast_s, got = timed(bb.embed, fast, X, args.batch)
+    print(f"one poster at a time (NCHW, batch norm separate): {len(X) / ref_s:6.1f} posters/s")
+    print(f"embed stage (folded BN, channels-last, batches of {args.batch}): "
+          f"{len(X) / fast_s:6.1f} posters/s")
+    print(f"-> {ref_s / fast_s:.2f}x; largest feature difference {np.abs(got - ref).max():.2e} "
+          f"(features range {np.abs(ref).max():.1f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

