@@ -52,7 +52,7 @@ def main() -> int:
         all_rows = np.load(dataset.FEATURES / f"{model.backbone_name}.npy", mmap_mode="r")
     else:
         all_rows = np.load(dataset.RESIZED / f"{model.size}.npy", mmap_mode="r")
-    expected = model.predict_proba(np.asarray(all_rows[:len(ids)]))
+    expected = model.predict_proba(np.array(all_rows[:len(ids)]))  # a writable copy
     diff = np.abs(np.array([got[i] for i in ids]) - expected).max()
     print(f"largest |predict - evaluate| score difference over {len(ids)} posters: {diff:.2e}")
     return 0
