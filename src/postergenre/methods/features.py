@@ -279,9 +279,19 @@ class FeatureHead(FeatureInput, Estimator):
     # -- fine-tuning the last blocks -----------------------------------------------------------
     @torch.no_grad()
     def _trunk(self, X: np.ndarray, stop: int) -> torch.Tensor:
+        """Activations entering block `stop` for every poster, with progress every 10 s."""
+        import time
+
         net = self.backbone().eval()
         bs = self.params["embed_batch_size"]
-        return torch.cat([net.trunk(bb.to_input(X[s:s + bs]), stop) for s in range(0, len(X), bs)])
+        parts, start, last = [], time.perf_counter(), 0.0
+        for s in range(0, len(X), bs):
+            parts.append(net.trunk(bb.to_input(X[s:s + bs]), stop))
+            elapsed = time.perf_counter() - start
+            if elapsed - last > 10:
+                log.info("fine-tune: frozen blocks over %d/%d posters", s + len(parts[-1]), len(X))
+                last = elapsed
+        return torch.cat(parts)
 
     @torch.no_grad()
     def _tail_features(self, A: torch.Tensor, stop: int) -> np.ndarray:
