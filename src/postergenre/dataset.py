@@ -40,6 +40,19 @@ def read_embed_info(features: Path = FEATURES) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def cached_features_mismatch(model, features: Path = FEATURES) -> str | None:
+    """None if the embed stage's features are exactly what `model`'s backbone computes from its
+    posters; otherwise why not (so the model must be given posters)."""
+    info = read_embed_info(features)
+    if info["size"] != model.size:
+        return f"data/features holds features of {info['size']} posters, the model reads {model.size}"
+    if not model.accepts_cached_features(info["weights_sha256"]):
+        return (f"data/features was made with {model.backbone_name} weights of sha256 "
+                f"{info['weights_sha256'][:12]}..., not this model's backbone "
+                f"({model.backbone_sha256[:12]}..., fine-tuned: {model.finetuned})")
+    return None
+
+
 def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:
     """[n, n_genres] 0/1 matrix; names outside `genres` are ignored."""
     column = {g: j for j, g in enumerate(genres)}
@@ -67,12 +80,13 @@ class Split:
 
 
 def load_split(name: str, size: str, genres: list[str], resized: Path = RESIZED,
-               split_dir: Path = SPLIT, interim: Path = INTERIM) -> Split:
-    """One split's posters at one size, with labels in `genres` order."""
+               split_dir: Path = SPLIT, interim: Path = INTERIM, limit: int | None = None) -> Split:
+    """One split's posters at one size, with labels in `genres` order (its first `limit` only,
+    if given)."""
     array_path = resized / f"{size}.npy"
     if not array_path.is_file():
         raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
-    return _load_rows(array_path, name, genres, resized, split_dir, interim)
+    return _load_rows(array_path, name, genres, resized, split_dir, interim, limit)
 
 
 def load_features(name: str, backbone: str, genres: list[str], features: Path = FEATURES,
@@ -85,8 +99,8 @@ def load_features(name: str, backbone: str, genres: list[str], features: Path = 
 
 
 def _load_rows(array_path: Path, name: str, genres: list[str], resized: Path, split_dir: Path,
-               interim: Path) -> Split:
-    ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()
+               interim: Path, limit: int | None = None) -> Split:
+    ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()[:limit]
     manifest = read_manifest(resized)
     row_of = {movie_id: row for row, movie_id in enumerate(manifest)}
     missing = [i for i in ids if i not in row_of]

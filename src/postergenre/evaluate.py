@@ -51,10 +51,8 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
 def _inputs(model, split: str, genres: list[str]) -> dataset.Split:
     """What the model reads: the embed stage's features where they are what the model's backbone
     computes (the same numbers, without running the backbone again), posters otherwise."""
-    if model.input == "features":
-        info = dataset.read_embed_info()
-        if info["size"] == model.size and model.accepts_cached_features(info["weights_sha256"]):
-            return dataset.load_features(split, model.backbone_name, genres)
+    if model.input == "features" and dataset.cached_features_mismatch(model) is None:
+        return dataset.load_features(split, model.backbone_name, genres)
     return dataset.load_split(split, model.size, genres)
 
 
@@ -126,7 +124,7 @@ def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data,
     shown = tuned if tuned is not None else at_half
     posters = data.X[:GALLERY_SIZE]
     if posters.ndim != 4:  # features: show the posters they came from
-        posters = dataset.load_split(data_split, model.size, genres).X[:GALLERY_SIZE]
+        posters = dataset.load_split(data_split, model.size, genres, limit=GALLERY_SIZE).X
     write_gallery(folder / "gallery.png", posters, genres, Y[:GALLERY_SIZE],
                   shown[:GALLERY_SIZE], P[:GALLERY_SIZE], data.ids[:GALLERY_SIZE])
 

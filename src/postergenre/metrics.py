@@ -64,26 +64,44 @@ def _finite_or_none(values: np.ndarray) -> list[float | None]:
     return [None if not np.isfinite(v) else _round(v) for v in values]
 
 
+def _mean_defined(values: np.ndarray) -> float | None:
+    """The mean over the finite entries (the genres where a metric is defined), or None."""
+    return _round(np.nanmean(values)) if np.isfinite(values).any() else None
+
+
+def per_genre_ap(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
+    """Each genre's average precision; NaN for a genre with no positive movie in Y."""
+    from sklearn.metrics import average_precision_score
+
+    _check(Y, P)
+    ap = np.full(Y.shape[1], np.nan)
+    for j in range(Y.shape[1]):
+        if Y[:, j].any():
+            ap[j] = average_precision_score(Y[:, j], P[:, j])
+    return ap
+
+
+def mean_average_precision(Y: np.ndarray, P: np.ndarray) -> float | None:
+    """mAP over the genres where AP is defined, rounded as in the metrics files; None if none is."""
+    return _mean_defined(per_genre_ap(Y, P))
+
+
 def ranking_metrics(Y: np.ndarray, P: np.ndarray) -> dict:
     """mAP (macro average precision) and macro ROC-AUC over the genres where they are defined.
 
     A genre with no positive (or, for AUC, no negative) movie in Y has no AP / AUC: it is
     listed under `undefined_*`, and left out of the mean rather than counted as 0.
     """
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    from sklearn.metrics import roc_auc_score
 
-    _check(Y, P)
-    ap = np.full(Y.shape[1], np.nan)
+    ap = per_genre_ap(Y, P)
     auc = np.full(Y.shape[1], np.nan)
     for j in range(Y.shape[1]):
-        positives = int(Y[:, j].sum())
-        if positives > 0:
-            ap[j] = average_precision_score(Y[:, j], P[:, j])
-        if 0 < positives < len(Y):
+        if 0 < int(Y[:, j].sum()) < len(Y):
             auc[j] = roc_auc_score(Y[:, j], P[:, j])
     return {
-        "mAP": _round(np.nanmean(ap)) if np.isfinite(ap).any() else None,
-        "macro_roc_auc": _round(np.nanmean(auc)) if np.isfinite(auc).any() else None,
+        "mAP": _mean_defined(ap),
+        "macro_roc_auc": _mean_defined(auc),
         "per_genre_ap": _finite_or_none(ap),
         "per_genre_auc": _finite_or_none(auc),
         "undefined_ap": [int(j) for j in np.flatnonzero(~np.isfinite(ap))],

@@ -61,6 +61,9 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     genres = dataset.read_genres()
     model = estimator_class(method)(genres, size, params["seed"], **kwargs)
     if model.input == "features" and not model.needs_posters:
+        mismatch = dataset.cached_features_mismatch(model)  # checked before, not after, training
+        if mismatch:
+            raise ValueError(f"{mismatch}; re-run the embed stage")
         train = dataset.load_features("train", model.backbone_name, genres)
         dev = dataset.load_features("dev", model.backbone_name, genres)
         what = f"{model.backbone_name} features of posters at {size}"
@@ -71,12 +74,6 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     on_epoch = (lambda rec: run.log_metrics(rec, step=int(rec["epoch"]))) if run else None
     log.info("train@%s: %d %s, %d genres", method, len(train.ids), what, len(genres))
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y), on_epoch=on_epoch)
-    if model.input == "features" and not model.needs_posters:
-        info = dataset.read_embed_info()
-        if not model.accepts_cached_features(info["weights_sha256"]):
-            raise ValueError(f"data/features was made with other {model.backbone_name} weights "
-                             f"(sha256 {info['weights_sha256'][:12]}...) than the installed ones "
-                             f"({model.backbone_sha256[:12]}...); re-run the embed stage")
     if model.probabilistic and len(dev.ids):
         model.thresholds = tune_thresholds(dev.Y, model.predict_proba(dev.X))
     model.preprocess = preprocess_settings(params)

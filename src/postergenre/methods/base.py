@@ -35,7 +35,6 @@ class Estimator:
     # "pixels": fit / predict_proba read posters [n, H, W, 3]; "features": they also accept the
     # embed stage's backbone features [n, dim] (see methods/features.py).
     input = "pixels"
-    needs_posters = True
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
         self.genres = list(genres)

