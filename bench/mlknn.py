@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from postergenre import dataset
-from postergenre.methods.knn import MLkNN, flatten
+from postergenre.methods.mlknn import MLkNN
+from postergenre.methods.neighbours import flatten
 
 
 def peak_rss_gb() -> float:

@@ -13,7 +13,9 @@ import time
 import numpy as np
 import torch
 
-from postergenre.methods.networks import CustomCNNEstimator, ResNet34Estimator, device
+from postergenre.methods.custom import CustomCNNEstimator
+from postergenre.methods.resnet34 import ResNet34Estimator
+from postergenre.methods.training import torch_device as device
 
 
 def throughput(cls, size: str, n: int, batch: int, force_cpu: bool) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from postergenre.images import resize_posters
-from postergenre.params import parse_size
+from postergenre.sizes import parse_size
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = Path(os.environ.get("POSTERGENRE_SHARED_DATA", REPO.parent / "shared" / "data")) / \

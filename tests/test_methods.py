@@ -6,13 +6,11 @@ import pytest
 import torch
 
 from postergenre.methods import load_model
-from postergenre.methods.knn import MLkNN, OneVsRestKNN, flatten, neighbours, self_neighbours
-from postergenre.methods.networks import (
-    CustomCNNEstimator,
-    ResNet34Estimator,
-    build_resnet34,
-    resnet34_imagenet_state,
-)
+from postergenre.methods.custom import CustomCNNEstimator
+from postergenre.methods.mlknn import MLkNN
+from postergenre.methods.neighbours import flatten, neighbours, self_neighbours
+from postergenre.methods.ovr import OneVsRestKNN
+from postergenre.methods.resnet34 import ResNet34Estimator, build_resnet34, resnet34_imagenet_state
 
 GENRES = ["g0", "g1", "g2", "g3", "g4"]
 

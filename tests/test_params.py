@@ -90,18 +90,41 @@ def test_cli_reports_a_params_error_and_exits_2(tmp_path, capsys, default_params
     (lambda p: p["embed"].update(backbone="resnet50"), "embed.backbone must be one of efficientnet_lite0"),
     (lambda p: p["embed"].update(size="32x32"), "embed.size '32x32' is not one of resize.sizes"),
     (lambda p: p["embed"].update(batch_size=0), "embed.batch_size must be at least 1"),
-    (lambda p: p["feature_methods"]["head"].update(loss="focal"), "head.loss must be one of bce"),
-    (lambda p: p["feature_methods"]["head"].update(weight_decay=[]), "weight_decay must be a non-empty"),
+    (lambda p: p["feature_methods"]["head"].update(loss="focal"),
+     "'feature_methods.head.loss' must be one of bce, weighted_bce, asl, got 'focal'"),
+    (lambda p: p["feature_methods"]["head"].update(weight_decay=[]), "weight_decay' must be a non-empty"),
     (lambda p: p["feature_methods"]["head"].update(weight_decay=[0.1, -1]), "numbers >= 0"),
-    (lambda p: p["feature_methods"]["head"].update(finetune_blocks=17), "finetune_blocks must be 0"),
-    (lambda p: p["feature_methods"]["head"].update(oversample=1), "oversample' must be bool"),
-    (lambda p: p["feature_methods"].update(mlknn={"uses": "k", "s": 1.0}),
-     "unknown key 'feature_methods.mlknn'"),
+    (lambda p: p["feature_methods"]["head"].update(finetune_blocks=17),
+     "finetune_blocks' must be from 0 to 16"),
+    (lambda p: p["feature_methods"]["head"].update(oversample=1), "oversample' must be true or false"),
+    (lambda p: p["feature_methods"].update(mlknn={"s": 1.0}),
+     "unknown method 'feature_methods.mlknn'.*known in feature_methods: head, mlknn_features"),
+    (lambda p: p["methods"]["mlknn"].update(uses="k"),
+     "unknown key 'methods.mlknn.uses'.*allowed here: s, size"),
+    (lambda p: p["methods"]["custom"].update(dropout=1.5), "'methods.custom.dropout' must be a number in"),
 ])
 def test_feature_method_settings_are_checked(default_params, edit, message):
     edit(default_params)
     with pytest.raises(ParamsError, match=message):
         validate(default_params)
+
+
+def test_backbone_names_match_the_wheels_backbone_py_knows():
+    from postergenre import backbone
+    from postergenre.params import BACKBONES
+
+    assert set(BACKBONES) == set(backbone.WHEELS)
+
+
+def test_a_method_reads_its_own_section_and_the_top_level_params_its_spec_names(default_params):
+    from postergenre.params import method_settings, stage_params
+
+    assert stage_params(default_params, "ovr") == ["seed", "k", "methods.ovr", "resize.sizes",
+                                                   "resize.max_pixels"]
+    assert stage_params(default_params, "head")[-1] == "embed"
+    kwargs, size, reads = method_settings(default_params, "mlknn_features")
+    assert size == default_params["embed"]["size"] and kwargs["k"] == default_params["k"]
+    assert kwargs["backbone"] == "efficientnet_lite0" and reads["k"] == default_params["k"]
 
 
 def test_feature_methods_may_be_left_out(default_params):

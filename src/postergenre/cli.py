@@ -17,8 +17,12 @@ def _progress() -> bool:
 
 
 def cmd_check_params(args, params) -> None:
-    from postergenre.train import all_methods
+    from postergenre.dag import stale
+    from postergenre.params import all_methods
 
+    if Path("dvc.yaml").is_file() and stale(Path("dvc.yaml"), params):
+        raise ValueError("dvc.yaml is stale: its method stages do not match params.yaml and the "
+                         "method modules' imports; run `postergenre dag`")
     log.info("params: %s is valid (source %s, methods %s)", args.params, params["data"]["source"],
              ", ".join(all_methods(params)))
 
@@ -67,39 +71,8 @@ def cmd_embed(args, params) -> None:
     from postergenre.embed import embed_posters
 
     embed = params["embed"]
-    embed_posters(args.resized, args.out, embed["backbone"], embed["size"], embed["batch_size"])
-
-
-def cmd_train(args, params) -> None:
-    from postergenre.tracking import stage_run
-    from postergenre.train import method_settings, train_model
-
-    _, _, reads = method_settings(params, args.method)
-    with stage_run(f"train@{args.method}", reads) as run:
-        summary = train_model(params, args.method, args.out, args.plots, run)
-        run.log_metrics(summary)
-    log.info("train@%s: saved to %s", args.method, args.out)
-
-
-def cmd_evaluate(args, params) -> None:
-    from postergenre.evaluate import evaluate_model
-    from postergenre.tracking import stage_run
-    from postergenre.train import method_settings
-
-    method = args.method
-    _, _, reads = method_settings(params, method)
-    with stage_run(f"evaluate@{method}", reads) as run:
-        result = evaluate_model(args.model, args.out, args.plots)
-        run.log_metrics(result)
-    log.info("evaluate@%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
-                                         if k in ("at_least_one_match", "micro_f1")})
-
-
-def cmd_report(args, params) -> None:
-    from postergenre.report import write_report
-
-    write_report(params, args.out)
-    log.info("report: %s", args.out)
+    embed_posters(args.resized, args.out, embed["backbone"], embed["size"], embed["batch_size"],
+                  timing=args.timing)
 
 
 def cmd_download_posters(args, params) -> None:
@@ -128,7 +101,8 @@ def cmd_predict(args, params) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergenre", description=__doc__)
-    parser.add_argument("--params", default="params.yaml", help="params file (default %(default)s)")
+    parser.add_argument("--params", dest="top_params", default=None,
+                        help="params file (default params.yaml); also accepted after the subcommand")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("check-params", help="validate params.yaml and exit")
@@ -156,20 +130,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("embed", help="posters -> pretrained backbone features, once")
     p.add_argument("--resized", default="data/resized")
     p.add_argument("--out", default="data/features")
+    p.add_argument("--timing", default="metrics/embed.json",
+                   help="where the run's seconds and posters/s go (kept out of --out)")
     p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("train", help="fit one method on the train split")
-    p.add_argument("method")
-    p.add_argument("--out", default=None, help="model folder (default models/METHOD)")
-    p.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
-    p.set_defaults(func=cmd_train)
+    from postergenre import dag, evaluate, report, train
 
-    p = sub.add_parser("evaluate", help="score one model on the test split")
-    p.add_argument("method")
-    p.add_argument("--model", default=None, help="model folder (default models/METHOD)")
-    p.add_argument("--out", default=None, help="metrics JSON (default metrics/METHOD.json)")
-    p.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
-    p.set_defaults(func=cmd_evaluate)
+    # The stages run these as `python -m postergenre.<stage>`, so that a change to this file
+    # re-runs no training; here they are subcommands with the same arguments.
+    for name, module, text in [("train", train, "fit one method on the train split"),
+                               ("evaluate", evaluate, "score one model on the test split"),
+                               ("report", report, "every method side by side -> reports/results.md"),
+                               ("dag", dag, "write dvc.yaml's method stages from params and the code")]:
+        p = sub.add_parser(name, help=text)
+        module.add_arguments(p)
+        p.set_defaults(func=module.run)
 
     from postergenre.data.download import DownloadSettings
 
@@ -196,33 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.set_defaults(func=cmd_predict, needs_params=False)
 
-    p = sub.add_parser("report", help="every method side by side -> reports/results.md")
-    p.add_argument("--out", default="reports/results.md")
-    p.set_defaults(func=cmd_report)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    from postergenre.data.sources import SourceError
-    from postergenre.params import ParamsError, load
+    from postergenre import entry
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "evaluate"):
-        args.plots = args.plots or f"plots/{args.method}"
-    if args.command == "train":
-        args.out = args.out or f"models/{args.method}"
-    if args.command == "evaluate":
-        args.model = args.model or f"models/{args.method}"
-        args.out = args.out or f"metrics/{args.method}.json"
-    try:
-        params = load(args.params) if getattr(args, "needs_params", True) else None
-        args.func(args, params)
-    except (ParamsError, SourceError, FileNotFoundError, ValueError) as exc:
-        print(f"postergenre {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
+    args.params = getattr(args, "params", None) or args.top_params
+    return entry.run(args.command, args, args.func, getattr(args, "needs_params", True))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -33,24 +33,11 @@ def read_manifest(resized: Path = RESIZED) -> list[str]:
 
 
 def read_embed_info(features: Path = FEATURES) -> dict:
-    """What the embed stage recorded: backbone, weights' sha256, poster size, throughput."""
+    """What the embed stage recorded: backbone, weights' sha256, poster size, feature size."""
     path = features / "embed.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no features; run the embed stage (`dvc repro embed`)")
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def cached_features_mismatch(model, features: Path = FEATURES) -> str | None:
-    """None if the embed stage's features are exactly what `model`'s backbone computes from its
-    posters; otherwise why not (so the model must be given posters)."""
-    info = read_embed_info(features)
-    if info["size"] != model.size:
-        return f"data/features holds features of {info['size']} posters, the model reads {model.size}"
-    if not model.accepts_cached_features(info["weights_sha256"]):
-        return (f"data/features was made with {model.backbone_name} weights of sha256 "
-                f"{info['weights_sha256'][:12]}..., not this model's backbone "
-                f"({model.backbone_sha256[:12]}..., fine-tuned: {model.finetuned})")
-    return None
 
 
 def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 `data/features/<backbone>.npy` is float32 [n_posters, 1280] in the row order of
 `data/resized/manifest.csv`; `data/features/embed.json` says which weights made it (their
-sha256), from which poster size, and how fast. Heads on these features train in seconds.
+sha256) and from which poster size. How fast it ran goes to a separate, uncached file
+(`metrics/embed.json`), so a re-run gives a byte-identical cached output and re-runs nothing
+downstream. Heads on these features train in seconds.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ INFO = "embed.json"
 
 
 def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, size: str,
-                  batch_size: int) -> dict[str, Any]:
-    """Write the features folder whole (array + embed.json) or not at all; return embed.json."""
+                  batch_size: int, timing: str | Path | None = None) -> dict[str, Any]:
+    """Write the features folder whole (array + embed.json) or not at all, and the timing to
+    `timing`; return embed.json's content."""
     import torch
 
     from postergenre import backbone as bb
@@ -47,13 +50,15 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, size:
     if not np.isfinite(features).all():
         raise ValueError("the backbone produced non-finite features; nothing written")
     info = {"backbone": backbone, "weights_sha256": bb.file_sha256(weights), "size": size,
-            "n_posters": int(len(posters)), "dim": int(features.shape[1]),
-            "batch_size": batch_size, "seconds": round(seconds, 2),
-            "posters_per_s": round(len(posters) / seconds, 1) if seconds > 0 else None}
+            "n_posters": int(len(posters)), "dim": int(features.shape[1]), "batch_size": batch_size}
+    speed = {"seconds": round(seconds, 2), "threads": torch.get_num_threads(),
+             "posters_per_s": round(len(posters) / seconds, 1) if seconds > 0 else None}
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         np.save(tmp / f"{backbone}.npy", features)
         write_json(tmp / INFO, info)
+    if timing is not None:
+        write_json(timing, speed)
     log.info("embed: %d x %d features in %.1f s (%.1f posters/s)", len(features), features.shape[1],
-             seconds, info["posters_per_s"] or 0)
+             seconds, speed["posters_per_s"] or 0)
     return info

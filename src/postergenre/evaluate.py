@@ -8,21 +8,16 @@ precision-recall curves and a gallery of test posters with their true and predic
 
 from __future__ import annotations
 
+import argparse
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from postergenre import dataset
+from postergenre import dataset, entry
 from postergenre.atomic import atomic_path, write_json
-from postergenre.methods import load_model
-from postergenre.metrics import (
-    all_zeros,
-    frequency_predictor,
-    label_set_metrics,
-    per_genre,
-    score_metrics,
-)
 
 GALLERY_SIZE = 8
 
@@ -35,11 +30,14 @@ def _scalars(d: dict) -> dict:
 def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     """All-zeros, and "always the common genres": the r most frequent training genres for every
     movie (r = the training label cardinality, rounded), scored by training frequency."""
+    from postergenre.metrics import all_zeros, label_frequency, label_set_metrics, score_metrics
+
     zeros = all_zeros(Y)
-    freq_scores = frequency_predictor(Y_train, len(Y))
+    frequency = label_frequency(Y_train)
+    freq_scores = np.tile(frequency, (len(Y), 1))
     r = max(1, int(round(Y_train.sum(axis=1).mean())))
     common = np.zeros_like(Y)
-    common[:, np.argsort(-Y_train.mean(axis=0), kind="stable")[:r]] = 1
+    common[:, np.argsort(-frequency, kind="stable")[:r]] = 1
     return {
         "all_zeros": {**label_set_metrics(Y, zeros), **_scalars(score_metrics(Y, zeros))},
         "label_frequency": {**label_set_metrics(Y, common),
@@ -48,17 +46,12 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     }
 
 
-def _inputs(model, split: str, genres: list[str]) -> dataset.Split:
-    """What the model reads: the embed stage's features where they are what the model's backbone
-    computes (the same numbers, without running the backbone again), posters otherwise."""
-    if model.input == "features" and dataset.cached_features_mismatch(model) is None:
-        return dataset.load_features(split, model.backbone_name, genres)
-    return dataset.load_split(split, model.size, genres)
-
-
 def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None,
                    split: str = "test") -> dict[str, Any]:
     """Write the metrics JSON (and plots) for the model in `model_dir`; return the metrics."""
+    from postergenre.methods import load_model
+    from postergenre.metrics import label_set_metrics, score_metrics
+
     model = load_model(model_dir)
     genres = dataset.read_genres()
     if model.genres != genres:
@@ -67,17 +60,17 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
             f"{', '.join(model.genres[:5])}...) than data/interim/genres.json ({len(genres)}: "
             f"{', '.join(genres[:5])}...); re-run its train stage"
         )
-    data = _inputs(model, split, genres)
+    data = model.inputs(split, genres)
     if len(data.ids) == 0:
         raise ValueError(f"the {split} split is empty: nothing to evaluate")
     Y = data.Y
     P = model.predict_proba(data.X)
-    at_half = (P >= 0.5).astype(np.uint8) if model.probabilistic else model.predict(data.X)
+    at_half = model.decide(P, tuned=False)
     scores = score_metrics(Y, P)
     results: dict[str, Any] = {"at_0.5": label_set_metrics(Y, at_half), "scores": _scalars(scores)}
     tuned = None
-    if model.probabilistic:
-        tuned = (P >= model.thresholds).astype(np.uint8)
+    if model.probabilistic:  # the random baseline's sets are coin flips, with nothing to tune
+        tuned = model.decide(P)
         results["tuned"] = label_set_metrics(Y, tuned)
     Y_train = dataset.load_labels("train", genres)
     results.update(trivial_predictors(Y, Y_train))
@@ -94,16 +87,32 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
     }
     write_json(out_path, result)
     if plots_dir is not None:
-        write_plots(Path(plots_dir), genres, Y, P, at_half, tuned, model, scores, data, split)
+        write_plots(Path(plots_dir), Scored(model, split, data.ids, Y, P, at_half, tuned, scores))
     return result
 
 
-def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data,
-                data_split: str = "test") -> None:
+@dataclass
+class Scored:
+    """A model's scores and label sets on one split: what the plots draw."""
+
+    model: Any
+    split: str
+    ids: list[str]
+    Y: np.ndarray  # true labels
+    P: np.ndarray  # scores
+    at_half: np.ndarray  # label sets at 0.5 (the baseline's coin flips)
+    tuned: np.ndarray | None  # label sets at the tuned thresholds
+    scores: dict  # score_metrics(Y, P), per-genre AP / AUC included
+
+
+def write_plots(folder: Path, s: Scored) -> None:
     """Per-genre numbers (for `dvc plots` bars), PR curves, and the poster gallery."""
     from sklearn.metrics import precision_recall_curve
 
-    half = per_genre(Y, at_half, genres)
+    from postergenre.metrics import per_genre
+
+    genres, Y, P, model, scores, tuned = s.model.genres, s.Y, s.P, s.model, s.scores, s.tuned
+    half = per_genre(Y, s.at_half, genres)
     tuned_pg = per_genre(Y, tuned, genres) if tuned is not None else None
     rows = []
     for j, g in enumerate(genres):
@@ -121,12 +130,11 @@ def write_plots(folder: Path, genres, Y, P, at_half, tuned, model, scores, data,
         curves += [{"genre": g, "recall": round(float(recall[i]), 4),
                     "precision": round(float(precision[i]), 4)} for i in keep]
     write_json(folder / "pr_curves.json", curves)
-    shown = tuned if tuned is not None else at_half
-    posters = data.X[:GALLERY_SIZE]
-    if posters.ndim != 4:  # features: show the posters they came from
-        posters = dataset.load_split(data_split, model.size, genres, limit=GALLERY_SIZE).X
+    shown = tuned if tuned is not None else s.at_half
+    # the posters themselves, whatever the model read (features are no picture)
+    posters = dataset.load_split(s.split, model.size, genres, limit=GALLERY_SIZE).X
     write_gallery(folder / "gallery.png", posters, genres, Y[:GALLERY_SIZE],
-                  shown[:GALLERY_SIZE], P[:GALLERY_SIZE], data.ids[:GALLERY_SIZE])
+                  shown[:GALLERY_SIZE], P[:GALLERY_SIZE], s.ids[:GALLERY_SIZE])
 
 
 def write_gallery(path: Path, posters: np.ndarray, genres: list[str], Y: np.ndarray,
@@ -154,3 +162,38 @@ def write_gallery(path: Path, posters: np.ndarray, genres: list[str], Y: np.ndar
             y += 12
     with atomic_path(path) as tmp:
         sheet.save(tmp, "PNG")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("method", help="a method with a section in params.yaml")
+    parser.add_argument("--model", default=None, help="model folder (default models/METHOD)")
+    parser.add_argument("--out", default=None, help="metrics JSON (default metrics/METHOD.json)")
+    parser.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
+    entry.add_params_option(parser)
+
+
+def run(args: argparse.Namespace, params: dict) -> None:
+    import logging
+
+    from postergenre.params import method_settings
+    from postergenre.tracking import stage_run
+
+    method = args.method
+    _, _, reads = method_settings(params, method)
+    with stage_run(f"evaluate@{method}", reads) as mlrun:
+        result = evaluate_model(args.model or f"models/{method}", args.out or f"metrics/{method}.json",
+                                args.plots or f"plots/{method}")
+        mlrun.log_metrics(result)
+    logging.getLogger(__name__).info(
+        "evaluate@%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
+                                    if k in ("at_least_one_match", "micro_f1")})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m postergenre.evaluate", description=__doc__)
+    add_arguments(parser)
+    return entry.run("evaluate", parser.parse_args(argv), run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

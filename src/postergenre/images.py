@@ -22,7 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from postergenre.atomic import atomic_path, write_json
-from postergenre.params import parse_size
+from postergenre.sizes import parse_size
 
 log = logging.getLogger(__name__)
 

@@ -55,9 +55,10 @@ def all_zeros(Y: np.ndarray) -> np.ndarray:
     return np.zeros_like(Y)
 
 
-def frequency_predictor(Y_train: np.ndarray, n: int) -> np.ndarray:
-    """Scores of the "always the common genres" predictor: each genre's training frequency."""
-    return np.tile(Y_train.mean(axis=0).astype(float), (n, 1))
+def label_frequency(Y_train: np.ndarray) -> np.ndarray:
+    """Each genre's share of training movies: the one training-frequency predictor, whose scores
+    the random baseline flips coins with and the label-frequency predictor ranks genres by."""
+    return Y_train.mean(axis=0).astype(float)
 
 
 def _finite_or_none(values: np.ndarray) -> list[float | None]:

@@ -12,6 +12,11 @@ from typing import Any
 
 import yaml
 
+from postergenre import sizes
+from postergenre.methods import MethodSpec
+from postergenre.methods import spec as method_spec
+from postergenre.methods import specs as method_specs
+
 # Each leaf names the types it accepts; a dict is a section whose keys are fixed.
 _NUM = (int, float)
 SCHEMA: dict[str, Any] = {
@@ -36,31 +41,18 @@ SCHEMA: dict[str, Any] = {
         "max_dev": int,
         "max_test": int,
     },
-    "methods": {
-        "baseline": {"size": str, "uses": str},
-        "mlknn": {"size": str, "uses": str, "s": _NUM},
-        "ovr": {"size": str, "uses": str},
-        "custom": {"size": str, "uses": str, "epochs": int, "batch_size": int, "lr": _NUM,
-                   "weight_decay": _NUM, "dropout": _NUM, "dense": int},
-        "resnet34": {"size": str, "uses": str, "epochs": int, "batch_size": int, "lr": _NUM,
-                     "weight_decay": _NUM, "weights": str},
-    },
-    "feature_methods": {
-        "head": {"uses": str, "hidden": int, "dropout": _NUM, "loss": str, "weight_decay": list,
-                 "epochs": int, "lr": _NUM, "batch_size": int, "oversample": bool,
-                 "finetune_blocks": int, "finetune_epochs": int, "finetune_lr": _NUM},
-        "mlknn_features": {"uses": str, "s": _NUM},
-    },
+    # methods / feature_methods: each method's section is checked against its module's SPEC
+    # (postergenre.methods), one method per key.
+    "methods": dict,
+    "feature_methods": dict,
 }
 # The groups of methods: on resized pixels, and on the embed stage's backbone features.
 METHOD_GROUPS = ("methods", "feature_methods")
-
-# Sections that may name only some of their keys: a method left out of `methods` is not run.
-_SUBSET_ALLOWED = {"methods", "feature_methods"}
 SOURCES = ("synthetic", "tmdb", "movielens", "csv")
 POSTER_KEYS = ("poster_path", "imdb_id", "tmdb_id")
+# backbone.py's WHEELS names the same ones (a test holds them equal); listed here so that
+# validating params never imports torch.
 BACKBONES = ("efficientnet_lite0",)
-LOSSES = ("bce", "weighted_bce", "asl")
 
 
 class ParamsError(ValueError):
@@ -80,7 +72,7 @@ def _check(node: Any, schema: Any, where: str) -> None:
                 )
             _check(value, schema[key], f"{where}.{key}" if where else key)
         missing = sorted(set(schema) - set(node))
-        if missing and where not in _SUBSET_ALLOWED:
+        if missing:
             raise ParamsError(f"{where or 'params'}: missing key(s) {', '.join(missing)}")
         return
     types = schema if isinstance(schema, tuple) else (schema,)
@@ -91,15 +83,11 @@ def _check(node: Any, schema: Any, where: str) -> None:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'100x150' -> (width, height)."""
+    """'100x150' -> (width, height); a ParamsError if it is not a size."""
     try:
-        w, h = (int(part) for part in str(text).lower().split("x"))
-    except ValueError:
-        raise ParamsError(
-            f"image size must look like WIDTHxHEIGHT (e.g. 100x150), got {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise ParamsError(f"image size must be positive, got {text!r}")
-    return w, h
+        return sizes.parse_size(text)
+    except sizes.SizeError as exc:
+        raise ParamsError(str(exc)) from None
 
 
 def validate(params: dict[str, Any]) -> dict[str, Any]:
@@ -136,29 +124,118 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
                           f"{params['resize']['sizes']}")
     if embed["batch_size"] < 1:
         raise ParamsError(f"embed.batch_size must be at least 1, got {embed['batch_size']}")
-    head = params["feature_methods"].get("head")
-    if head is not None:
-        if head["loss"] not in LOSSES:
-            raise ParamsError(f"feature_methods.head.loss must be one of {', '.join(LOSSES)}, "
-                              f"got {head['loss']!r}")
-        if not head["weight_decay"] or not all(isinstance(w, _NUM) and not isinstance(w, bool)
-                                               and w >= 0 for w in head["weight_decay"]):
-            raise ParamsError("feature_methods.head.weight_decay must be a non-empty list of "
-                              f"numbers >= 0 (candidates chosen on dev), got {head['weight_decay']!r}")
-        if not 0 <= head["finetune_blocks"] <= 16:
-            raise ParamsError("feature_methods.head.finetune_blocks must be 0 (off) to 16, "
-                              f"got {head['finetune_blocks']}")
     if not params["methods"] and not params["feature_methods"]:
         raise ParamsError("no method to run: methods and feature_methods are both empty")
-    for name, section in [*params["methods"].items(), *params["feature_methods"].items()]:
-        if section.get("uses", "seed") not in ("seed", "k"):
-            raise ParamsError(f"methods.{name}.uses must be 'seed' or 'k', got {section['uses']!r}")
-        if "size" in section and section["size"] not in params["resize"]["sizes"]:
-            raise ParamsError(
-                f"methods.{name}.size {section['size']!r} is not one of resize.sizes "
-                f"{params['resize']['sizes']}"
-            )
+    for group in METHOD_GROUPS:
+        for name, section in params[group].items():
+            _check_method(params, group, name, section)
     return params
+
+
+def _value_error(where: str, kind: Any, value: Any) -> str | None:
+    """Why `value` is not of the SPEC kind `kind` (see methods/__init__.py), or None."""
+    if isinstance(kind, list):
+        return None if value in kind else f"must be one of {', '.join(map(str, kind))}"
+    if isinstance(kind, dict):
+        problem = _value_error(where, kind["type"], value)
+        if problem:
+            return problem
+        if not kind.get("min", value) <= value <= kind.get("max", value):
+            return f"must be from {kind.get('min', '-inf')} to {kind.get('max', 'inf')}"
+        return None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    checks = {
+        "int": (isinstance(value, int) and not isinstance(value, bool), "an integer"),
+        "pos_int": (isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                    "an integer >= 1"),
+        "nonneg_int": (isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                       "an integer >= 0"),
+        "number": (number, "a number"),
+        "pos_number": (number and value > 0, "a number > 0"),
+        "nonneg_number": (number and value >= 0, "a number >= 0"),
+        "fraction": (number and 0 <= value < 1, "a number in [0, 1)"),
+        "str": (isinstance(value, str), "a string"),
+        "bool": (isinstance(value, bool), "true or false"),
+        "size": (isinstance(value, str), "a size WIDTHxHEIGHT"),
+        "nonneg_numbers": (isinstance(value, list) and bool(value) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value),
+            "a non-empty list of numbers >= 0"),
+    }
+    if kind not in checks:
+        raise ValueError(f"{where}: unknown kind {kind!r} in its method's SPEC")
+    ok, what = checks[kind]
+    return None if ok else f"must be {what}"
+
+
+def _check_method(params: dict[str, Any], group: str, name: str, section: Any) -> None:
+    where = f"{group}.{name}"
+    known = [s.name for s in method_specs().values() if s.group == group]
+    if name not in method_specs() or method_specs()[name].group != group:
+        raise ParamsError(f"unknown method '{where}' in params; methods known in {group}: "
+                          f"{', '.join(known)} (a method is a module in src/postergenre/methods)")
+    spec = method_spec(name)
+    if section is None:
+        section = {}
+    if not isinstance(section, dict):
+        raise ParamsError(f"{where}: expected a mapping, got {section!r}")
+    for key, value in section.items():
+        if key not in spec.params:
+            raise ParamsError(f"unknown key '{where}.{key}' in params; allowed here: "
+                              f"{', '.join(sorted(spec.params))}")
+        problem = _value_error(f"{where}.{key}", spec.params[key], value)
+        if problem:
+            raise ParamsError(f"'{where}.{key}' {problem}, got {value!r}")
+    missing = sorted(set(spec.params) - set(section))
+    if missing:
+        raise ParamsError(f"{where}: missing key(s) {', '.join(missing)}")
+    if "size" in section and section["size"] not in params["resize"]["sizes"]:
+        raise ParamsError(f"{where}.size {section['size']!r} is not one of resize.sizes "
+                          f"{params['resize']['sizes']}")
+
+
+# -- what each method reads --------------------------------------------------------------------
+def all_methods(params: dict[str, Any]) -> dict[str, dict]:
+    """Every method section, pixel methods first, then those on backbone features."""
+    return {name: section or {} for group in METHOD_GROUPS for name, section in params[group].items()}
+
+
+def method_spec_in(params: dict[str, Any], method: str) -> MethodSpec:
+    if method not in all_methods(params):
+        raise ParamsError(f"no section methods.{method} or feature_methods.{method} in params.yaml; "
+                          f"methods there: {', '.join(all_methods(params))}")
+    return method_spec(method)
+
+
+def stage_params(params: dict[str, Any], method: str) -> list[str]:
+    """Every params key a method's train stage reads (dvc.yaml lists exactly these): the seed,
+    the top-level keys its SPEC reads, its own section, how posters were decoded (saved with the
+    model for `predict`), and for a method on features, the embed stage's settings."""
+    spec = method_spec_in(params, method)
+    keys = ["seed", *spec.reads, f"{spec.group}.{method}", "resize.sizes", "resize.max_pixels"]
+    return keys + (["embed"] if spec.input == "features" else [])
+
+
+def _get(params: dict[str, Any], dotted: str) -> Any:
+    node = params
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def method_settings(params: dict[str, Any], method: str) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A method's constructor arguments, its image size, and every param it reads (to log)."""
+    spec = method_spec_in(params, method)
+    kwargs = dict(all_methods(params)[method])
+    if spec.input == "features":
+        # Posters at the embed stage's size go through the embed stage's backbone.
+        embed = params["embed"]
+        size = embed["size"]
+        kwargs.update(backbone=embed["backbone"], embed_batch_size=embed["batch_size"])
+    else:
+        size = kwargs.pop("size")
+    kwargs.update({key: params[key] for key in spec.reads})
+    reads = {key: _get(params, key) for key in stage_params(params, method)}
+    return kwargs, size, reads
 
 
 def load(path: str | Path = "params.yaml") -> dict[str, Any]:

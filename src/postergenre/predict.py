@@ -15,7 +15,7 @@ import numpy as np
 
 from postergenre.images import PosterError, load_rgb, resize_variants
 from postergenre.methods import load_model
-from postergenre.params import parse_size
+from postergenre.sizes import parse_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _BATCH = 256
@@ -56,9 +56,8 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
             names.append(str(path))
         if not batch:
             continue
-        X = np.stack(batch)
-        scores = model.predict_proba(X)
-        chosen = (scores >= model.thresholds) if model.probabilistic else model.predict(X)
+        scores = model.predict_proba(model.inputs_from_posters(np.stack(batch)))
+        chosen = model.decide(scores)
         for name, row, picked in zip(names, scores, chosen, strict=True):
             order = np.argsort(-row, kind="stable")[:top_k]
             predictions.append({

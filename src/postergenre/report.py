@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
+from postergenre import entry
 from postergenre.atomic import write_text
+from postergenre.params import all_methods
 
 # The study's published test numbers (CS229 2019; 35,000 TMDB posters, 20 genres).
 STUDY = [
@@ -54,8 +59,6 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
                  ingest_report: Path = Path("data/interim/ingest_report.json"),
                  split_dir: Path = Path("data/split")) -> str:
     """The markdown of reports/results.md for the methods in params."""
-    from postergenre.train import all_methods
-
     results = {}
     for method in all_methods(params):
         path = metrics_dir / f"{method}.json"
@@ -189,3 +192,23 @@ def reproduce_command(params: dict) -> str:
 
 def write_report(params: dict, out: str | Path) -> None:
     write_text(out, build_report(params))
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="reports/results.md")
+    entry.add_params_option(parser)
+
+
+def run(args: argparse.Namespace, params: dict) -> None:
+    write_report(params, args.out)
+    logging.getLogger(__name__).info("report: %s", args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m postergenre.report", description=__doc__)
+    add_arguments(parser)
+    return entry.run("report", parser.parse_args(argv), run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

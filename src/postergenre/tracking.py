@@ -55,9 +55,6 @@ class StageRun:
                    if isinstance(v, int | float) and not isinstance(v, bool)}
         self._mlflow.log_metrics(numeric, step=step)
 
-    def log_artifact(self, path: str) -> None:
-        self._mlflow.log_artifact(path)
-
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:

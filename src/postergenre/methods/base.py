@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
+from postergenre import metrics
 from postergenre.atomic import atomic_path, write_json
+from postergenre.sizes import parse_size
 
 CARD = "model.json"
 
@@ -29,12 +31,9 @@ class Estimator:
     hold weights, `_save_weights` / `_load_weights`."""
 
     method = ""
-    # False for a method whose predictions are not its scores thresholded (the random baseline):
-    # it gets no tuned thresholds.
+    # The one place that says whether a method's label sets are its scores thresholded. False for
+    # the random baseline, whose sets are coin flips: it gets no tuned thresholds (see `decide`).
     probabilistic = True
-    # "pixels": fit / predict_proba read posters [n, H, W, 3]; "features": they also accept the
-    # embed stage's backbone features [n, dim] (see methods/features.py).
-    input = "pixels"
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
         self.genres = list(genres)
@@ -48,27 +47,51 @@ class Estimator:
 
     # -- the interface -------------------------------------------------------------------------
     def fit(self, X: np.ndarray, Y: np.ndarray, dev: tuple[np.ndarray, np.ndarray] | None = None,
-            on_epoch=None) -> Estimator:
-        """Fit on posters X [n, H, W, 3] uint8 and labels Y [n, n_genres] 0/1.
+            on_epoch=None, checkpoints: str | Path | None = None) -> Estimator:
+        """Fit on X (what `inputs` gives: posters [n, H, W, 3] uint8 for a method on pixels) and
+        labels Y [n, n_genres] 0/1.
 
-        `dev` (posters, labels) lets iterative methods report a dev loss per epoch to
-        `on_epoch(record)`.
+        `dev` (inputs, labels) lets iterative methods pick their best epoch and report it to
+        `on_epoch(record)`; `checkpoints` is a folder where they save each epoch and resume from.
         """
-        self._check_X(X)
+        self._check_fit_X(X)
         if Y.shape != (len(X), len(self.genres)):
             raise ValueError(f"Y must be [{len(X)}, {len(self.genres)}], got {list(Y.shape)}")
         if len(X) == 0:
             raise ValueError("cannot fit on an empty training split")
-        self._fit(X, Y, dev=dev, on_epoch=on_epoch)
+        self._fit(X, Y, dev=dev, on_epoch=on_epoch,
+                  checkpoints=Path(checkpoints) if checkpoints else None)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """[n, n_genres] scores in [0, 1]."""
         raise NotImplementedError
 
+    def decide(self, P: np.ndarray, tuned: bool = True) -> np.ndarray:
+        """[n, n_genres] 0/1 label sets from scores P: at or above each genre's tuned threshold,
+        or the study's 0.5 (`tuned=False`)."""
+        return (P >= (self.thresholds if tuned else 0.5)).astype(np.uint8)
+
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """[n, n_genres] 0/1: scores at or above each genre's threshold."""
-        return (self.predict_proba(X) >= self.thresholds).astype(np.uint8)
+        """[n, n_genres] 0/1 label sets."""
+        return self.decide(self.predict_proba(X))
+
+    def tune_thresholds(self, Y_dev: np.ndarray, P_dev: np.ndarray) -> None:
+        """Per-genre thresholds maximising each genre's F1 on the dev split."""
+        if self.probabilistic and len(Y_dev):
+            self.thresholds = metrics.tune_thresholds(Y_dev, P_dev)
+
+    # -- what the model reads ----------------------------------------------------------------
+    def inputs(self, split: str, genres: list[str], training: bool = False):
+        """One split of what `predict_proba` reads, or with `training` what `fit` reads (a
+        `dataset.Split`): here the posters at the model's size, for both."""
+        from postergenre import dataset
+
+        return dataset.load_split(split, self.size, genres)
+
+    def inputs_from_posters(self, X: np.ndarray) -> np.ndarray:
+        """What `predict_proba` reads, from posters [n, H, W, 3] at the model's size."""
+        return X
 
     def save(self, model_dir: str | Path) -> None:
         """Write the model folder whole or not at all."""
@@ -98,8 +121,12 @@ class Estimator:
         model._load_weights(Path(model_dir))
         return model
 
+    @property
+    def width_height(self) -> tuple[int, int]:
+        return parse_size(self.size)
+
     # -- for subclasses ------------------------------------------------------------------------
-    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None) -> None:
+    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
         raise NotImplementedError
 
     def _state(self) -> dict[str, Any]:
@@ -114,6 +141,9 @@ class Estimator:
 
     def _load_weights(self, folder: Path) -> None:
         pass
+
+    def _check_fit_X(self, X: np.ndarray) -> None:
+        self._check_X(X)
 
     def _check_X(self, X: np.ndarray) -> None:
         if X.ndim != 4 or X.shape[-1] != 3:

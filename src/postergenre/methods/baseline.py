@@ -7,10 +7,18 @@ from typing import Any
 import numpy as np
 
 from postergenre.methods.base import Estimator
+from postergenre.metrics import label_frequency
+
+SPEC = {
+    "estimator": "RandomBaseline",
+    "input": "pixels",
+    "reads": [],
+    "params": {"size": "size"},
+}
 
 
 class RandomBaseline(Estimator):
-    """Scores are the training frequencies; predictions are coin flips weighted by them.
+    """Scores are the training frequencies; label sets are coin flips weighted by them.
 
     The flips are seeded and drawn in input order, so a repeated run predicts the same sets.
     """
@@ -18,16 +26,17 @@ class RandomBaseline(Estimator):
     method = "baseline"
     probabilistic = False
 
-    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None) -> None:
-        self.frequencies = Y.mean(axis=0).astype(float)
+    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
+        self.frequencies = label_frequency(Y)
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_X(X)
         return np.tile(self.frequencies, (len(X), 1))
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def decide(self, P: np.ndarray, tuned: bool = True) -> np.ndarray:
+        """Coin flips: genre j with probability P[:, j], whatever the threshold."""
         rng = np.random.default_rng(self.seed)
-        return (rng.random((len(X), len(self.genres))) < self.predict_proba(X)).astype(np.uint8)
+        return (rng.random(P.shape) < P).astype(np.uint8)
 
     def _state(self) -> dict[str, Any]:
         return {"frequencies": [round(float(f), 8) for f in self.frequencies]}

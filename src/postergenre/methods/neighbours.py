@@ -1,8 +1,9 @@
-"""The study's kNN methods on flattened pixels scaled to [0, 1]: ML-kNN and one-vs-rest kNN.
+"""What the kNN methods share: the k nearest training posters of each poster, and a base class
+that keeps the training set.
 
-Both need the same thing, the k nearest training posters of each poster, found here once by
-brute-force Euclidean distance through BLAS (float32), which is what makes ML-kNN on all real
-training posters at 100x150 (7,757 x 45,000) fit in a minute on two cores.
+Neighbours are found by brute-force Euclidean distance through BLAS (float32), which is what
+makes ML-kNN on all real training posters at 100x150 (7,757 x 45,000) fit in a minute on two
+cores.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def self_neighbours(train: np.ndarray, k: int) -> np.ndarray:
     return _top_k(scores, k)
 
 
-class _KNNBase(Estimator):
+class KNNEstimator(Estimator):
     """Keeps the training posters and labels; `k` is the top-level parameter."""
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, k: int = 10, **params: Any):
@@ -97,62 +98,3 @@ class _KNNBase(Estimator):
 
     def _load_weights(self, folder: Path) -> None:
         self._store(np.load(folder / "train_inputs.npy"), np.load(folder / "train_labels.npy"))
-
-
-class MLkNN(_KNNBase):
-    """ML-kNN (Zhang & Zhou 2007): per genre, Bayes' rule on how many neighbours carry it.
-
-    Identical to scikit-multilearn-ng's `MLkNN(k, s)` (training neighbours include the poster
-    itself, as there), vectorised: one neighbour search and a few array operations.
-    `predict_proba` is the normalised posterior P(genre | neighbour count).
-    """
-
-    method = "mlknn"
-
-    def __init__(self, genres: list[str], size: str, seed: int = 0, k: int = 10, s: float = 1.0,
-                 **params: Any):
-        super().__init__(genres, size, seed, k=k, s=s, **params)
-        self.s = s
-
-    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None) -> None:
-        self._store(X, Y)
-        n, k, s = len(Y), self.k, self.s
-        self.prior_true = (s + Y.sum(axis=0)) / (s * 2 + n)
-        counts = self.Y_train[self_neighbours(self._train_features(), k)].sum(axis=1)
-        self.cond_true = np.empty((Y.shape[1], k + 1))
-        self.cond_false = np.empty((Y.shape[1], k + 1))
-        for j in range(Y.shape[1]):
-            has = Y[:, j] == 1
-            c_true = np.bincount(counts[has, j], minlength=k + 1)
-            c_false = np.bincount(counts[~has, j], minlength=k + 1)
-            self.cond_true[j] = (s + c_true) / (s * (k + 1) + c_true.sum())
-            self.cond_false[j] = (s + c_false) / (s * (k + 1) + c_false.sum())
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        counts = self._neighbour_counts(X)
-        cols = np.arange(len(self.genres))[None, :]
-        p_true = self.prior_true[None, :] * self.cond_true[cols, counts]
-        p_false = (1 - self.prior_true[None, :]) * self.cond_false[cols, counts]
-        return p_true / (p_true + p_false)
-
-    def _state(self) -> dict[str, Any]:
-        return {"prior_true": self.prior_true.tolist(), "cond_true": self.cond_true.tolist(),
-                "cond_false": self.cond_false.tolist()}
-
-    def _set_state(self, state: dict[str, Any]) -> None:
-        self.prior_true = np.asarray(state["prior_true"])
-        self.cond_true = np.asarray(state["cond_true"])
-        self.cond_false = np.asarray(state["cond_false"])
-
-
-class OneVsRestKNN(_KNNBase):
-    """One binary kNN classifier per genre. All of them share the same k neighbours, so the
-    score of a genre is the share of a poster's k nearest training posters that carry it."""
-
-    method = "ovr"
-
-    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None) -> None:
-        self._store(X, Y)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self._neighbour_counts(X) / self.k

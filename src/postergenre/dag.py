@@ -1,0 +1,140 @@
+"""dvc.yaml's method stages, written from params.yaml and the method registry.
+
+DVC cannot interpolate a list into `deps`, and each method runs different code (its module and
+the shared modules it imports), so the train-/evaluate- stages of every method and the report
+are written out here, each listing exactly the code files, data files and params it reads.
+Sizes stay `${...}` references to params.yaml, so `dvc exp run -S methods.custom.size=...` needs
+no rewrite; adding or removing a method, or an import, does: `postergenre dag` (check-params and
+a test fail, naming the command, while dvc.yaml is stale).
+
+Everything above the marker line in dvc.yaml is hand-written and kept as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from postergenre import entry
+from postergenre.methods import code_files, method_module
+from postergenre.params import all_methods, method_spec_in, stage_params
+
+log = logging.getLogger(__name__)
+
+MARKER = ("  # ---- written by `postergenre dag` from params.yaml and the method modules; "
+          "edit those, not below ----\n")
+LABELS = ["data/interim/genres.json", "data/interim/movies.csv"]
+
+
+def _inputs(params: dict[str, Any], method: str) -> tuple[list[str], str]:
+    """The data files a method's stages read (besides the split), and its model folder."""
+    spec = method_spec_in(params, method)
+    if spec.input == "features":
+        # features where they fit; the posters at the embed stage's size otherwise, for a
+        # fine-tune, and for the evaluate stage's gallery
+        data = ["data/resized/manifest.csv", "data/resized/${embed.size}.npy", "data/features"]
+    else:
+        data = ["data/resized/manifest.csv", f"data/resized/${{{spec.group}.{method}.size}}.npy"]
+    return LABELS + data, f"models/{method}"
+
+
+def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
+    data, model = _inputs(params, method)
+    module = method_module(method)
+    train = {
+        "cmd": f"python -m postergenre.train {method}",
+        "deps": data + ["data/split/train.txt", "data/split/dev.txt"]
+        + code_files("postergenre.train", module),
+        "params": stage_params(params, method),
+        "outs": [model],
+        "plots": [{f"plots/{method}/training.json": {"cache": False, "x": "epoch",
+                                                       "y": "train_loss"}}],
+    }
+    evaluate = {
+        "cmd": f"python -m postergenre.evaluate {method}",
+        "deps": [model] + data + ["data/split/test.txt", "data/split/train.txt"]
+        + code_files("postergenre.evaluate", module),
+        "metrics": [{f"metrics/{method}.json": {"cache": False}}],
+        "plots": [
+            {f"plots/{method}/per_genre.json": {"cache": False, "template": "bar_horizontal",
+                                                 "x": "f1", "y": "genre"}},
+            {f"plots/{method}/pr_curves.json": {"template": "scatter", "x": "recall",
+                                                 "y": "precision"}},
+            f"plots/{method}/gallery.png",
+        ],
+    }
+    return {f"train-{method}": train, f"evaluate-{method}": evaluate}
+
+
+def report_stage(params: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "cmd": "python -m postergenre.report",
+        "deps": [f"metrics/{m}.json" for m in all_methods(params)]
+        + ["data/interim/ingest_report.json", "data/split/split_report.json"]
+        + code_files("postergenre.report"),
+        "params": ["seed", "k", "data.source", "data.path", "data.posters", "data.poster_key",
+                   "methods", "embed", "feature_methods"],
+        "outs": [{"reports/results.md": {"cache": False}}],
+    }
+
+
+def generated(params: dict[str, Any]) -> str:
+    """The YAML text below the marker."""
+    stages: dict[str, Any] = {}
+    for method in all_methods(params):
+        stages.update(method_stages(params, method))
+    stages["report"] = report_stage(params)
+    text = yaml.safe_dump(stages, sort_keys=False, default_flow_style=False, width=100)
+    return "".join(f"  {line}\n" if line else "\n" for line in text.splitlines())
+
+
+def render(dvc_yaml: str, params: dict[str, Any]) -> str:
+    """dvc.yaml's text with everything below the marker written anew."""
+    if MARKER not in dvc_yaml:
+        raise ValueError(f"dvc.yaml has no marker line {MARKER.strip()!r}: nothing to write below")
+    return dvc_yaml.split(MARKER)[0] + MARKER + generated(params)
+
+
+def stale(path: Path, params: dict[str, Any]) -> bool:
+    text = path.read_text(encoding="utf-8")
+    return render(text, params) != text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dvc-yaml", default="dvc.yaml")
+    parser.add_argument("--check", action="store_true",
+                        help="only say whether dvc.yaml is current (exit 2 if not)")
+    entry.add_params_option(parser)
+
+
+def run(args: argparse.Namespace, params: dict) -> None:
+    from postergenre.atomic import write_text
+
+    path = Path(args.dvc_yaml)
+    if args.check:
+        if stale(path, params):
+            raise ValueError(f"{path} is stale: its method stages do not match params.yaml and "
+                             "the method modules' imports; run `postergenre dag`")
+        log.info("dag: %s is current", path)
+        return
+    text = path.read_text(encoding="utf-8")
+    new = render(text, params)
+    if new != text:
+        write_text(path, new)
+    log.info("dag: %s %s (%d methods)", path, "rewritten" if new != text else "already current",
+             len(all_methods(params)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m postergenre.dag", description=__doc__)
+    add_arguments(parser)
+    return entry.run("dag", parser.parse_args(argv), run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

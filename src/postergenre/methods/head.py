@@ -1,0 +1,328 @@
+"""A head on backbone features: standardise, then a linear layer or one hidden ReLU layer, trained
+by the one loop on an imbalance-aware loss. The dev split picks the weight decay among candidates
+and the epoch (by mAP). Optionally it also fine-tunes the backbone's last blocks.
+
+Fine-tuning (`finetune_blocks` > 0) runs the frozen part of the backbone once over the posters and
+trains only the last blocks, the 1x1 head conv and the genre head on its output, batch norms
+frozen; the tuned weights are kept only if a dev epoch beats the stock ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from postergenre import backbone as bb
+from postergenre import dataset
+from postergenre.methods import training
+from postergenre.methods.base import Estimator
+from postergenre.methods.feature_input import FeatureInput
+
+log = logging.getLogger(__name__)
+
+LOSSES = ("bce", "weighted_bce", "asl")
+SPEC = {
+    "estimator": "FeatureHead",
+    "input": "features",
+    "reads": [],
+    "params": {"hidden": "nonneg_int", "dropout": "fraction", "loss": ["bce", "weighted_bce", "asl"],
+               "weight_decay": "nonneg_numbers", "epochs": "pos_int", "lr": "pos_number",
+               "batch_size": "pos_int", "oversample": "bool",
+               "finetune_blocks": {"type": "int", "min": 0, "max": 16},
+               "finetune_epochs": "pos_int", "finetune_lr": "pos_number",
+               "finetune_batch_size": "pos_int"},
+}
+_SCORE_BATCH = 4096
+
+
+class Head(nn.Module):
+    """Standardise the features (train mean / std), then a linear layer, or one hidden ReLU layer."""
+
+    def __init__(self, dim: int, n_genres: int, hidden: int, dropout: float):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+        if hidden > 0:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU(),
+                                     nn.Dropout(dropout), nn.Linear(hidden, n_genres))
+        else:
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_genres))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.net((f - self.mean) / self.std)
+
+
+def asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, gamma_neg: float = 4.0,
+                    gamma_pos: float = 0.0, margin: float = 0.05) -> torch.Tensor:
+    """Asymmetric loss (Ridnik et al., ICCV 2021): easy negatives are down-weighted by p^gamma_neg
+    and shifted by `margin`, so the many absent genres stop drowning the few present ones."""
+    p = torch.sigmoid(logits)
+    log_p = nn.functional.logsigmoid(logits)
+    p_shift = (p - margin).clamp(min=0)
+    log_not = torch.log((1 - p_shift).clamp(min=1e-8))
+    pos = y * (1 - p).pow(gamma_pos) * log_p
+    neg = (1 - y) * p_shift.pow(gamma_neg) * log_not
+    return -(pos + neg).sum(dim=1).mean()
+
+
+def loss_function(name: str, Y: np.ndarray):
+    """`bce`; `weighted_bce`: positives weighted by sqrt(negatives / positives) per genre; `asl`."""
+    if name == "bce":
+        return nn.BCEWithLogitsLoss()
+    if name == "weighted_bce":
+        pos = Y.sum(axis=0).clip(min=1)
+        weight = np.sqrt((len(Y) - pos) / pos)
+        return nn.BCEWithLogitsLoss(pos_weight=torch.tensor(weight, dtype=torch.float32))
+    if name == "asl":
+        return asymmetric_loss
+    raise ValueError(f"unknown loss {name!r}; known: {', '.join(LOSSES)}")
+
+
+def oversampling_weights(Y: np.ndarray) -> np.ndarray:
+    """Per-example sampling weight: the rarest of its genres, as sqrt(most common count / count).
+
+    Square-root rebalancing: a genre 100x rarer than Drama is drawn 10x as often, not 100x.
+    """
+    counts = Y.sum(axis=0).astype(float)
+    factor = np.sqrt(counts.max() / np.maximum(counts, 1))
+    w = (Y * factor[None, :]).max(axis=1)
+    w[w == 0] = 1.0
+    return w / w.sum()
+
+
+def _features_to_tensor(F: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(F, dtype=np.float32)).to(device)
+
+
+class _Tail(nn.Module):
+    """The backbone's blocks from `stop` on, its 1x1 head conv, then the genre head: what
+    fine-tuning trains, on the activations entering block `stop`. Batch norms stay frozen."""
+
+    def __init__(self, net: bb.EfficientNetLite, head: Head, stop: int):
+        super().__init__()
+        self.net, self.head, self.stop = net, head, stop
+
+    def forward(self, A: torch.Tensor) -> torch.Tensor:
+        return self.head(self.net.features(A, start=self.stop))
+
+    def train(self, mode: bool = True) -> _Tail:
+        super().train(mode)
+        self.net.eval()
+        return self
+
+
+class FeatureHead(FeatureInput, Estimator):
+    """A linear (or one-hidden-layer) head on backbone features."""
+
+    method = "head"
+
+    def __init__(self, genres: list[str], size: str, seed: int = 0, backbone: str = "efficientnet_lite0",
+                 hidden: int = 0, dropout: float = 0.0, loss: str = "weighted_bce",
+                 weight_decay: list | float = (1e-4,), epochs: int = 30, lr: float = 1e-3,
+                 batch_size: int = 256, oversample: bool = False, finetune_blocks: int = 0,
+                 finetune_epochs: int = 3, finetune_lr: float = 1e-4, finetune_batch_size: int = 32,
+                 embed_batch_size: int = 16, **params: Any):
+        wds = [float(w) for w in (weight_decay if isinstance(weight_decay, list | tuple) else [weight_decay])]
+        if loss not in LOSSES:
+            raise ValueError(f"head: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
+        if not 0 <= finetune_blocks <= 16:
+            raise ValueError(f"finetune_blocks must be 0..16 (the backbone has 16 blocks), "
+                             f"got {finetune_blocks}")
+        super().__init__(genres, size, seed, backbone=backbone, hidden=hidden, dropout=dropout,
+                         loss=loss, weight_decay=wds, epochs=epochs, lr=lr, batch_size=batch_size,
+                         oversample=oversample, finetune_blocks=finetune_blocks,
+                         finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
+                         finetune_batch_size=finetune_batch_size,
+                         embed_batch_size=embed_batch_size, **params)
+        self._init_backbone()
+        self.head: Head | None = None
+        self.history: list[dict[str, float]] = []
+        self.selection: list[dict[str, float]] = []
+        self.chosen_weight_decay: float | None = None
+
+    # -- what it reads -------------------------------------------------------------------------
+    def inputs(self, split: str, genres: list[str], training: bool = False) -> dataset.Split:
+        """Fine-tuning trains on posters; everything else reads features."""
+        if training and self.params["finetune_blocks"]:
+            return dataset.load_split(split, self.size, genres)
+        return super().inputs(split, genres, training)
+
+    def _check_fit_X(self, X: np.ndarray) -> None:
+        if not self.params["finetune_blocks"]:
+            return self._check_X(X)
+        if X.ndim != 4 or X.shape[-1] != 3:
+            raise ValueError(f"finetune_blocks > 0 trains on posters [n, height, width, 3], got "
+                             f"shape {list(X.shape)}")
+
+    # -- training ------------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
+        p = self.params
+        stop = 16 - p["finetune_blocks"]
+        has_dev = dev is not None and len(dev[0]) > 0
+        if p["finetune_blocks"]:
+            log.info("fine-tune: running the frozen blocks 0..%d once over %d posters", stop - 1, len(X))
+            A = self._trunk(X, stop)
+            A_dev = self._trunk(dev[0], stop) if has_dev else None
+            F = self._tail_features(A, stop)
+            F_dev = self._tail_features(A_dev, stop) if has_dev else None
+        else:
+            F, F_dev = np.asarray(X, dtype=np.float32), dev[0] if has_dev else None
+            self.backbone()  # records the weights' sha256
+        Y_dev = dev[1] if has_dev else None
+        best = None
+        self.selection = []
+        with training.distributed():
+            for wd in p["weight_decay"]:
+                head, history = self._train_head(F, Y, F_dev, Y_dev, wd, checkpoints)
+                score = training.best_dev_score(history)
+                self.selection.append({"weight_decay": wd, "dev_mAP": round(score, 6) if has_dev else None,
+                                       "epoch": max(history, key=lambda r: r.get("dev_mAP", 0))["epoch"]
+                                       if has_dev else p["epochs"]})
+                log.info("head: weight_decay=%g -> best dev mAP %.4f", wd, score)
+                if best is None or score > best[2]:
+                    best = (head, history, score, wd)
+            self.head, self.history, _, self.chosen_weight_decay = best
+            if on_epoch is not None:
+                for record in self.history:
+                    on_epoch(record)
+            if p["finetune_blocks"]:
+                # Kept only if some epoch beat the stock backbone on dev; else the model is the
+                # head on stock features, and the cached features still fit it.
+                self.finetuned = self._finetune(A, Y, A_dev, Y_dev, stop, self.chosen_weight_decay,
+                                                checkpoints)
+                self._fused = None
+
+    def _new_head(self, F: np.ndarray) -> Head:
+        p = self.params
+        head = Head(F.shape[1], len(self.genres), p["hidden"], p["dropout"])
+        head.mean.copy_(torch.from_numpy(F.mean(axis=0)))
+        head.std.copy_(torch.from_numpy(F.std(axis=0) + 1e-6))
+        return head
+
+    def _loss(self, Y: np.ndarray, device: torch.device):
+        loss_fn = loss_function(self.params["loss"], Y)
+        return loss_fn.to(device) if isinstance(loss_fn, nn.Module) else loss_fn
+
+    def _settings(self, name: str, epochs: int, batch_size: int, checkpoints, data, **extra):
+        settings = {k: v for k, v in self.params.items() if k != "epochs"}
+        return training.LoopSettings(
+            epochs=epochs, batch_size=batch_size, seed=self.seed, name=name, checkpoints=checkpoints,
+            fingerprint=training.fingerprint({**settings, "name": name, "seed": self.seed,
+                                              "genres": self.genres}, *data), **extra)
+
+    def _train_head(self, F, Y, F_dev, Y_dev, wd: float, checkpoints):
+        """One weight-decay candidate: AdamW on the chosen loss; the head comes back holding its
+        best dev epoch's weights."""
+        p = self.params
+        device = training.torch_device()
+        torch.manual_seed(self.seed)
+        head = self._new_head(F).to(device)
+        Ft, Yt = torch.from_numpy(F), torch.from_numpy(Y.astype(np.float32))
+
+        def batch(idx: np.ndarray, device: torch.device):
+            return Ft[idx].to(device), Yt[idx].to(device)
+
+        settings = self._settings(
+            f"head-wd{wd:g}", p["epochs"], p["batch_size"], checkpoints, (F, Y),
+            sample_weights=oversampling_weights(Y) if p["oversample"] else None,
+            record={"weight_decay": wd})
+        optimiser = torch.optim.AdamW(head.parameters(), lr=p["lr"], weight_decay=wd)
+        history = training.train(
+            head, optimiser, self._loss(Y, device), batch, len(F), settings,
+            dev_scores=(lambda m: training.scores(m, F_dev, _features_to_tensor, _SCORE_BATCH))
+            if F_dev is not None else None, Y_dev=Y_dev)
+        return head.cpu(), history
+
+    # -- fine-tuning the last blocks -----------------------------------------------------------
+    @torch.no_grad()
+    def _trunk(self, X: np.ndarray, stop: int) -> torch.Tensor:
+        """Activations entering block `stop` for every poster, with progress every 10 s."""
+        net = self.backbone().eval()
+        bs = self.params["embed_batch_size"]
+        parts, start, last = [], time.perf_counter(), 0.0
+        for s in range(0, len(X), bs):
+            parts.append(net.trunk(bb.to_input(X[s:s + bs]), stop))
+            elapsed = time.perf_counter() - start
+            if elapsed - last > 10:
+                log.info("fine-tune: frozen blocks over %d/%d posters", s + len(parts[-1]), len(X))
+                last = elapsed
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def _tail_features(self, A: torch.Tensor, stop: int) -> np.ndarray:
+        net = self.backbone().eval()
+        return torch.cat([net.features(A[s:s + 256], start=stop)
+                          for s in range(0, len(A), 256)]).numpy()
+
+    def _finetune(self, A, Y, A_dev, Y_dev, stop: int, wd: float, checkpoints) -> bool:
+        """Train blocks[stop:], the 1x1 head conv and the genre head together from the chosen
+        head; keep the best dev epoch, or the stock weights if none beat them (epoch 0). Returns
+        whether the backbone changed."""
+        p = self.params
+        device = training.torch_device()
+        net, head = self.backbone(), self.head
+        for param in net.parameters():
+            param.requires_grad_(False)
+        trainable = [*net.blocks[stop:].parameters(), *net.head.parameters()]
+        for param in trainable:
+            param.requires_grad_(True)
+        tail = _Tail(net, head, stop).to(device)
+        Yt = torch.from_numpy(Y.astype(np.float32))
+
+        def batch(idx: np.ndarray, device: torch.device):
+            return A[torch.from_numpy(idx)].to(device), Yt[idx].to(device)
+
+        settings = self._settings(
+            "head-finetune", p["finetune_epochs"], p["finetune_batch_size"], checkpoints,
+            (A.numpy(), Y), score_initial=True, record={"finetune": True})
+        optimiser = torch.optim.AdamW([*trainable, *head.parameters()], lr=p["finetune_lr"],
+                                      weight_decay=wd)
+        history = training.train(
+            tail, optimiser, self._loss(Y, device), batch, len(A), settings,
+            dev_scores=(lambda m: training.scores(m, A_dev, lambda a, d: a.to(d), 64))
+            if A_dev is not None else None, Y_dev=Y_dev)
+        tail.cpu()
+        for param in net.parameters():
+            param.requires_grad_(False)
+        net.eval()
+        head.eval()
+        for record in history:
+            record["epoch"] += p["epochs"]  # after the head's epochs, in the plots
+        self.history += [r for r in history if r["epoch"] > p["epochs"]]
+        kept = max(history, key=lambda r: r.get("dev_mAP", -np.inf)) if A_dev is not None else history[-1]
+        return kept["epoch"] > p["epochs"]
+
+    # -- prediction and saving -----------------------------------------------------------------
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        self._check_X(X)
+        if len(X) == 0:
+            return np.zeros((0, len(self.genres)))
+        return training.scores(self.head, X, _features_to_tensor, _SCORE_BATCH)
+
+    def _state(self) -> dict[str, Any]:
+        return {"history": self.history, "selection": self.selection,
+                "chosen_weight_decay": self.chosen_weight_decay, **self._backbone_state()}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        self.history = state["history"]
+        self.selection = state["selection"]
+        self.chosen_weight_decay = state["chosen_weight_decay"]
+        self._set_backbone_state(state)
+
+    def _save_weights(self, folder: Path) -> None:
+        torch.save({k: v.cpu() for k, v in self.head.state_dict().items()}, folder / "head.pt")
+        self._save_backbone(folder)
+
+    def _load_weights(self, folder: Path) -> None:
+        state = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+        self.head = Head(state["mean"].shape[0], len(self.genres), self.params["hidden"],
+                         self.params["dropout"])
+        self.head.load_state_dict(state)
+        self.head.eval()
+        self._load_backbone(folder)

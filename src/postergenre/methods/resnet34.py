@@ -1,0 +1,83 @@
+"""torchvision's ResNet34 with its last layer replaced by one logit per genre (the study's
+transfer-learning model), from ImageNet weights, a local state dict, or random initialisation."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from postergenre.methods.pixel_network import PixelNetwork
+
+SPEC = {
+    "estimator": "ResNet34Estimator",
+    "input": "pixels",
+    "reads": [],
+    "params": {"size": "size", "epochs": "pos_int", "batch_size": "pos_int", "lr": "pos_number",
+               "weight_decay": "nonneg_number", "weights": "str"},
+}
+
+
+def resnet34_imagenet_state(timeout: float = 5.0) -> dict[str, torch.Tensor]:
+    """torchvision's IMAGENET1K_V1 ResNet34 weights: from the torch cache, else downloaded.
+
+    Offline, this fails within `timeout` seconds naming the other options instead of hanging.
+    """
+    from torchvision.models import ResNet34_Weights
+
+    url = ResNet34_Weights.IMAGENET1K_V1.url
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name
+    if not cached.is_file():
+        host = url.split("/")[2]
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+        except OSError as exc:
+            raise RuntimeError(
+                f"methods.resnet34.weights=imagenet needs {url} (not in the torch cache at "
+                f"{cached}) and {host} cannot be reached ({exc}). Use weights: none (random "
+                f"initialisation) or weights: /path/to/resnet34-state-dict.pth (a local file)."
+            ) from None
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(60)
+    try:
+        return ResNet34_Weights.IMAGENET1K_V1.get_state_dict(progress=True, check_hash=True)
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def build_resnet34(n_genres: int, weights: str) -> nn.Module:
+    """ResNet34 with its last layer replaced by one logit per genre.
+
+    `weights`: 'imagenet', 'none', or a path to a state dict (torchvision's, or one saved by
+    this project; a 1000-class `fc` in it is left out, as the genre layer replaces it).
+    """
+    from torchvision.models import resnet34
+
+    net = resnet34(weights=None)
+    if weights == "imagenet":
+        net.load_state_dict(resnet34_imagenet_state())
+    elif weights != "none":
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"methods.resnet34.weights: {path} is not a file "
+                                    "(expected imagenet, none, or a state-dict path)")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
+            raise ValueError(f"{path} is not a ResNet34 state dict (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+    net.fc = nn.Linear(net.fc.in_features, n_genres)
+    return net
+
+
+class ResNet34Estimator(PixelNetwork):
+    method = "resnet34"
+
+    def __init__(self, genres, size, seed=0, weights: str = "none", **params):
+        super().__init__(genres, size, seed, weights=weights, **params)
+
+    def build(self, pretrained: bool = True) -> nn.Module:
+        return build_resnet34(len(self.genres), self.params["weights"] if pretrained else "none")

@@ -1,0 +1,244 @@
+"""The one training loop for every torch model (custom CNN, ResNet34, the feature head and its
+fine-tuning), and the one way they score inputs.
+
+- Device: CUDA when present (bfloat16 autocast), else the CPU.
+- Seeded: each epoch's order (and dropout) comes from (seed, epoch), not from a stream, so a
+  run resumed at epoch e draws what an uninterrupted run draws there.
+- One rule for the epoch kept: the best dev mAP (the last epoch when there is no dev split).
+- A checkpoint after every epoch (model, optimiser, best epoch so far, history); a killed run
+  resumes from it when started again with the same settings and data (`fingerprint`).
+- Under `torchrun` (WORLD_SIZE > 1): DistributedDataParallel over even shards of each epoch's
+  order (padded like torch's DistributedSampler, so every rank runs the same number of batches
+  and none waits forever), the global batch split across ranks; rank 0 alone writes checkpoints
+  and logs; `distributed()` ends the process group it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from postergenre.metrics import mean_average_precision
+
+log = logging.getLogger(__name__)
+
+# One batch of training data: (inputs, 0/1 targets) for the given example indices, on a device.
+BatchFn = Callable[[np.ndarray, torch.device], tuple[torch.Tensor, torch.Tensor]]
+
+
+def torch_device() -> torch.device:
+    """This process's device: its GPU under torchrun (LOCAL_RANK), the first GPU, or the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def autocast(device: torch.device):
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) as torchrun sets them; (0, 1) in a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextlib.contextmanager
+def distributed() -> Iterator[tuple[int, int]]:
+    """Join torchrun's process group for the duration (gloo on the CPU, NCCL on GPUs), and end it
+    if this call started it."""
+    rank, size = world()
+    started = False
+    if size > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            device = torch_device()
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            started = True
+    try:
+        yield rank, size
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def shard(order: np.ndarray, rank: int, size: int) -> np.ndarray:
+    """This rank's share of `order`: padded with its first entries to a multiple of `size` (as
+    DistributedSampler does), then every size-th entry, so all ranks get the same count."""
+    total = math.ceil(len(order) / size) * size
+    padded = np.concatenate([order, order[:total - len(order)]]) if total > len(order) else order
+    return padded[rank::size]
+
+
+def fingerprint(settings: dict[str, Any], *arrays: np.ndarray) -> str:
+    """What a checkpoint must match to be resumed: the settings and the training data."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype)).encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
+@dataclass
+class LoopSettings:
+    epochs: int
+    batch_size: int  # the global batch: split across ranks under torchrun
+    seed: int
+    name: str = "train"  # for logs and the checkpoint's file name
+    checkpoints: Path | None = None  # folder; None = no checkpoints
+    fingerprint: str = ""
+    score_initial: bool = False  # also score the weights before training (epoch 0) on dev
+    sample_weights: np.ndarray | None = None  # draw examples with replacement by these weights
+    record: dict[str, Any] | None = None  # added to every epoch's record
+
+
+def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def _dev_record(module: nn.Module, dev_scores, Y_dev: np.ndarray) -> dict[str, float]:
+    """Dev BCE and dev mAP of the module's current weights (mAP -1 where no genre has a
+    positive dev example)."""
+    P = dev_scores(module)
+    clipped = np.clip(P, 1e-7, 1 - 1e-7)
+    loss = -np.mean(Y_dev * np.log(clipped) + (1 - Y_dev) * np.log(1 - clipped))
+    mAP = mean_average_precision(Y_dev, P)
+    return {"dev_loss": round(float(loss), 6), "dev_mAP": -1.0 if mAP is None else mAP}
+
+
+def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: BatchFn, n: int,
+          settings: LoopSettings, dev_scores: Callable[[nn.Module], np.ndarray] | None = None,
+          Y_dev: np.ndarray | None = None, on_epoch=None) -> list[dict[str, Any]]:
+    """Train `module` (already on `torch_device()`) in place on examples 0..n-1; leave it holding
+    the best dev epoch's weights; return one record per epoch (train loss, dev loss, dev mAP).
+
+    `dev_scores(module)` gives sigmoid scores on the dev split, compared with `Y_dev`.
+    """
+    device = torch_device()
+    rank, size = world()
+    model: nn.Module = module
+    if size > 1:
+        model = nn.parallel.DistributedDataParallel(
+            module, device_ids=[device.index] if device.type == "cuda" else None)
+    has_dev = dev_scores is not None and Y_dev is not None and len(Y_dev) > 0
+    ckpt = settings.checkpoints / f"{settings.name}.pt" if settings.checkpoints else None
+    history: list[dict[str, Any]] = []
+    best_state, best_score, first = None, -math.inf, 1
+    if ckpt is not None and ckpt.is_file():
+        saved = torch.load(ckpt, map_location=device, weights_only=False)
+        if saved["fingerprint"] == settings.fingerprint:
+            module.load_state_dict(saved["model"])
+            optimiser.load_state_dict(saved["optimiser"])
+            history, best_state, best_score = saved["history"], saved["best_state"], saved["best_score"]
+            first = saved["epoch"] + 1
+            if rank == 0:
+                log.info("%s: resuming after epoch %d from %s", settings.name, saved["epoch"], ckpt)
+        elif rank == 0:
+            log.info("%s: %s is from other settings or data; starting afresh", settings.name, ckpt)
+    extra = settings.record or {}
+    if first == 1 and has_dev and settings.score_initial:
+        # The weights before training are a candidate too (epoch 0): training must beat them.
+        history.append({"epoch": 0, **extra, **_dev_record(module, dev_scores, Y_dev)})
+        best_score, best_state = history[0]["dev_mAP"], _state_copy(module)
+    per_rank = math.ceil(settings.batch_size / size)
+    for epoch in range(first, settings.epochs + 1):
+        rng = np.random.default_rng([settings.seed, epoch])
+        torch.manual_seed(settings.seed * 10_007 + epoch * 101 + rank)  # dropout masks
+        if settings.sample_weights is not None:
+            order = rng.choice(n, n, p=settings.sample_weights)
+        else:
+            order = rng.permutation(n)
+        mine = shard(order, rank, size)
+        model.train()
+        total, seen, started, last_log = 0.0, 0, time.perf_counter(), 0.0
+        n_batches = math.ceil(len(mine) / per_rank)
+        for b, start in enumerate(range(0, len(mine), per_rank), 1):
+            x, y = batch(np.sort(mine[start:start + per_rank]), device)
+            with autocast(device):
+                out = model(x)
+            loss = loss_fn(out.float(), y)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total += loss.item() * len(y)
+            seen += len(y)
+            elapsed = time.perf_counter() - started
+            if rank == 0 and elapsed - last_log > 30:
+                log.info("%s epoch %d/%d: batch %d/%d (%.0f s)", settings.name, epoch,
+                         settings.epochs, b, n_batches, elapsed)
+                last_log = elapsed
+        if size > 1:
+            import torch.distributed as dist
+
+            sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
+            dist.all_reduce(sums)
+            total, seen = float(sums[0]), int(sums[1])
+        record = {"epoch": epoch, "train_loss": round(total / max(seen, 1), 6), **extra}
+        if has_dev:
+            record.update(_dev_record(module, dev_scores, Y_dev))
+            if record["dev_mAP"] > best_score:
+                best_score, best_state = record["dev_mAP"], _state_copy(module)
+        history.append(record)
+        if rank == 0:
+            log.info("%s epoch %d/%d: %s", settings.name, epoch, settings.epochs, record)
+            if ckpt is not None:
+                _save_checkpoint(ckpt, {"epoch": epoch, "model": module.state_dict(),
+                                        "optimiser": optimiser.state_dict(), "history": history,
+                                        "best_state": best_state, "best_score": best_score,
+                                        "fingerprint": settings.fingerprint})
+        if on_epoch is not None and rank == 0:
+            on_epoch(record)
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return history
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill mid-write leaves the previous epoch's checkpoint intact
+
+
+def best_dev_score(history: list[dict[str, Any]]) -> float:
+    """The dev mAP the kept weights reached (-inf without a dev split)."""
+    scores = [r["dev_mAP"] for r in history if "dev_mAP" in r]
+    return max(scores) if scores else -math.inf
+
+
+@torch.no_grad()
+def scores(module: nn.Module, X, to_input: Callable[[Any, torch.device], torch.Tensor],
+           batch_size: int) -> np.ndarray:
+    """Sigmoid scores [n, n_genres] (float64) of `module` on inputs X, in batches."""
+    device = torch_device()
+    module = module.to(device)
+    was_training = module.training
+    module.eval()
+    out = []
+    for start in range(0, len(X), batch_size):
+        with autocast(device):
+            logits = module(to_input(X[start:start + batch_size], device))
+        out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
+    module.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0, 0))
