@@ -1,0 +1,152 @@
+"""The one training loop: even shards, one best-epoch rule, resume after a kill, torchrun."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from postergenre.methods import training
+from postergenre.methods.custom import CustomCNNEstimator
+from postergenre.methods.head import FeatureHead
+from tests.conftest import BIN, run
+
+GENRES = ["g0", "g1", "g2", "g3", "g4"]
+
+
+def posters(n=96, seed=0, size=16):
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+    Y = (rng.random((n, 5)) < [0.5, 0.3, 0.2, 0.1, 0.05]).astype(np.uint8)
+    return X, Y
+
+
+@pytest.mark.parametrize("n, world", [(129, 2), (10, 3), (64, 4), (1, 2)])
+def test_shards_are_even_and_cover_every_example(n, world):
+    order = np.random.default_rng(0).permutation(n)
+    shards = [training.shard(order, r, world) for r in range(world)]
+    assert len({len(s) for s in shards}) == 1  # same batch count on every rank: no DDP hang
+    assert set(np.concatenate(shards)) == set(range(n))
+    assert sum(len(s) for s in shards) - n < world  # padding only to the next multiple
+
+
+def test_the_kept_epoch_is_the_best_dev_map_not_the_last():
+    X, Y = posters(128)
+    model = CustomCNNEstimator(GENRES, "16x16", seed=2, epochs=4, batch_size=32, lr=0.01)
+    model.fit(X[:96], Y[:96], dev=(X[96:], Y[96:]))
+    best = max(model.history, key=lambda r: r["dev_mAP"])
+    from postergenre.metrics import mean_average_precision
+
+    assert mean_average_precision(Y[96:], model.predict_proba(X[96:])) == pytest.approx(best["dev_mAP"])
+    assert all("dev_loss" in r and "train_loss" in r for r in model.history)
+
+
+class Killed(Exception):
+    pass
+
+
+def _kill_after(epoch):
+    def on_epoch(record):
+        if record["epoch"] == epoch:
+            raise Killed  # after the loop wrote this epoch's checkpoint, as a SIGKILL would be
+    return on_epoch
+
+
+def test_a_killed_custom_cnn_resumes_to_the_uninterrupted_model(tmp_path, caplog):
+    X, Y = posters()
+    settings = dict(seed=5, epochs=3, batch_size=32, dropout=0.25)
+    whole = CustomCNNEstimator(GENRES, "16x16", **settings).fit(X, Y, dev=(X[:24], Y[:24]))
+    with pytest.raises(Killed):
+        CustomCNNEstimator(GENRES, "16x16", **settings).fit(
+            X, Y, dev=(X[:24], Y[:24]), on_epoch=_kill_after(2), checkpoints=tmp_path)
+    assert (tmp_path / "custom.pt").is_file()
+    caplog.set_level("INFO")
+    resumed = CustomCNNEstimator(GENRES, "16x16", **settings).fit(
+        X, Y, dev=(X[:24], Y[:24]), checkpoints=tmp_path)
+    assert "resuming after epoch 2" in caplog.text
+    assert resumed.history == whole.history
+    for key, value in whole.net.state_dict().items():
+        assert torch.equal(value, resumed.net.state_dict()[key]), key
+
+
+def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path, caplog):
+    X, Y = posters()
+    with pytest.raises(Killed):
+        CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=3, batch_size=32).fit(
+            X, Y, on_epoch=_kill_after(1), checkpoints=tmp_path)
+    caplog.set_level("INFO")
+    other = CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=3, batch_size=32, lr=0.01)
+    other.fit(X, Y, checkpoints=tmp_path)
+    assert "starting afresh" in caplog.text and len(other.history) == 3
+
+
+def test_a_killed_head_resumes_mid_weight_decay_sweep(tmp_path):
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(200, 1280)).astype(np.float32)
+    Y = (F[:, :5] > 0.3).astype(np.uint8)
+    settings = dict(seed=1, epochs=4, weight_decay=[0.1, 1.0], hidden=16, dropout=0.5)
+    whole = FeatureHead(GENRES, "32x32", **settings).fit(F, Y, dev=(F[:50], Y[:50]))
+
+    calls = {"n": 0}
+    real_train = training.train
+
+    def killed_in_second_candidate(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            kwargs["on_epoch"] = _kill_after(2)
+        return real_train(*args, **kwargs)
+
+    training.train = killed_in_second_candidate
+    try:
+        with pytest.raises(Killed):
+            FeatureHead(GENRES, "32x32", **settings).fit(F, Y, dev=(F[:50], Y[:50]), checkpoints=tmp_path)
+    finally:
+        training.train = real_train
+    resumed = FeatureHead(GENRES, "32x32", **settings).fit(F, Y, dev=(F[:50], Y[:50]),
+                                                           checkpoints=tmp_path)
+    assert resumed.selection == whole.selection
+    assert np.array_equal(resumed.predict_proba(F), whole.predict_proba(F))
+
+
+@pytest.fixture(scope="module")
+def torchrun_runs(project, tmp_path_factory):
+    """custom and head trained on the shared synthetic run, by 2 CPU processes under torchrun and
+    by one plain process, with dropout off so the two can be compared."""
+    if shutil.which("torchrun", path=str(BIN)) is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    import yaml
+
+    out = tmp_path_factory.mktemp("torchrun")
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["methods"]["custom"].update(dropout=0.0, epochs=2, batch_size=32)
+    params["feature_methods"]["head"].update(dropout=0.0, epochs=5, weight_decay=[1.0])
+    (out / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {"OMP_NUM_THREADS": "1"}
+    logs = {}
+    for method in ("custom", "head"):
+        common = [method, "--params", str(out / "params.yaml"), "--plots", str(out / "plots" / method)]
+        logs[method] = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "postergenre.train",
+                            *common, "--out", str(out / "ddp" / method)], project, env=env).stderr
+        run(["python", "-m", "postergenre.train", *common, "--out", str(out / "single" / method)],
+            project, env=env)
+    return out, logs
+
+
+@pytest.mark.parametrize("method, tolerance", [("custom", 2e-3), ("head", 2e-3)])
+def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, monkeypatch, method,
+                                                       tolerance):
+    from postergenre import dataset
+    from postergenre.methods import load_model
+
+    out, logs = torchrun_runs
+    assert logs[method].count(f"train@{method}: saved to") == 1  # rank 0 alone saves
+    assert "resuming" not in logs[method]
+    monkeypatch.chdir(project)
+    ddp, single = load_model(out / "ddp" / method), load_model(out / "single" / method)
+    test = single.inputs("test", dataset.read_genres())
+    gap = np.abs(ddp.predict_proba(test.X) - single.predict_proba(test.X)).max()
+    assert gap < tolerance, gap
+    card = json.loads((out / "ddp" / method / "model.json").read_text())
+    assert len(card["state"]["history"]) == len(json.loads(
+        (out / "single" / method / "model.json").read_text())["state"]["history"])
