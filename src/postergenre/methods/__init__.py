@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,10 +100,18 @@ def estimator_class(method: str):
     return getattr(importlib.import_module(f"{PACKAGE}.methods.{method}"), s.estimator)
 
 
+CARD = "model.json"  # in every model folder: method, genres, size, thresholds, params, state
+
+
+def read_model_card(model_dir: str | Path) -> dict[str, Any]:
+    path = Path(model_dir) / CARD
+    if not path.is_file():
+        raise FileNotFoundError(f"{model_dir}: not a model folder (no {CARD})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def load_model(model_dir: str | Path):
     """Load a saved model folder, whatever its method."""
-    from postergenre.methods.base import read_model_card
-
     card = read_model_card(model_dir)
     return estimator_class(card["method"]).load(model_dir)
 

@@ -6,7 +6,6 @@ thresholds, parameters) plus whatever weights the method needs, so it predicts t
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +13,8 @@ import numpy as np
 
 from postergenre import metrics
 from postergenre.atomic import atomic_path, write_json
+from postergenre.methods import CARD, read_model_card
 from postergenre.sizes import parse_size
-
-CARD = "model.json"
-
-
-def read_model_card(model_dir: str | Path) -> dict[str, Any]:
-    path = Path(model_dir) / CARD
-    if not path.is_file():
-        raise FileNotFoundError(f"{model_dir}: not a model folder (no {CARD})")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 class Estimator:

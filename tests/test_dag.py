@@ -1,0 +1,171 @@
+"""The DAG is exact: each stage lists the code, data and params it reads, no more, no less."""
+
+import json
+import shutil
+
+import pytest
+import yaml
+
+from postergenre import dag
+from postergenre.params import load
+from tests.conftest import REPO, run
+
+METHODS = ("baseline", "mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features")
+M = "src/postergenre/methods/"
+
+
+def test_dvc_yaml_is_what_postergenre_dag_writes():
+    assert not dag.stale(REPO / "dvc.yaml", load(REPO / "params.yaml")), \
+        "dvc.yaml is stale: run `postergenre dag`"
+
+
+def _stages():
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+@pytest.mark.parametrize("method, has, lacks", [
+    ("baseline", ["baseline.py"], ["neighbours.py", "training.py", "feature_input.py", "mlknn.py"]),
+    ("mlknn", ["mlknn.py", "neighbours.py"], ["ovr.py", "training.py", "feature_input.py"]),
+    ("ovr", ["ovr.py", "neighbours.py"], ["mlknn.py", "training.py"]),
+    ("custom", ["custom.py", "pixel_network.py", "training.py"], ["resnet34.py", "head.py", "neighbours.py"]),
+    ("resnet34", ["resnet34.py", "pixel_network.py", "training.py"], ["custom.py", "feature_input.py"]),
+    ("head", ["head.py", "training.py", "feature_input.py"], ["pixel_network.py", "neighbours.py"]),
+    ("mlknn_features", ["mlknn_features.py", "mlknn.py", "neighbours.py", "feature_input.py"],
+     ["training.py", "head.py", "ovr.py"]),
+])
+def test_each_method_stage_lists_its_module_and_the_shared_ones_it_imports(method, has, lacks):
+    stages = _stages()
+    for stage in (f"train-{method}", f"evaluate-{method}"):
+        deps = stages[stage]["deps"]
+        assert all(M + f in deps for f in has), (stage, has)
+        assert not any(M + f in deps for f in lacks), (stage, lacks)
+        assert len(deps) == len(set(deps))
+    backbone = "src/postergenre/backbone.py"
+    assert (backbone in stages[f"train-{method}"]["deps"]) == (method in ("head", "mlknn_features"))
+    assert "src/postergenre/train.py" in stages[f"train-{method}"]["deps"]
+    assert "src/postergenre/evaluate.py" not in stages[f"train-{method}"]["deps"]
+    assert "src/postergenre/train.py" not in stages[f"evaluate-{method}"]["deps"]
+    assert "src/postergenre/cli.py" not in stages[f"train-{method}"]["deps"]
+
+
+def test_stages_read_two_files_of_data_interim_and_the_params_they_use():
+    stages = _stages()
+    for name, stage in stages.items():
+        if name.startswith(("train-", "evaluate-")):
+            assert "data/interim" not in stage["deps"] and "data/split" not in stage["deps"]
+            assert {"data/interim/genres.json", "data/interim/movies.csv"} <= set(stage["deps"])
+    assert stages["train-ovr"]["params"] == ["seed", "k", "methods.ovr", "resize.sizes",
+                                             "resize.max_pixels"]
+    assert stages["train-custom"]["params"] == ["seed", "methods.custom", "resize.sizes",
+                                                "resize.max_pixels"]
+    assert "embed" in stages["train-head"]["params"]
+    assert "params" not in stages["evaluate-head"]  # evaluate computes from the model alone
+    assert stages["report"]["deps"][:len(METHODS)] == [f"metrics/{m}.json" for m in METHODS]
+
+
+def _out_of_date(project) -> set[str]:
+    out = run(["dvc", "status", "--json"], project)
+    return set(json.loads(out.stdout or "{}"))
+
+
+def _touched(project, rel, check):
+    path = project / rel
+    saved = path.read_bytes()
+    try:
+        path.write_bytes(saved + b"\n# touched\n")
+        return check()
+    finally:
+        path.write_bytes(saved)
+
+
+def _method_stages(*methods):
+    return {f"{kind}-{m}" for m in methods for kind in ("train", "evaluate")}
+
+
+# check-params reads the whole package (it checks that dvc.yaml is current) and has no outputs.
+@pytest.mark.parametrize("method, also", [
+    ("baseline", ()), ("ovr", ()), ("custom", ()), ("resnet34", ()), ("head", ()),
+    ("mlknn_features", ()),
+    ("mlknn", ("mlknn_features",)),  # ML-kNN on features runs the ML-kNN module itself
+])
+def test_touching_a_method_module_puts_exactly_its_stages_out_of_date(project, method, also):
+    assert _out_of_date(project) == set()
+    changed = _touched(project, f"{M}{method}.py", lambda: _out_of_date(project))
+    assert changed == _method_stages(method, *also) | {"check-params"}
+
+
+@pytest.mark.parametrize("module, methods, others", [
+    ("neighbours.py", ("mlknn", "ovr", "mlknn_features"), ()),
+    ("training.py", ("custom", "resnet34", "head"), ()),
+    ("pixel_network.py", ("custom", "resnet34"), ()),
+    ("feature_input.py", ("head", "mlknn_features"), ()),
+    ("base.py", METHODS, ()),
+    ("../metrics.py", METHODS, ()),
+    ("../backbone.py", ("head", "mlknn_features"), ("embed",)),
+    ("../train.py", (), tuple(f"train-{m}" for m in METHODS)),
+    ("../report.py", (), ("report",)),
+])
+def test_touching_a_shared_module_puts_every_stage_that_runs_it_out_of_date(project, module,
+                                                                              methods, others):
+    changed = _touched(project, f"{M}{module}", lambda: _out_of_date(project))
+    assert changed == _method_stages(*methods) | set(others) | {"check-params"}
+
+
+def test_a_forced_embed_rerun_reruns_nothing_downstream(project):
+    before = (project / "data" / "features" / "embed.json").read_bytes()
+    run(["dvc", "repro", "-f", "-s", "embed"], project)
+    try:
+        assert (project / "data" / "features" / "embed.json").read_bytes() == before
+        out = run(["dvc", "repro"], project)
+        assert "Running stage" not in out.stdout, out.stdout
+    finally:
+        run(["git", "checkout", "--", "dvc.lock", "metrics/embed.json"], project)
+
+
+TOY = '''"""A toy method: each genre's training frequency, scaled by the poster's brightness."""
+
+import numpy as np
+
+from postergenre.methods.base import Estimator
+
+SPEC = {"estimator": "Toy", "input": "pixels", "reads": [],
+        "params": {"size": "size", "gain": "pos_number"}}
+
+
+class Toy(Estimator):
+    method = "toy"
+
+    def _fit(self, X, Y, dev=None, on_epoch=None, checkpoints=None):
+        self.frequency = Y.mean(axis=0)
+
+    def predict_proba(self, X):
+        brightness = X.reshape(len(X), -1).mean(axis=1, keepdims=True) / 255
+        return np.clip(self.frequency[None, :] * (0.5 + brightness) * self.params["gain"], 0, 1)
+
+    def _state(self):
+        return {"frequency": self.frequency.tolist()}
+
+    def _set_state(self, state):
+        self.frequency = np.asarray(state["frequency"])
+'''
+
+
+def test_a_new_method_is_one_module_and_one_params_entry(project, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(project, copy, symlinks=True, ignore=shutil.ignore_patterns("mlflow.db"))
+    (copy / M / "toy.py").write_text(TOY)
+    params = yaml.safe_load((copy / "params.yaml").read_text())
+    params["methods"]["toy"] = {"size": "64x64", "gain": 1.5}
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    stale = run(["postergenre", "check-params"], copy, check=False)
+    assert stale.returncode == 2 and "run `postergenre dag`" in stale.stderr
+    run(["postergenre", "dag"], copy)
+    out = run(["dvc", "repro"], copy)
+    ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"check-params", "train-toy", "evaluate-toy", "report"}
+    metrics = json.loads((copy / "metrics" / "toy.json").read_text())
+    assert 0 < metrics["test"]["scores"]["mAP"] <= 1 and "tuned" in metrics["test"]
+    assert "| toy |" in (copy / "reports" / "results.md").read_text()
+    deps = yaml.safe_load((copy / "dvc.yaml").read_text())["stages"]["train-toy"]["deps"]
+    assert M + "toy.py" in deps and M + "neighbours.py" not in deps
