@@ -52,11 +52,11 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
     client = MlflowClient(tracking_uri=tracking_uri(project))
     experiment = client.get_experiment_by_name("postergenre")
     runs = client.search_runs([experiment.experiment_id])
-    stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"].endswith("@baseline"))
+    stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"].endswith("-baseline"))
     # one `dvc repro` and one `dvc repro --force` (if that test ran first) each log both stages
-    assert set(stages) == {"train@baseline", "evaluate@baseline"}
-    assert stages.count("train@baseline") == stages.count("evaluate@baseline")
-    run_ = next(r for r in runs if r.data.tags["stage"] == "evaluate@baseline")
+    assert set(stages) == {"train-baseline", "evaluate-baseline"}
+    assert stages.count("train-baseline") == stages.count("evaluate-baseline")
+    run_ = next(r for r in runs if r.data.tags["stage"] == "evaluate-baseline")
     assert len(run_.data.tags["git_sha"]) == 40
     assert "dvc_exp_name" in run_.data.tags
     assert run_.data.params["methods.baseline.size"] == "64x64"

@@ -140,7 +140,7 @@ def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, m
     from postergenre.methods import load_model
 
     out, logs = torchrun_runs
-    assert logs[method].count(f"train@{method}: saved to") == 1  # rank 0 alone saves
+    assert logs[method].count(f"train-{method}: saved to") == 1  # rank 0 alone saves
     assert "resuming" not in logs[method]
     monkeypatch.chdir(project)
     ddp, single = load_model(out / "ddp" / method), load_model(out / "single" / method)

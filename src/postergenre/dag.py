@@ -130,11 +130,5 @@ def run(args: argparse.Namespace, params: dict) -> None:
              len(all_methods(params)))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m postergenre.dag", description=__doc__)
-    add_arguments(parser)
-    return entry.run("dag", parser.parse_args(argv), run)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.main("dag", __doc__, add_arguments, run))

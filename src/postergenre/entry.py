@@ -25,3 +25,11 @@ def run(command: str, args: argparse.Namespace, func: Callable, needs_params: bo
         print(f"postergenre {command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def main(command: str, doc: str, add_arguments: Callable, func: Callable,
+         argv: list[str] | None = None) -> int:
+    """`python -m postergenre.<command>`: the stage's own arguments, then `run`."""
+    parser = argparse.ArgumentParser(prog=f"python -m postergenre.{command}", description=doc)
+    add_arguments(parser)
+    return run(command, parser.parse_args(argv), func)

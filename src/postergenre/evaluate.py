@@ -180,20 +180,14 @@ def run(args: argparse.Namespace, params: dict) -> None:
 
     method = args.method
     _, _, reads = method_settings(params, method)
-    with stage_run(f"evaluate@{method}", reads) as mlrun:
+    with stage_run(f"evaluate-{method}", reads) as mlrun:
         result = evaluate_model(args.model or f"models/{method}", args.out or f"metrics/{method}.json",
                                 args.plots or f"plots/{method}")
         mlrun.log_metrics(result)
     logging.getLogger(__name__).info(
-        "evaluate@%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
+        "evaluate-%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
                                     if k in ("at_least_one_match", "micro_f1")})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m postergenre.evaluate", description=__doc__)
-    add_arguments(parser)
-    return entry.run("evaluate", parser.parse_args(argv), run)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.main("evaluate", __doc__, add_arguments, run))

@@ -63,7 +63,7 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
     for method in all_methods(params):
         path = metrics_dir / f"{method}.json"
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no metrics for method {method!r}; run evaluate@{method}")
+            raise FileNotFoundError(f"{path}: no metrics for method {method!r}; run evaluate-{method}")
         results[method] = json.loads(path.read_text(encoding="utf-8"))
     first = next(iter(results.values()))
     test = first["test"]
@@ -204,11 +204,5 @@ def run(args: argparse.Namespace, params: dict) -> None:
     logging.getLogger(__name__).info("report: %s", args.out)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m postergenre.report", description=__doc__)
-    add_arguments(parser)
-    return entry.run("report", parser.parse_args(argv), run)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.main("report", __doc__, add_arguments, run))

@@ -43,7 +43,7 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     train = model.inputs("train", genres, training=True)
     dev = model.inputs("dev", genres, training=True)
     on_epoch = (lambda rec: run.log_metrics(rec, step=int(rec["epoch"]))) if run else None
-    log.info("train@%s: %d training and %d dev inputs of shape %s, %d genres", method,
+    log.info("train-%s: %d training and %d dev inputs of shape %s, %d genres", method,
              len(train.ids), len(dev.ids), list(train.X.shape[1:]), len(genres))
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y), on_epoch=on_epoch, checkpoints=checkpoints)
     if int(os.environ.get("RANK", "0")) != 0:
@@ -74,20 +74,14 @@ def run(args: argparse.Namespace, params: dict) -> None:
     _, _, reads = method_settings(params, args.method)
     checkpoints = CHECKPOINTS / args.method
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    with stage_run(f"train@{args.method}", reads) if main_rank else contextlib.nullcontext() as mlrun:
+    with stage_run(f"train-{args.method}", reads) if main_rank else contextlib.nullcontext() as mlrun:
         summary = train_model(params, args.method, out, plots, mlrun, checkpoints)
         if main_rank:
             mlrun.log_metrics(summary)
     if main_rank:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: nothing to resume
-        log.info("train@%s: saved to %s", args.method, out)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m postergenre.train", description=__doc__)
-    add_arguments(parser)
-    return entry.run("train", parser.parse_args(argv), run)
+        log.info("train-%s: saved to %s", args.method, out)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry.main("train", __doc__, add_arguments, run))
