@@ -19,7 +19,7 @@ import numpy as np
 
 from postergenre import dataset
 from postergenre.data.sources import posters_root
-from postergenre.methods import load_model
+from postergenre.methods import load_model, spec
 from postergenre.params import load
 from postergenre.predict import predict_posters
 
@@ -48,11 +48,12 @@ def main() -> int:
           f"{len(result['errors'])} errors)")
     got = {Path(p["poster"]).stem: [p["scores"][g] for g in genres] for p in result["predictions"]}
     # What evaluate does: the model on the embed stage's features (or posters) of the same rows.
-    if model.input == "features":
-        all_rows = np.load(dataset.FEATURES / f"{model.backbone_name}.npy", mmap_mode="r")
+    if spec(model.method).input == "features" and model.cached_features_mismatch() is None:
+        rows = np.load(dataset.FEATURES / f"{model.backbone_name}.npy", mmap_mode="r")[:len(ids)]
     else:
-        all_rows = np.load(dataset.RESIZED / f"{model.size}.npy", mmap_mode="r")
-    expected = model.predict_proba(np.array(all_rows[:len(ids)]))  # a writable copy
+        posters = np.load(dataset.RESIZED / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
+        rows = model.inputs_from_posters(np.array(posters))
+    expected = model.predict_proba(np.array(rows))  # a writable copy
     diff = np.abs(np.array([got[i] for i in ids]) - expected).max()
     print(f"largest |predict - evaluate| score difference over {len(ids)} posters: {diff:.2e}")
     return 0
