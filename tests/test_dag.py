@@ -169,3 +169,16 @@ def test_a_new_method_is_one_module_and_one_params_entry(project, tmp_path):
     assert "| toy |" in (copy / "reports" / "results.md").read_text()
     deps = yaml.safe_load((copy / "dvc.yaml").read_text())["stages"]["train-toy"]["deps"]
     assert M + "toy.py" in deps and M + "neighbours.py" not in deps
+
+
+def test_validating_params_and_writing_the_dag_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from postergenre import dag, params\n"
+            "p = params.load('params.yaml')\n"
+            "dag.generated(p)\n"
+            "assert 'torch' not in sys.modules and 'postergenre.methods.head' not in sys.modules\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
