@@ -182,3 +182,8 @@ def test_validating_params_and_writing_the_dag_import_no_torch():
             "assert 'torch' not in sys.modules and 'postergenre.methods.head' not in sys.modules\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_dvc_lock_holds_no_stage_that_dvc_yaml_no_longer_has():
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    assert set(lock) == set(_stages())
