@@ -170,6 +170,13 @@ def test_a_new_method_is_one_module_and_one_params_entry(project, tmp_path):
     deps = yaml.safe_load((copy / "dvc.yaml").read_text())["stages"]["train-toy"]["deps"]
     assert M + "toy.py" in deps and M + "neighbours.py" not in deps
 
+    # ...and leaving it out again is the params entry gone and `postergenre dag`
+    del params["methods"]["toy"]
+    (copy / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(["postergenre", "dag"], copy)
+    assert "train-toy" not in yaml.safe_load((copy / "dvc.lock").read_text())["stages"]
+    assert "train-toy" not in (copy / "dvc.yaml").read_text()
+
 
 def test_validating_params_and_writing_the_dag_import_no_torch():
     import subprocess

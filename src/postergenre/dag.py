@@ -128,6 +128,22 @@ def run(args: argparse.Namespace, params: dict) -> None:
         write_text(path, new)
     log.info("dag: %s %s (%d methods)", path, "rewritten" if new != text else "already current",
              len(all_methods(params)))
+    prune_lock(path.with_name("dvc.lock"), yaml.safe_load(new)["stages"])
+
+
+def prune_lock(lock_path: Path, stages: dict) -> None:
+    """Drop dvc.lock's entries for stages dvc.yaml no longer has (DVC keeps them forever)."""
+    if not lock_path.is_file():
+        return
+    from dvc.utils.serialize import dump_yaml, load_yaml
+
+    lock = load_yaml(lock_path)
+    gone = [name for name in lock.get("stages", {}) if name not in stages]
+    for name in gone:
+        del lock["stages"][name]
+    if gone:
+        dump_yaml(lock_path, lock)
+        log.info("dag: dropped %s from %s", ", ".join(gone), lock_path)
 
 
 if __name__ == "__main__":
