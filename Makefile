@@ -6,11 +6,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test lint bench clean-venv
+.PHONY: repro test lint bench lock clean-venv
 
-$(STAMP): pyproject.toml
+# Exactly the versions in requirements.lock (what CI tested), then the project itself.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 repro: $(STAMP)
@@ -24,6 +27,14 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/resize.py
+
+# Re-resolve every dependency from pyproject.toml in a throw-away venv and pin what it installed.
+lock:
+	rm -rf .lockvenv
+	$(PYTHON) -m venv .lockvenv
+	.lockvenv/bin/pip install --quiet -e '.[dev]'
+	.lockvenv/bin/python tools/lock.py .lockvenv/bin/python > requirements.lock
+	rm -rf .lockvenv
 
 clean-venv:
 	rm -rf $(VENV)
