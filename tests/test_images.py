@@ -192,3 +192,49 @@ def test_resize_matches_torch_public_interpolate_and_pillow_within_one_level():
         assert np.array_equal(arr, public.numpy())
         pillow = np.asarray(image.resize((w, h), Image.BILINEAR)).astype(int)
         assert np.abs(arr.astype(int) - pillow).max() <= 1
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = Image.new("RGB", (30, 45), (200, 40, 40))
+    image.paste((0, 0, 255), (0, 0, 30, 5))  # a blue band along the top
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: "rotate 90 degrees clockwise to display"
+    path = save(image, tmp_path / "phone.jpg", "JPEG", exif=exif, quality=95)
+    shown = load_rgb(path, MAX_PIXELS)
+    assert shown.size == (45, 30)
+    pixels = np.asarray(shown)
+    assert pixels[:, -3:, 2].mean() > 200 and pixels[:, :3, 2].mean() < 100  # band now on the right
+
+
+def test_a_big_file_is_streamed_not_read_whole(tmp_path, monkeypatch):
+    import postergenre.images as images
+
+    monkeypatch.setattr(images, "READ_WHOLE", 1000)  # as if the file were over 16 MiB
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read whole"))
+    (tmp_path / "big.jpg").write_bytes(b"\0" * 5000)
+    with pytest.raises(PosterError) as err:
+        load_rgb(tmp_path / "big.jpg", MAX_PIXELS)
+    assert err.value.reason == "not_an_image"
+    path = save(random_image(40, 60), tmp_path / "real.jpg", "JPEG")
+    assert load_rgb(path, MAX_PIXELS).size == (40, 60)
+
+
+def test_a_killed_resize_leaves_nothing_the_next_run_does_not_remove(tmp_path):
+    import subprocess
+    import sys
+
+    for i in range(3):
+        save(random_image(30, 45, seed=i), tmp_path / f"{i}.jpg", "JPEG")
+    # a writer killed with SIGKILL: its temporary folder stays, under a pid that is gone
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".resized.tmp-{dead}"
+    (stale / "sub").mkdir(parents=True)
+    (stale / "64x64.npy").write_bytes(b"\0" * 1000)
+    (tmp_path / f".resized.old-{dead}").mkdir()
+    live = tmp_path / ".resized.tmp-1"  # pid 1 is alive: another writer's, left alone
+    live.mkdir()
+    resize_posters(["a", "b", "c"], [tmp_path / f"{i}.jpg" for i in range(3)], ["8x12"],
+                   tmp_path / "resized", workers=1, max_pixels=MAX_PIXELS)
+    assert not stale.exists() and not (tmp_path / f".resized.old-{dead}").exists()
+    assert live.exists() and (tmp_path / "resized" / "8x12.npy").is_file()

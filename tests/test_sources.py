@@ -159,6 +159,56 @@ def test_movielens_accounts_for_every_poster(tmp_path):
     assert sorted(r["reason"] for r in rows.rejects) == ["bad_poster_name", "no_links_row"]
 
 
+def test_movielens_files_saved_with_a_byte_order_mark_and_spaced_genres_are_read(tmp_path):
+    write_poster(tmp_path / "posters" / "114709.jpg")
+    write_poster(tmp_path / "posters" / "113228.jpg")
+    (tmp_path / "links.csv").write_bytes(
+        "\ufeffmovieId,imdbId,tmdbId\n1,0114709,862\n3,0113228,15602\n".encode("utf-8"))
+    (tmp_path / "movies.csv").write_bytes(
+        "\ufeffmovieId,title,genres\n1,Toy Story (1995), Adventure | Animation \n"
+        "3,Heat (1995),Action|Crime\n".encode("utf-8"))
+    rows = read_movielens(tmp_path, tmp_path / "posters")
+    assert {r["id"]: r["genres"] for r in rows.records} == {"1": ["Adventure", "Animation"],
+                                                            "3": ["Action", "Crime"]}
+
+
+def test_movielens_side_file_rows_that_cannot_be_used_are_reported(tmp_path):
+    for name in ("114709.jpg", "113228.jpg"):
+        write_poster(tmp_path / "posters" / name)
+    (tmp_path / "links.csv").write_text(
+        "movieId,imdbId,tmdbId\n1,0114709,862\n2,tt0113497,8844\n3,0113228,15602\n"
+        "9,0114709,1\n", encoding="utf-8")
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Animation\n3,Heat (1995),Action\n"
+        "3,Heat again (1995),Drama\n4,Short\n", encoding="utf-8")
+    data = {"source": "movielens", "path": str(tmp_path), "posters": "", "poster_key": "imdb_id",
+            "poster_ext": ".jpg"}
+    report = ingest(data, 1, tmp_path / "interim")
+    ignored = {(i["file"], i["row"], i["reason"]) for i in report["metadata_rows_ignored"]}
+    assert ignored == {("links.csv", 3, "bad_imdb_id"), ("links.csv", 5, "duplicate_imdb_id"),
+                       ("movies.csv", 4, "duplicate_movie_id"), ("movies.csv", 5, "wrong_field_count")}
+    assert report["metadata_rows_ignored_by_reason"]["links.csv: bad_imdb_id"] == 1
+    assert report["rows_kept"] == 2  # the first rows won; both posters kept
+
+
+def test_a_huge_tmdb_genres_field_is_rejected_before_it_is_parsed(tmp_path):
+    huge = repr([{"id": i, "name": "Drama"} for i in range(200_000)])  # about 5 MB
+    write_poster(tmp_path / "posters" / "1.jpg")
+    write_poster(tmp_path / "posters" / "2.jpg")
+    write_tmdb(tmp_path, [["False", huge, "1", "tt0000001", "x", "/a.jpg", "Big"],
+                          ["False", g("Drama"), "2", "tt0000002", "x", "/b.jpg", "Small"]])
+    rows = read_source(tmdb_data(tmp_path))
+    assert [r["id"] for r in rows.records] == ["2"]
+    assert rows.rejects[0]["reason"] == "genres_not_a_list" and "more than a genres list" in \
+        rows.rejects[0]["detail"]
+
+
+def test_a_field_beyond_the_csv_limit_is_a_clear_error_naming_the_line(tmp_path):
+    write_tmdb(tmp_path, [["False", g("Drama"), "1", "tt0000001", "x" * (9 * 2**20), "/a.jpg", "T"]])
+    with pytest.raises(SourceError, match=r"movies_metadata.csv, line \d+: field larger than"):
+        read_source(tmdb_data(tmp_path))
+
+
 def test_tmdb_sample_matches_837_real_posters(tmp_path):
     sample = shared_data("tmdb-sample")
     posters = shared_data("movielens-posters") / "posters"

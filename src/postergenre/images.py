@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 from postergenre.atomic import atomic_path, write_json
@@ -27,6 +27,7 @@ from postergenre.sizes import parse_size
 log = logging.getLogger(__name__)
 
 _CHUNK = 64
+READ_WHOLE = 16 * 2**20  # bytes: larger files are streamed by Pillow
 
 
 class PosterError(Exception):
@@ -59,19 +60,23 @@ def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = 
     dimensions costs nothing. `draft` lets JPEG decode at a reduced scale that is still at
     least that size.
     """
+    path = Path(path)
     try:
-        # One read call; Pillow reading the file itself makes dozens of small ones.
-        data = Path(path).read_bytes()
+        size = path.stat().st_size
+        # One read call for a poster-sized file (Pillow reading the file itself makes dozens of
+        # small ones); a larger one is streamed, so a huge non-image costs a few header bytes
+        # and a huge image no more than its decoded pixels (bounded by max_pixels).
+        source = io.BytesIO(path.read_bytes()) if size <= READ_WHOLE else open(path, "rb")
     except FileNotFoundError:
         raise PosterError("missing_file", str(path)) from None
     except OSError as exc:
         raise PosterError("unreadable_file", str(exc)) from None
-    if not data:
+    if size == 0:
         raise PosterError("empty_file", str(path))
     try:
-        with warnings.catch_warnings():
+        with source, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels or width < 1 or height < 1:
                     raise PosterError("too_many_pixels",
@@ -79,7 +84,8 @@ def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = 
                 if draft is not None and image.format == "JPEG":
                     image.draft("RGB", tuple(draft))
                 image.load()
-                return _to_rgb(image)
+                # a phone photo of a poster says in EXIF which way up it is
+                return _to_rgb(ImageOps.exif_transpose(image))
     except PosterError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

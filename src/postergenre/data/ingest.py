@@ -40,7 +40,12 @@ def clean(rows, root: Path, min_genre_count: int):
 
 
 def file_md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    """Streamed in 1 MiB reads: a huge file costs time, not memory."""
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def ingest(data: dict, min_genre_count: int, out_dir: str | Path) -> dict:
@@ -65,6 +70,10 @@ def ingest(data: dict, min_genre_count: int, out_dir: str | Path) -> dict:
         "dropped": [
             {k: d.get(k, "") for k in ("row", "id", "title", "reason", "detail")} for d in dropped
         ],
+        # side-file rows (MovieLens links.csv, movies.csv) that could not be used, and why
+        "metadata_rows_ignored": rows.ignored,
+        "metadata_rows_ignored_by_reason": dict(sorted(Counter(
+            f"{i['file']}: {i['reason']}" for i in rows.ignored).items())),
     }
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"], "rows lost in ingest"
     if not records:

@@ -17,8 +17,14 @@ from postergenre.data.cleaning import Record, safe_filename
 from postergenre.data.vocab import MOVIELENS_GENRES, MOVIELENS_NO_GENRE, TMDB_GENRES
 from postergenre.paths import resolve_data_path
 
-# The Kaggle file has overviews longer than csv's default 128 KiB field limit in its bad rows.
-csv.field_size_limit(2**30)
+# The Kaggle file has overviews longer than csv's default 128 KiB field limit in its bad rows;
+# a field longer than this one still ends the read with a clear error rather than unbounded
+# memory.
+FIELD_LIMIT = 8 * 2**20
+csv.field_size_limit(FIELD_LIMIT)
+# A genres field is a short list; anything longer is rejected before it is parsed (parsing a 4 MB
+# literal costs about 2 GB).
+GENRES_LIMIT = 64 * 2**10
 
 
 class SourceError(ValueError):
@@ -30,6 +36,12 @@ class SourceRows:
     records: list[Record] = field(default_factory=list)
     rejects: list[Record] = field(default_factory=list)
     known_genres: frozenset[str] | None = None
+    # Rows of side files (MovieLens links.csv / movies.csv) that could not be used: no movie is
+    # lost by them directly, but each is listed with its reason in the ingest report.
+    ignored: list[dict] = field(default_factory=list)
+
+    def ignore(self, file: str, row: int, reason: str, detail: str = "") -> None:
+        self.ignored.append({"file": file, "row": row, "reason": reason, "detail": detail})
 
     @property
     def rows_in(self) -> int:
@@ -45,17 +57,21 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], lis
     """Header and (line number, fields) rows; undecodable bytes become U+FFFD, never an error."""
     if not path.is_file():
         raise SourceError(f"{path}: file not found")
-    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+    # utf-8-sig: a byte-order mark (as spreadsheet programs save) is not part of the first column
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
         reader = csv.reader(f)
         try:
-            header = next(reader)
+            header = [h.strip() for h in next(reader)]
+            rows = [(reader.line_num, fields) for fields in reader if fields]
         except StopIteration:
             raise SourceError(
                 f"{path}: empty file (expected a header with {', '.join(required)})") from None
+        except csv.Error as exc:
+            raise SourceError(f"{path}, line {reader.line_num}: {exc} (fields are limited to "
+                              f"{FIELD_LIMIT // 2**20} MiB)") from None
         missing = [c for c in required if c not in header]
         if missing:
             raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; header is {header}")
-        rows = [(reader.line_num, fields) for fields in reader if fields]
     return header, rows
 
 
@@ -81,8 +97,11 @@ def read_csv_source(path: Path, known: frozenset[str] | None = None) -> SourceRo
 def parse_tmdb_genres(text: str) -> list[str]:
     """Kaggle's genres field, a Python-literal list of {'id', 'name'} dicts, read as data only.
 
-    Raises ValueError when the field is not such a list.
+    Raises ValueError when the field is not such a list, or longer than GENRES_LIMIT.
     """
+    if len(text) > GENRES_LIMIT:
+        raise ValueError(f"{len(text)} characters, more than a genres list ({GENRES_LIMIT}): "
+                         f"{text[:60]!r}")
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
@@ -162,15 +181,27 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
         raise SourceError(f"{posters_root}: posters folder not found")
     _, link_rows = read_csv_rows(path / "links.csv", ("movieId", "imdbId", "tmdbId"))
     header, movie_rows = read_csv_rows(path / "movies.csv", ("movieId", "title", "genres"))
-    imdb_to_movie: dict[int, str] = {}
-    for _, fields in link_rows:
-        if len(fields) >= 2 and fields[1].strip().isdigit():
-            imdb_to_movie.setdefault(int(fields[1]), fields[0].strip())
-    movies: dict[str, tuple[str, str]] = {}
-    for _, fields in movie_rows:
-        if len(fields) == len(header):
-            movies.setdefault(fields[0].strip(), (fields[1].strip(), fields[2].strip()))
     out = SourceRows(known_genres=MOVIELENS_GENRES)
+    imdb_to_movie: dict[int, str] = {}
+    for line, fields in link_rows:
+        imdb = fields[1].strip() if len(fields) >= 2 else ""
+        if not imdb.isdigit():
+            out.ignore("links.csv", line, "bad_imdb_id", f"imdbId {imdb[:30]!r} is not a number")
+        elif int(imdb) in imdb_to_movie:
+            out.ignore("links.csv", line, "duplicate_imdb_id",
+                       f"imdbId {imdb} already names movieId {imdb_to_movie[int(imdb)]}; kept that")
+        else:
+            imdb_to_movie[int(imdb)] = fields[0].strip()
+    movies: dict[str, tuple[str, str]] = {}
+    for line, fields in movie_rows:
+        if len(fields) != len(header):
+            out.ignore("movies.csv", line, "wrong_field_count",
+                       f"{len(fields)} fields, header has {len(header)}")
+        elif fields[0].strip() in movies:
+            out.ignore("movies.csv", line, "duplicate_movie_id",
+                       f"movieId {fields[0].strip()} already seen; kept the first row")
+        else:
+            movies[fields[0].strip()] = (fields[1].strip(), fields[2].strip())
     names = sorted(os.listdir(posters_root))
     for line, name in enumerate(names, start=1):
         stem = Path(name).stem
@@ -189,7 +220,7 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
             continue
         title, genre_field = movies[movie_id]
         genres = [] if genre_field == MOVIELENS_NO_GENRE else [
-            g for g in genre_field.split("|") if g]
+            g.strip() for g in genre_field.split("|") if g.strip()]
         out.records.append({"id": movie_id, "title": title, "genres": genres, "poster": name,
                             "row": line})
     return out
