@@ -176,3 +176,16 @@ def test_predict_reports_an_unreadable_file_and_predicts_the_others(project, tmp
     assert len(result["predictions"][0]["top_k"]) == 3
     assert result["errors"] == [{"poster": str(folder / "b.jpg"), "reason": "not_an_image",
                                  "detail": "no image format recognised"}]
+
+
+def test_exp_run_with_a_missing_data_path_changes_nothing(project):
+    interim = (project / "data" / "interim" / "movies.csv").read_bytes()
+    lock = (project / "dvc.lock").read_bytes()
+    out = run(["dvc", "exp", "run", "-S", "data.source=movielens", "-S", "data.path=/nowhere/posters"],
+              project, check=False)
+    run(["git", "checkout", "--", "params.yaml"], project)
+    assert out.returncode != 0
+    assert "data.path '/nowhere/posters' does not exist" in out.stdout + out.stderr
+    assert (project / "data" / "interim" / "movies.csv").read_bytes() == interim
+    assert (project / "dvc.lock").read_bytes() == lock
+    assert "up to date" in run(["dvc", "status"], project).stdout

@@ -36,7 +36,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         _remove(tmp)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,7 +52,8 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     removed = []
     for path in target.parent.glob(f".{glob.escape(target.name)}.*-*"):
         kind, _, pid = path.name[len(target.name) + 2:].partition("-")
-        if kind in ("tmp", "old") and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        stale = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
+        if kind in ("tmp", "old") and stale:
             _remove(path)
             removed.append(path)
     return removed

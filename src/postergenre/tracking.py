@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from typing import Any
@@ -56,6 +57,30 @@ class StageRun:
         self._mlflow.log_metrics(numeric, step=step)
 
 
+def fail_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark FAILED the runs still RUNNING whose stage process, on this host, is gone (killed:
+    it never got to end its run); return their ids."""
+    from mlflow.tracking import MlflowClient
+
+    from postergenre.atomic import process_alive
+
+    client = MlflowClient()
+    host = socket.gethostname().replace("'", "")
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"attributes.status = 'RUNNING' and tags.host = '{host}'"))
+    failed = []
+    for run in runs:
+        pid = run.data.tags.get("pid", "")
+        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+            client.set_tag(run.info.run_id, "ended_by", f"a later stage run: process {pid} was gone")
+            client.set_terminated(run.info.run_id, status="FAILED")
+            failed.append(run.info.run_id)
+    if failed:
+        logging.getLogger(__name__).warning("MLflow: %d run(s) of killed stages marked FAILED",
+                                            len(failed))
+    return failed
+
+
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     """An MLflow run around one stage execution, with its params and tags logged."""
@@ -64,9 +89,11 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri())
-    mlflow.set_experiment(EXPERIMENT)
+    experiment = mlflow.set_experiment(EXPERIMENT)
+    fail_orphaned_runs(experiment.experiment_id)
     exp_name = os.environ.get("DVC_EXP_NAME", "")
     with mlflow.start_run(run_name=f"{stage}{' ' + exp_name if exp_name else ''}"):
-        mlflow.set_tags({"stage": stage, "git_sha": git_sha(), "dvc_exp_name": exp_name})
+        mlflow.set_tags({"stage": stage, "git_sha": git_sha(), "dvc_exp_name": exp_name,
+                         "host": socket.gethostname(), "pid": str(os.getpid())})
         mlflow.log_params(flatten(params))
         yield StageRun(mlflow)
