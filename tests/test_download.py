@@ -1,6 +1,7 @@
 """The poster downloader against a real HTTP server on 127.0.0.1."""
 
 import csv
+import gzip
 import hashlib
 import os
 import signal
@@ -69,6 +70,27 @@ class Handler(BaseHTTPRequestHandler):
                               [("Content-Type", "text/html")])
         if name == "huge.jpg":
             return self._send(200, b"\xff" * (MAX_BYTES + 10))
+        if name == "drip.jpg":  # one byte every 0.1 s, each within the read timeout, for ever
+            self.send_response(200)
+            self.send_header("Content-Length", "5000")
+            self.end_headers()
+            try:
+                for byte in poster_bytes(name) * 10:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return None
+        if name == "gz.jpg":
+            return self._send(200, gzip.compress(poster_bytes(name)), [("Content-Encoding", "gzip")])
+        if name == "bomb.jpg":
+            return self._send(200, gzip.compress(b"\0" * (20 * MAX_BYTES)), [("Content-Encoding", "gzip")])
+        if name == "tofile.jpg":
+            return self._send(302, b"", [("Location", "file:///etc/passwd")])
+        if name == "toftp.jpg":
+            return self._send(302, b"", [("Location", "ftp://127.0.0.1/poster.jpg")])
         return self._send(200, poster_bytes(name), [("Content-Type", "image/jpeg")])
 
 
@@ -166,3 +188,18 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(server, tmp_path):
     assert sorted(os.listdir(killed)) == sorted(os.listdir(full))
     for name in os.listdir(full):
         assert (killed / name).read_bytes() == (full / name).read_bytes()
+
+
+def test_drips_encodings_and_redirects_end_as_the_report_says(server, tmp_path):
+    names = ["drip.jpg", "gz.jpg", "bomb.jpg", "tofile.jpg", "toftp.jpg"]
+    meta = metadata(tmp_path / "m.csv", names)
+    out = tmp_path / "posters"
+    start = time.monotonic()
+    report = download_posters(meta, out, settings(server, deadline=1.5), tmp_path / "r.json",
+                              progress=False)
+    assert time.monotonic() - start < 6  # the drip is cut at its 1.5 s deadline, not held
+    failed = {f["file"]: f["reason"] for f in report["failures"]}
+    assert failed == {"drip.jpg": "deadline", "bomb.jpg": "too_large",
+                      "tofile.jpg": "bad_redirect", "toftp.jpg": "bad_redirect"}
+    assert (out / "gz.jpg").read_bytes() == poster_bytes("gz.jpg")  # served gzipped, stored plain
+    assert Handler.hits["drip.jpg"] == 1

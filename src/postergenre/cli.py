@@ -93,6 +93,7 @@ def cmd_download_posters(args, params) -> None:
 
     settings = DownloadSettings(base_url=args.base_url, size=args.size,
                                 concurrency=args.concurrency, timeout=args.timeout,
+                                deadline=args.deadline,
                                 retries=args.retries, max_bytes=args.max_bytes,
                                 poster_key=args.poster_key, poster_ext=args.poster_ext)
     report = download_posters(args.metadata, args.out, settings, args.report, progress=_progress())
@@ -171,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default=d.size, help="TMDB image size (w500: 500x750)")
     p.add_argument("--concurrency", type=int, default=d.concurrency)
     p.add_argument("--timeout", type=float, default=d.timeout, help="seconds, connect and read")
+    p.add_argument("--deadline", type=float, default=d.deadline,
+                   help="seconds per poster, all tries together (default %(default)s)")
     p.add_argument("--retries", type=int, default=d.retries)
     p.add_argument("--max-bytes", type=int, default=d.max_bytes)
     p.add_argument("--poster-key", default=d.poster_key, choices=("poster_path", "imdb_id", "tmdb_id"),

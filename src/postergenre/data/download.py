@@ -16,7 +16,9 @@ import random
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ class DownloadSettings:
     size: str = "w500"
     concurrency: int = 16
     timeout: float = 20.0  # seconds, for the connection and for each read
+    deadline: float = 120.0  # seconds per poster, all tries together: a drip-feeding server stops here
     retries: int = 5
     backoff: float = 0.5  # first wait; doubles each retry, with jitter
     max_backoff: float = 60.0
@@ -76,19 +79,67 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _fetch(url: str, settings: DownloadSettings) -> bytes:
-    """One attempt: the body, or _Retry / _Fail with the reason."""
-    request = urllib.request.Request(url, headers={"User-Agent": "postergenre"})
+class _SafeRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow at most 5 redirects, to http(s) only, and never from https down to http."""
+
+    max_redirections = 5
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = headers.get("location") or headers.get("uri") or ""
+        newurl = urllib.parse.urljoin(req.full_url, target)
+        old, new = urllib.parse.urlsplit(req.full_url).scheme, urllib.parse.urlsplit(newurl).scheme
+        if new not in ("http", "https") or (old == "https" and new == "http"):
+            raise _Fail("bad_redirect", f"{code} to {newurl[:100]!r} refused")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+_OPENER = urllib.request.build_opener(_SafeRedirects)
+
+
+def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body without its Content-Encoding (gzip, deflate), at most `limit` + 1 bytes."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise _Fail("unsupported_encoding", f"Content-Encoding {encoding[:40]!r}")
+    wbits = 16 + zlib.MAX_WBITS if "gzip" in encoding else zlib.MAX_WBITS
     try:
-        with urllib.request.urlopen(request, timeout=settings.timeout) as response:
+        out = zlib.decompressobj(wbits).decompress(body, limit + 1)  # a zip bomb stops at limit
+    except zlib.error as exc:
+        raise _Fail("bad_encoding", f"{encoding}: {exc}") from None
+    return out
+
+
+def _fetch(url: str, settings: DownloadSettings, until: float | None = None) -> bytes:
+    """One attempt, over by `until` (time.monotonic()): the body, or _Retry / _Fail."""
+    request = urllib.request.Request(url, headers={"User-Agent": "postergenre",
+                                                   "Accept-Encoding": "gzip, identity"})
+    until = time.monotonic() + settings.deadline if until is None else until
+    try:
+        with _OPENER.open(request, timeout=settings.timeout) as response:
             length = response.headers.get("Content-Length")
             if length and length.isdigit() and int(length) > settings.max_bytes:
                 raise _Fail("too_large", f"Content-Length {length} > {settings.max_bytes}")
-            body = response.read(settings.max_bytes + 1)
+            chunks, size = [], 0
+            while size <= settings.max_bytes:
+                if time.monotonic() > until:
+                    raise _Fail("deadline", f"not complete within {settings.deadline:g} s")
+                chunk = response.read1(65536)  # whatever has arrived: a drip cannot hold us
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            body = b"".join(chunks)
             if len(body) > settings.max_bytes:
                 raise _Fail("too_large", f"body over {settings.max_bytes} bytes")
             if length and length.isdigit() and len(body) != int(length):
                 raise _Retry("incomplete_body")
+            body = _decoded(body, response.headers.get("Content-Encoding", ""), settings.max_bytes)
+            if len(body) > settings.max_bytes:
+                raise _Fail("too_large", f"decoded body over {settings.max_bytes} bytes")
             return body
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
@@ -102,7 +153,11 @@ def _fetch(url: str, settings: DownloadSettings) -> bytes:
         raise _Retry("incomplete_body") from None
     except TimeoutError:
         raise _Retry("timeout") from None
-    except (urllib.error.URLError, http.client.HTTPException, ConnectionError, OSError) as exc:
+    except urllib.error.URLError as exc:
+        if isinstance(exc.reason, _Fail):
+            raise exc.reason from None
+        raise _Retry(f"connection_error: {exc}") from None
+    except (http.client.HTTPException, ConnectionError, OSError) as exc:
         raise _Retry(f"connection_error: {exc}") from None
 
 
@@ -118,9 +173,10 @@ def fetch_poster(url: str, target: Path, settings: DownloadSettings,
                  sleep=time.sleep) -> None:
     """Download `url` to `target` with retries; raise _Fail when it cannot be had."""
     reason = ""
+    until = time.monotonic() + settings.deadline
     for attempt in range(settings.retries + 1):
         try:
-            body = _fetch(url, settings)
+            body = _fetch(url, settings, until)
             _check_image(body)
             tmp = target.with_name(f"{target.name}{PART}{os.getpid()}-{threading.get_ident()}")
             try:
@@ -137,6 +193,8 @@ def fetch_poster(url: str, target: Path, settings: DownloadSettings,
             wait = wait * (0.5 + random.random())  # jitter, so retries do not arrive in step
             if exc.wait is not None:
                 wait = max(wait, min(exc.wait, settings.max_backoff))
+            if time.monotonic() + wait > until:
+                raise _Fail("deadline", f"not had within {settings.deadline:g} s: {reason}") from None
             sleep(wait)
     raise _Fail(reason.split(":")[0], f"gave up after {settings.retries + 1} tries: {reason}")
 
