@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import pytest
 import yaml
 
 from tests.conftest import run, tracking_uri
@@ -189,3 +190,65 @@ def test_exp_run_with_a_missing_data_path_changes_nothing(project):
     assert (project / "data" / "interim" / "movies.csv").read_bytes() == interim
     assert (project / "dvc.lock").read_bytes() == lock
     assert "up to date" in run(["dvc", "status"], project).stdout
+
+
+def _damaged(project, tmp_path, method, damage):
+    folder = tmp_path / method
+    shutil.copytree(project / "models" / method, folder)
+    damage(folder)
+    poster = project / "data" / "raw" / "synthetic" / "posters" / "1.jpg"
+    return run(["postergenre", "predict", "--model", str(folder), str(poster)], project, check=False)
+
+
+def _truncate(name):
+    def damage(folder):
+        data = (folder / name).read_bytes()
+        (folder / name).write_bytes(data[:len(data) // 2])
+    return damage
+
+
+def _edit_card(edit):
+    def damage(folder):
+        card = json.loads((folder / "model.json").read_text())
+        edit(card)
+        (folder / "model.json").write_text(json.dumps(card))
+    return damage
+
+
+@pytest.mark.parametrize("method, damage, message", [
+    ("custom", _truncate("weights.pt"), "weights.pt: cannot be read"),
+    ("head", _truncate("head.pt"), "head.pt: cannot be read"),
+    ("head", _truncate("backbone.pt"), "backbone.pt: cannot be read"),
+    ("mlknn", _truncate("train_inputs.npy"), "train_inputs.npy: cannot be read"),
+    ("custom", lambda f: (f / "weights.pt").unlink(), "weights.pt: missing"),
+    ("custom", _edit_card(lambda c: c.pop("thresholds")), "model.json: missing key(s) thresholds"),
+    ("custom", lambda f: (f / "model.json").write_text('{"method": "cus'), "model.json: not valid JSON"),
+    ("custom", _edit_card(lambda c: (c["genres"].append("Extra"), c["thresholds"].append(0.5))),
+     "do not fit its model.json"),
+    ("custom", _edit_card(lambda c: c["genres"].append("Extra")), "genres but"),
+])
+def test_a_damaged_model_folder_is_a_one_line_error_naming_what_is_wrong(project, tmp_path, method,
+                                                                         damage, message):
+    out = _damaged(project, tmp_path, method, damage)
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_predict_refuses_a_top_k_below_one(project):
+    out = run(["postergenre", "predict", "--model", "models/custom", "--top-k", "0", "x.jpg"], project,
+              check=False)
+    assert out.returncode == 2 and "--top-k: must be at least 1" in out.stderr
+
+
+def test_a_model_folder_cannot_raise_the_decompression_bomb_limit(project, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "custom"
+    shutil.copytree(project / "models" / "custom", folder)
+    card = json.loads((folder / "model.json").read_text())
+    card["preprocess"]["max_pixels"] = 10**12
+    (folder / "model.json").write_text(json.dumps(card))
+    Image.new("RGB", (8000, 7000)).save(tmp_path / "big.png")  # 56 megapixels
+    out = run(["postergenre", "predict", "--json", "--model", str(folder), str(tmp_path / "big.png")],
+              project, check=False)
+    assert out.returncode == 2 and "too_many_pixels" in out.stderr

@@ -16,6 +16,13 @@ def _progress() -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def cmd_check_params(args, params) -> None:
     from postergenre.atomic import write_json
     from postergenre.dag import stale
@@ -184,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="genres for new posters from a model folder")
     p.add_argument("paths", nargs="+", help="poster files or folders of posters")
     p.add_argument("--model", required=True, help="a model folder, e.g. models/custom")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=_positive_int, default=3, help="genres listed per poster")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.set_defaults(func=cmd_predict, needs_params=False)
 

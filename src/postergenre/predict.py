@@ -19,6 +19,7 @@ from postergenre.sizes import parse_size
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _BATCH = 256
+MAX_PIXELS = 50_000_000  # params.yaml's default resize.max_pixels
 
 
 def collect_posters(inputs: list[str | Path]) -> list[Path]:
@@ -36,10 +37,13 @@ def collect_posters(inputs: list[str | Path]) -> list[Path]:
 def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int = 3
                     ) -> dict[str, Any]:
     """{"genres", "predictions": [...], "errors": [...]} for the posters in `inputs`."""
+    if top_k < 1:
+        raise ValueError(f"--top-k must be at least 1, got {top_k}")
     model = load_model(model_dir)
     width, height = parse_size(model.size)
     pre = model.preprocess
-    max_pixels = pre.get("max_pixels", 50_000_000)
+    # A model folder may lower the decompression-bomb limit, never raise it past ours.
+    max_pixels = min(int(pre.get("max_pixels", MAX_PIXELS)), MAX_PIXELS)
     draft = pre.get("draft")
     paths = collect_posters(inputs)
     predictions: list[dict[str, Any]] = []

@@ -103,11 +103,25 @@ def estimator_class(method: str):
 CARD = "model.json"  # in every model folder: method, genres, size, thresholds, params, state
 
 
+CARD_KEYS = ("method", "genres", "size", "seed", "params", "thresholds", "state")
+
+
 def read_model_card(model_dir: str | Path) -> dict[str, Any]:
+    """model.json, checked: valid JSON, an object with every key a model needs."""
     path = Path(model_dir) / CARD
     if not path.is_file():
         raise FileNotFoundError(f"{model_dir}: not a model folder (no {CARD})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        card = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); the model folder is damaged") from None
+    missing = [k for k in CARD_KEYS if not isinstance(card, dict) or k not in card]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)}; the model folder is damaged")
+    if len(card["thresholds"]) != len(card["genres"]):
+        raise ValueError(f"{path}: {len(card['genres'])} genres but {len(card['thresholds'])} "
+                         "thresholds; the model folder is damaged")
+    return card
 
 
 def load_model(model_dir: str | Path):

@@ -17,6 +17,21 @@ from postergenre.methods import CARD, read_model_card
 from postergenre.sizes import parse_size
 
 
+def read_saved(path: Path, loader=None):
+    """A file of a model folder (torch's by default), or a ValueError naming it."""
+    try:
+        if loader is not None:
+            return loader(path)
+        import torch
+
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: missing; the model folder is incomplete") from None
+    except Exception as exc:  # truncated, or not what torch / numpy wrote
+        raise ValueError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:160]}); "
+                         "the model folder is damaged") from None
+
+
 class Estimator:
     """Base class. Subclasses set `method` and implement `_fit`, `predict_proba`, and if they
     hold weights, `_save_weights` / `_load_weights`."""
@@ -108,8 +123,13 @@ class Estimator:
         model = cls(card["genres"], card["size"], card["seed"], **card["params"])
         model.thresholds = np.asarray(card["thresholds"], dtype=float)
         model.preprocess = card.get("preprocess", {})
-        model._set_state(card["state"])
-        model._load_weights(Path(model_dir))
+        try:
+            model._set_state(card["state"])
+            model._load_weights(Path(model_dir))
+        except (KeyError, TypeError, RuntimeError) as exc:  # state or weights of another shape
+            raise ValueError(f"{model_dir}: its weights or state do not fit its model.json "
+                             f"({type(exc).__name__}: {str(exc)[:200]}); the model folder is "
+                             "damaged or mixed up") from None
         return model
 
     @property

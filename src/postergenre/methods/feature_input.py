@@ -17,6 +17,7 @@ import torch
 
 from postergenre import backbone as bb
 from postergenre import dataset
+from postergenre.methods.base import read_saved
 
 log = logging.getLogger(__name__)
 
@@ -89,5 +90,6 @@ class FeatureInput:
         torch.save(self.backbone().state_dict(), folder / "backbone.pt")
 
     def _load_backbone(self, folder: Path) -> None:
-        self._backbone = bb.load_backbone(self.backbone_name, folder / "backbone.pt")
+        self._backbone = read_saved(folder / "backbone.pt",
+                                    lambda path: bb.load_backbone(self.backbone_name, path))
         self._fused = None

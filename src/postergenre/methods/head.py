@@ -21,7 +21,7 @@ from torch import nn
 from postergenre import backbone as bb
 from postergenre import dataset
 from postergenre.methods import training
-from postergenre.methods.base import Estimator
+from postergenre.methods.base import Estimator, read_saved
 from postergenre.methods.feature_input import FeatureInput
 
 log = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ class FeatureHead(FeatureInput, Estimator):
         self._save_backbone(folder)
 
     def _load_weights(self, folder: Path) -> None:
-        state = torch.load(folder / "head.pt", map_location="cpu", weights_only=True)
+        state = read_saved(folder / "head.pt")
         self.head = Head(state["mean"].shape[0], len(self.genres), self.params["hidden"],
                          self.params["dropout"])
         self.head.load_state_dict(state)

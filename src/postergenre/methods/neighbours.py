@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from postergenre.methods.base import Estimator
+from postergenre.methods.base import Estimator, read_saved
 
 _BLOCK = 1024
 
@@ -97,4 +97,5 @@ class KNNEstimator(Estimator):
         np.save(folder / "train_labels.npy", self.Y_train)
 
     def _load_weights(self, folder: Path) -> None:
-        self._store(np.load(folder / "train_inputs.npy"), np.load(folder / "train_labels.npy"))
+        self._store(read_saved(folder / "train_inputs.npy", np.load),
+                    read_saved(folder / "train_labels.npy", np.load))

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from postergenre.methods import training
-from postergenre.methods.base import Estimator
+from postergenre.methods.base import Estimator, read_saved
 
 # ImageNet statistics: what the pretrained ResNet34 expects, harmless for the custom CNN.
 MEAN = (0.485, 0.456, 0.406)
@@ -80,6 +80,5 @@ class PixelNetwork(Estimator):
 
     def _load_weights(self, folder: Path) -> None:
         self.net = self.build(pretrained=False)
-        self.net.load_state_dict(torch.load(folder / "weights.pt", map_location="cpu",
-                                            weights_only=True))
+        self.net.load_state_dict(read_saved(folder / "weights.pt"))
         self.net.eval()
