@@ -111,11 +111,13 @@ def drop_missing_posters(records: Iterable[Record], posters_root: Path
     """Drop movies whose poster path escapes the posters folder or names no file."""
 
     def check(rec: Record) -> str | None:
-        if not is_within(posters_root, rec["poster"]):
-            return "poster_path_unsafe"
-        if not (posters_root / rec["poster"]).is_file():
-            return "poster_missing"
-        return None
+        if "\0" in rec["poster"] or not is_within(posters_root, rec["poster"]):
+            return "poster_path_unsafe"  # a NUL byte names no file anywhere
+        try:
+            present = (posters_root / rec["poster"]).is_file()
+        except (OSError, ValueError):  # a name the file system refuses (too long, ...)
+            present = False
+        return None if present else "poster_missing"
 
     return _split(records, check)
 
