@@ -56,7 +56,7 @@ def test_stages_read_two_files_of_data_interim_and_the_params_they_use():
             assert {"data/interim/genres.json", "data/interim/movies.csv"} <= set(stage["deps"])
     assert stages["train-ovr"]["params"] == ["seed", "k", "methods.ovr", "resize.sizes",
                                              "resize.max_pixels"]
-    assert stages["train-custom"]["params"] == ["seed", "methods.custom", "resize.sizes",
+    assert stages["train-custom"]["params"] == ["seed", "training", "methods.custom", "resize.sizes",
                                                 "resize.max_pixels"]
     assert "embed" in stages["train-head"]["params"]
     assert "params" not in stages["evaluate-head"]  # evaluate computes from the model alone

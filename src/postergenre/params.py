@@ -33,6 +33,7 @@ SCHEMA: dict[str, Any] = {
     "clean": {"min_genre_count": int},
     "resize": {"sizes": list, "workers": int, "max_pixels": int},
     "embed": {"backbone": str, "size": str, "batch_size": int},
+    "training": {"threads": int},
     "split": {
         "train": _NUM,
         "dev": _NUM,
@@ -124,6 +125,8 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
                           f"{params['resize']['sizes']}")
     if embed["batch_size"] < 1:
         raise ParamsError(f"embed.batch_size must be at least 1, got {embed['batch_size']}")
+    if params["training"]["threads"] < 1:
+        raise ParamsError(f"training.threads must be at least 1, got {params['training']['threads']}")
     if not params["methods"] and not params["feature_methods"]:
         raise ParamsError("no method to run: methods and feature_methods are both empty")
     for group in METHOD_GROUPS:

@@ -11,7 +11,7 @@ from postergenre.methods.pixel_network import PixelNetwork
 SPEC = {
     "estimator": "CustomCNNEstimator",
     "input": "pixels",
-    "reads": [],
+    "reads": ["training"],
     "params": {"size": "size", "epochs": "pos_int", "batch_size": "pos_int", "lr": "pos_number",
                "weight_decay": "nonneg_number", "dropout": "fraction", "dense": "pos_int"},
 }

@@ -30,7 +30,7 @@ LOSSES = ("bce", "weighted_bce", "asl")
 SPEC = {
     "estimator": "FeatureHead",
     "input": "features",
-    "reads": [],
+    "reads": ["training"],
     "params": {"hidden": "nonneg_int", "dropout": "fraction", "loss": ["bce", "weighted_bce", "asl"],
                "weight_decay": "nonneg_numbers", "epochs": "pos_int", "lr": "pos_number",
                "batch_size": "pos_int", "oversample": "bool",
@@ -177,7 +177,7 @@ class FeatureHead(FeatureInput, Estimator):
         Y_dev = dev[1] if has_dev else None
         best = None
         self.selection = []
-        with training.distributed():
+        with training.distributed(), training.configured(p.get("training")):
             for wd in p["weight_decay"]:
                 head, history = self._train_head(F, Y, F_dev, Y_dev, wd, checkpoints)
                 score = training.best_dev_score(history)
@@ -303,7 +303,8 @@ class FeatureHead(FeatureInput, Estimator):
         self._check_X(X)
         if len(X) == 0:
             return np.zeros((0, len(self.genres)))
-        return training.scores(self.head, X, _features_to_tensor, _SCORE_BATCH)
+        with training.configured(self.params.get("training")):
+            return training.scores(self.head, X, _features_to_tensor, _SCORE_BATCH)
 
     def _state(self) -> dict[str, Any]:
         return {"history": self.history, "selection": self.selection,

@@ -55,7 +55,7 @@ class PixelNetwork(Estimator):
                                               "size": self.size, "epochs": None}, X, Y))
         optimiser = torch.optim.Adam(net.parameters(), lr=p["lr"], weight_decay=p["weight_decay"])
         has_dev = dev is not None and len(dev[0])
-        with training.distributed():
+        with training.distributed(), training.configured(p.get("training")):
             self.history = training.train(
                 net, optimiser, nn.BCEWithLogitsLoss(), batch, len(X), settings,
                 dev_scores=(lambda m: training.scores(m, dev[0], to_input, p["batch_size"]))
@@ -67,7 +67,8 @@ class PixelNetwork(Estimator):
         self._check_X(X)
         if len(X) == 0:
             return np.zeros((0, len(self.genres)))
-        return training.scores(self.net, X, to_input, self.params["batch_size"])
+        with training.configured(self.params.get("training")):
+            return training.scores(self.net, X, to_input, self.params["batch_size"])
 
     def _state(self) -> dict[str, Any]:
         return {"history": self.history, "mean": MEAN, "std": STD}

@@ -14,7 +14,7 @@ from postergenre.methods.pixel_network import PixelNetwork
 SPEC = {
     "estimator": "ResNet34Estimator",
     "input": "pixels",
-    "reads": [],
+    "reads": ["training"],
     "params": {"size": "size", "epochs": "pos_int", "batch_size": "pos_int", "lr": "pos_number",
                "weight_decay": "nonneg_number", "weights": "str"},
 }
