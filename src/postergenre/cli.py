@@ -92,7 +92,7 @@ def cmd_embed(args, params) -> None:
 
     embed = params["embed"]
     embed_posters(args.resized, args.out, embed["backbone"], embed["size"], embed["batch_size"],
-                  timing=args.timing)
+                  timing=args.timing, threads=embed["threads"])
 
 
 def cmd_download_posters(args, params) -> None:

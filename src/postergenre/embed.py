@@ -23,7 +23,8 @@ INFO = "embed.json"
 
 
 def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, size: str,
-                  batch_size: int, timing: str | Path | None = None) -> dict[str, Any]:
+                  batch_size: int, timing: str | Path | None = None, threads: int = 0
+                  ) -> dict[str, Any]:
     """Write the features folder whole (array + embed.json) or not at all, and the timing to
     `timing`; return embed.json's content."""
     import torch
@@ -35,6 +36,8 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, size:
         raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
     if batch_size < 1:
         raise ValueError(f"embed.batch_size must be at least 1, got {batch_size}")
+    if threads:  # a fixed count: how the convolutions split their sums depends on it
+        torch.set_num_threads(threads)
     posters = np.load(array_path, mmap_mode="r")
     weights = bb.wheel_weights_path(backbone)
     plain = bb.load_backbone(backbone, weights)

@@ -32,7 +32,7 @@ SCHEMA: dict[str, Any] = {
     },
     "clean": {"min_genre_count": int},
     "resize": {"sizes": list, "workers": int, "max_pixels": int},
-    "embed": {"backbone": str, "size": str, "batch_size": int},
+    "embed": {"backbone": str, "size": str, "batch_size": int, "threads": int},
     "training": {"threads": int},
     "split": {
         "train": _NUM,
@@ -123,6 +123,8 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     if embed["size"] not in params["resize"]["sizes"]:
         raise ParamsError(f"embed.size {embed['size']!r} is not one of resize.sizes "
                           f"{params['resize']['sizes']}")
+    if embed["threads"] < 1:
+        raise ParamsError(f"embed.threads must be at least 1, got {embed['threads']}")
     if embed["batch_size"] < 1:
         raise ParamsError(f"embed.batch_size must be at least 1, got {embed['batch_size']}")
     if params["training"]["threads"] < 1:
