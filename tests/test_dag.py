@@ -194,3 +194,10 @@ def test_validating_params_and_writing_the_dag_import_no_torch():
 def test_dvc_lock_holds_no_stage_that_dvc_yaml_no_longer_has():
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
     assert set(lock) == set(_stages())
+
+
+def test_no_stage_lists_a_source_folder_only_the_files_it_runs():
+    for name, stage in _stages().items():
+        code = [d for d in stage.get("deps", []) if d.startswith("src/")]
+        assert all(d.endswith(".py") for d in code), (name, code)
+    assert "src/postergenre/data/sources.py" not in _stages()["check-params"]["deps"]

@@ -23,30 +23,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cmd_check_params(args, params) -> None:
-    from postergenre.atomic import write_json
-    from postergenre.dag import stale
-    from postergenre.params import all_methods
-    from postergenre.paths import resolve_data_path
-
-    if Path("dvc.yaml").is_file() and stale(Path("dvc.yaml"), params):
-        raise ValueError("dvc.yaml is stale: its method stages do not match params.yaml and the "
-                         "method modules' imports; run `postergenre dag`")
-    data = params["data"]
-    # The synthetic source's folder is the synthesize stage's output, made later in the run.
-    if data["source"] != "synthetic":
-        for key in ("path", "posters"):
-            if data[key] and not resolve_data_path(data[key]).exists():
-                raise ValueError(f"data.{key} {data[key]!r} does not exist (resolved to "
-                                 f"{resolve_data_path(data[key])}); nothing was changed")
-    if args.out:
-        # ingest depends on this file, so DVC runs this check before it removes ingest's output;
-        # the content never changes, so a passing check re-runs nothing downstream.
-        write_json(args.out, {"params": "valid"})
-    log.info("params: %s is valid (source %s, methods %s)", args.params or "params.yaml",
-             data["source"], ", ".join(all_methods(params)))
-
-
 def cmd_synthesize(args, params) -> None:
     from postergenre.data.synthetic import generate
 
@@ -126,10 +102,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="params file (default params.yaml); also accepted after the subcommand")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("check-params", help="validate params.yaml (and that data.path exists)")
-    p.add_argument("--out", default=None, help="write a marker file when valid (the DVC stage's output)")
-    p.set_defaults(func=cmd_check_params)
-
     p = sub.add_parser("synthesize", help="generate the synthetic posters (the default data)")
     p.add_argument("--out", default="data/raw/synthetic")
     p.set_defaults(func=cmd_synthesize)
@@ -156,11 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the run's seconds and posters/s go (kept out of --out)")
     p.set_defaults(func=cmd_embed)
 
-    from postergenre import dag, evaluate, report, train
+    from postergenre import check, dag, evaluate, report, train
 
     # The stages run these as `python -m postergenre.<stage>`, so that a change to this file
     # re-runs no training; here they are subcommands with the same arguments.
-    for name, module, text in [("train", train, "fit one method on the train split"),
+    for name, module, text in [("check-params", check, "validate params.yaml, data.path, dvc.yaml"),
+                               ("train", train, "fit one method on the train split"),
                                ("evaluate", evaluate, "score one model on the test split"),
                                ("report", report, "every method side by side -> reports/results.md"),
                                ("dag", dag, "write dvc.yaml's method stages from params and the code")]:

@@ -83,12 +83,26 @@ def report_stage(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def check_stage(stages: dict[str, dict]) -> dict[str, Any]:
+    """check-params runs its own code and reads, to see whether dvc.yaml is current, every code
+    file the method stages and the report list: exactly those are its deps."""
+    read = {d for stage in stages.values() for d in stage["deps"] if d.startswith("src/")}
+    return {
+        "cmd": "python -m postergenre.check --out data/params_check.json",
+        "deps": sorted(read | set(code_files("postergenre.check"))),
+        "params": [{"params.yaml": None}],
+        # a failed check leaves the last good marker: nothing to restore
+        "outs": [{"data/params_check.json": {"persist": True}}],
+    }
+
+
 def generated(params: dict[str, Any]) -> str:
     """The YAML text below the marker."""
     stages: dict[str, Any] = {}
     for method in all_methods(params):
         stages.update(method_stages(params, method))
     stages["report"] = report_stage(params)
+    stages = {"check-params": check_stage(stages), **stages}
     text = yaml.safe_dump(stages, sort_keys=False, default_flow_style=False, width=100)
     return "".join(f"  {line}\n" if line else "\n" for line in text.splitlines())
 
