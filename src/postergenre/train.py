@@ -48,7 +48,8 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y), on_epoch=on_epoch, checkpoints=checkpoints)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
-    dev_now = model.inputs("dev", genres)  # after a fine-tune: its own backbone's features
+    # after a fine-tune the dev split is scored through the model's own backbone's features
+    dev_now = dev if model.fits_on_prediction_inputs else model.inputs("dev", genres)
     model.tune_thresholds(dev_now.Y, model.predict_proba(dev_now.X))
     model.preprocess = preprocess_settings(params)
     model.save(out_dir)

@@ -88,6 +88,10 @@ class Estimator:
             self.thresholds = metrics.tune_thresholds(Y_dev, P_dev)
 
     # -- what the model reads ----------------------------------------------------------------
+    # Whether `fit` reads what `predict_proba` reads (then a split loaded for training serves
+    # scoring too); not for a head that fine-tunes its backbone on posters.
+    fits_on_prediction_inputs = True
+
     def inputs(self, split: str, genres: list[str], training: bool = False):
         """One split of what `predict_proba` reads, or with `training` what `fit` reads (a
         `dataset.Split`): here the posters at the model's size, for both."""

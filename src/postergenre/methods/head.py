@@ -147,9 +147,13 @@ class FeatureHead(FeatureInput, Estimator):
         self.chosen_weight_decay: float | None = None
 
     # -- what it reads -------------------------------------------------------------------------
+    @property
+    def fits_on_prediction_inputs(self) -> bool:
+        return not self.params["finetune_blocks"]
+
     def inputs(self, split: str, genres: list[str], training: bool = False) -> dataset.Split:
         """Fine-tuning trains on posters; everything else reads features."""
-        if training and self.params["finetune_blocks"]:
+        if training and not self.fits_on_prediction_inputs:
             return dataset.load_split(split, self.size, genres)
         return super().inputs(split, genres, training)
 

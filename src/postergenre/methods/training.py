@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from postergenre.metrics import mean_average_precision
+from postergenre.metrics import bce_loss, mean_average_precision
 
 log = logging.getLogger(__name__)
 
@@ -146,10 +146,8 @@ def _dev_record(module: nn.Module, dev_scores, Y_dev: np.ndarray) -> dict[str, f
     """Dev BCE and dev mAP of the module's current weights (mAP -1 where no genre has a
     positive dev example)."""
     P = dev_scores(module)
-    clipped = np.clip(P, 1e-7, 1 - 1e-7)
-    loss = -np.mean(Y_dev * np.log(clipped) + (1 - Y_dev) * np.log(1 - clipped))
     mAP = mean_average_precision(Y_dev, P)
-    return {"dev_loss": round(float(loss), 6), "dev_mAP": -1.0 if mAP is None else mAP}
+    return {"dev_loss": bce_loss(Y_dev, P), "dev_mAP": -1.0 if mAP is None else mAP}
 
 
 def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: BatchFn, n: int,
