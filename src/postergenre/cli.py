@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
 
 log = logging.getLogger("postergenre")
-
-
-def _progress() -> bool:
-    """Progress bars on a terminal, quiet under CI and in logs."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def _positive_int(text: str) -> int:
@@ -23,55 +16,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def cmd_synthesize(args, params) -> None:
-    from postergenre.data.synthetic import generate
-
-    syn = params["data"]["synthetic"]
-    generate(args.out, n=syn["n"], seed=params["seed"], width=syn["width"], height=syn["height"],
-             noise=syn["noise"], progress=_progress())
-    log.info("synthesize: %d posters in %s", syn["n"], args.out)
-
-
-def cmd_ingest(args, params) -> None:
-    from postergenre.data.ingest import ingest
-
-    ingest(params["data"], params["clean"]["min_genre_count"], args.out)
-
-
-def cmd_resize(args, params) -> None:
-    import csv
-
-    from postergenre.data.sources import posters_root
-    from postergenre.images import resize_posters
-
-    root = posters_root(params["data"])
-    with open(Path(args.interim) / "movies.csv", encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    resize_posters([r["id"] for r in rows], [root / r["poster"] for r in rows],
-                   params["resize"]["sizes"], args.out, workers=params["resize"]["workers"],
-                   max_pixels=params["resize"]["max_pixels"], progress=_progress())
-
-
-def cmd_split(args, params) -> None:
-    from postergenre import dataset
-    from postergenre.data.split import write_split
-
-    genres = dataset.read_genres(Path(args.interim))
-    labels = dataset.read_labels(Path(args.interim))
-    ids = dataset.read_manifest(Path(args.resized))
-    Y = dataset.label_matrix([labels[i] for i in ids], genres)
-    write_split(ids, Y, genres, params["split"], params["seed"], args.out)
-
-
-def cmd_embed(args, params) -> None:
-    from postergenre.embed import embed_posters
-
-    embed = params["embed"]
-    embed_posters(args.resized, args.out, embed["backbone"], embed["size"], embed["batch_size"],
-                  timing=args.timing, threads=embed["threads"])
-
-
 def cmd_download_posters(args, params) -> None:
+    from postergenre import entry
     from postergenre.data.download import DownloadSettings, download_posters
 
     settings = DownloadSettings(base_url=args.base_url, size=args.size,
@@ -79,7 +25,7 @@ def cmd_download_posters(args, params) -> None:
                                 deadline=args.deadline,
                                 retries=args.retries, max_bytes=args.max_bytes,
                                 poster_key=args.poster_key, poster_ext=args.poster_ext)
-    report = download_posters(args.metadata, args.out, settings, args.report, progress=_progress())
+    report = download_posters(args.metadata, args.out, settings, args.report, progress=entry.progress())
     if report["downloaded"] + report["already_present"] == 0 and report["rows_in"]:
         raise ValueError(f"no poster could be had; see {args.report or 'the report'}: "
                          f"{report['failed_by_reason']} {report['skipped_by_reason']}")
@@ -102,37 +48,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="params file (default params.yaml); also accepted after the subcommand")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("synthesize", help="generate the synthetic posters (the default data)")
-    p.add_argument("--out", default="data/raw/synthetic")
-    p.set_defaults(func=cmd_synthesize)
-
-    p = sub.add_parser("ingest", help="read data.source, apply the cleaning rules")
-    p.add_argument("--out", default="data/interim")
-    p.set_defaults(func=cmd_ingest)
-
-    p = sub.add_parser("resize", help="decode each poster once, write every size")
-    p.add_argument("--interim", default="data/interim")
-    p.add_argument("--out", default="data/resized")
-    p.set_defaults(func=cmd_resize)
-
-    p = sub.add_parser("split", help="train/dev/test by iterative stratification")
-    p.add_argument("--interim", default="data/interim")
-    p.add_argument("--resized", default="data/resized")
-    p.add_argument("--out", default="data/split")
-    p.set_defaults(func=cmd_split)
-
-    p = sub.add_parser("embed", help="posters -> pretrained backbone features, once")
-    p.add_argument("--resized", default="data/resized")
-    p.add_argument("--out", default="data/features")
-    p.add_argument("--timing", default="metrics/embed.json",
-                   help="where the run's seconds and posters/s go (kept out of --out)")
-    p.set_defaults(func=cmd_embed)
-
     from postergenre import check, dag, evaluate, report, train
+    from postergenre.stages import embed, ingest, resize, split, synthesize
 
-    # The stages run these as `python -m postergenre.<stage>`, so that a change to this file
-    # re-runs no training; here they are subcommands with the same arguments.
+    # The stages run these as `python -m postergenre...`, so that a change to this file re-runs
+    # no stage; here they are subcommands with the same arguments.
     for name, module, text in [("check-params", check, "validate params.yaml, data.path, dvc.yaml"),
+                               ("synthesize", synthesize, "generate the synthetic posters"),
+                               ("ingest", ingest, "read data.source, apply the cleaning rules"),
+                               ("resize", resize, "decode each poster once, write every size"),
+                               ("split", split, "train/dev/test by iterative stratification"),
+                               ("embed", embed, "posters -> pretrained backbone features, once"),
                                ("train", train, "fit one method on the train split"),
                                ("evaluate", evaluate, "score one model on the test split"),
                                ("report", report, "every method side by side -> reports/results.md"),

@@ -1,8 +1,8 @@
-"""dvc.yaml's method stages, written from params.yaml and the method registry.
+"""dvc.yaml's stages, written from params.yaml, the method registry and the stages' imports.
 
-DVC cannot interpolate a list into `deps`, and each method runs different code (its module and
-the shared modules it imports), so the train-/evaluate- stages of every method and the report
-are written out here, each listing exactly the code files, data files and params it reads.
+DVC cannot interpolate a list into `deps`, and each stage runs different code (its module and
+the package modules it imports), so every stage is written out here, each listing exactly the
+code files (followed through the imports), data files and params it reads.
 Sizes stay `${...}` references to params.yaml, so `dvc exp run -S methods.custom.size=...` needs
 no rewrite; adding or removing a method, or an import, does: `postergenre dag` (check-params and
 a test fail, naming the command, while dvc.yaml is stale).
@@ -83,6 +83,39 @@ def report_stage(params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The data stages: what they read besides their code, their params and outputs.
+DATA_STAGES: dict[str, dict[str, Any]] = {
+    "synthesize": {"args": "--out data/raw/synthetic", "deps": [],
+                   "params": ["seed", "data.synthetic"], "outs": ["data/raw/synthetic"]},
+    "ingest": {"args": "--out data/interim", "deps": ["data/params_check.json", "${data.path}"],
+               "params": ["data.source", "data.path", "data.posters", "data.poster_key",
+                          "data.poster_ext", "clean"], "outs": ["data/interim"]},
+    "resize": {"args": "--interim data/interim --out data/resized",
+               "deps": ["data/interim/movies.csv"], "params": ["data.path", "data.posters", "resize"],
+               "outs": ["data/resized"]},
+    "split": {"args": "--interim data/interim --resized data/resized --out data/split",
+              "deps": LABELS + ["data/resized/manifest.csv"], "params": ["seed", "split"],
+              "outs": ["data/split"]},
+    # its timing goes to metrics/embed.json, outside the cached output: a forced re-run gives
+    # the same data/features and re-runs nothing downstream
+    "embed": {"args": "--resized data/resized --out data/features --timing metrics/embed.json",
+              "deps": ["data/resized/manifest.csv", "data/resized/${embed.size}.npy"],
+              "params": ["embed"], "outs": ["data/features"],
+              "metrics": [{"metrics/embed.json": {"cache": False}}]},
+}
+
+
+def data_stage(name: str) -> dict[str, Any]:
+    spec = DATA_STAGES[name]
+    module = f"postergenre.stages.{name}"
+    stage = {"cmd": f"python -m {module} {spec['args']}",
+             "deps": spec["deps"] + code_files(module), "params": spec["params"],
+             "outs": spec["outs"]}
+    if "metrics" in spec:
+        stage["metrics"] = spec["metrics"]
+    return stage
+
+
 def check_stage(stages: dict[str, dict]) -> dict[str, Any]:
     """check-params runs its own code and reads, to see whether dvc.yaml is current, every code
     file the method stages and the report list: exactly those are its deps."""
@@ -98,11 +131,12 @@ def check_stage(stages: dict[str, dict]) -> dict[str, Any]:
 
 def generated(params: dict[str, Any]) -> str:
     """The YAML text below the marker."""
-    stages: dict[str, Any] = {}
+    stages: dict[str, Any] = {name: data_stage(name) for name in DATA_STAGES}
     for method in all_methods(params):
         stages.update(method_stages(params, method))
     stages["report"] = report_stage(params)
-    stages = {"check-params": check_stage(stages), **stages}
+    method_stages_only = {k: v for k, v in stages.items() if k not in DATA_STAGES}
+    stages = {"check-params": check_stage(method_stages_only), **stages}
     text = yaml.safe_dump(stages, sort_keys=False, default_flow_style=False, width=100)
     return "".join(f"  {line}\n" if line else "\n" for line in text.splitlines())
 

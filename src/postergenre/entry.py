@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+
+
+def progress() -> bool:
+    """Progress bars on a terminal, quiet under CI and in logs."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def add_params_option(parser: argparse.ArgumentParser) -> None:

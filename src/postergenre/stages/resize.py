@@ -1,0 +1,33 @@
+"""resize: decode each poster once and write it at every size in resize.sizes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from postergenre import entry
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--interim", default="data/interim")
+    parser.add_argument("--out", default="data/resized")
+    entry.add_params_option(parser)
+
+
+def run(args: argparse.Namespace, params: dict) -> None:
+    import csv
+
+    from postergenre.data.sources import posters_root
+    from postergenre.images import resize_posters
+
+    root = posters_root(params["data"])
+    with open(Path(args.interim) / "movies.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    resize_posters([r["id"] for r in rows], [root / r["poster"] for r in rows],
+                   params["resize"]["sizes"], args.out, workers=params["resize"]["workers"],
+                   max_pixels=params["resize"]["max_pixels"], progress=entry.progress())
+
+
+if __name__ == "__main__":
+    sys.exit(entry.main("stages.resize", __doc__, add_arguments, run))
