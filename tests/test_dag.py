@@ -201,3 +201,15 @@ def test_no_stage_lists_a_source_folder_only_the_files_it_runs():
         code = [d for d in stage.get("deps", []) if d.startswith("src/")]
         assert all(d.endswith(".py") for d in code), (name, code)
     assert "src/postergenre/data/sources.py" not in _stages()["check-params"]["deps"]
+
+
+@pytest.mark.parametrize("module, stages", [
+    ("data/vocab.py", {"synthesize", "ingest", "resize"}),  # resize finds posters via sources
+    ("data/sources.py", {"ingest", "resize"}),
+    ("stages/split.py", {"split"}),
+    ("cli.py", set()),  # the front end runs in no stage
+])
+def test_touching_a_data_module_puts_exactly_the_data_stages_that_run_it_out_of_date(project, module,
+                                                                                     stages):
+    changed = _touched(project, f"src/postergenre/{module}", lambda: _out_of_date(project))
+    assert changed == stages
