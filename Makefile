@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test lint bench lock clean-venv
+.PHONY: repro test lint bench lock clean-venv compare
 
 # Exactly the versions in requirements.lock (what CI tested), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -22,8 +22,13 @@ repro: $(STAMP)
 test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
+# Experiments side by side, one table per headline metric (`dvc exp show` has a column per
+# method and metric); `make compare ARGS="-- -A"` passes options to `dvc exp show`.
+compare: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.compare $(ARGS)
+
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench tools
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/resize.py

@@ -92,6 +92,7 @@ def scratch_project(root: Path, edit_params=None) -> Path:
     run(["git", "config", "user.name", "test"], root)
     run(["dvc", "init", "-q"], root)
     run(["dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")  # the plot templates
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "init"], root)
     return root
@@ -103,7 +104,8 @@ def project(tmp_path_factory):
     if shutil.which("dvc", path=str(BIN)) is None:
         pytest.skip("dvc is not installed beside this Python")
     root = scratch_project(tmp_path_factory.mktemp("project"))
-    run(["dvc", "repro"], root)
+    out = run(["dvc", "repro"], root)
+    (root.parent / "repro.log").write_text(out.stdout + out.stderr)  # for the tests of the logs
     run(["git", "add", "-A"], root)
     run(["git", "commit", "-qm", "first run"], root)
     return root

@@ -54,13 +54,14 @@ def test_stages_read_two_files_of_data_interim_and_the_params_they_use():
         if name.startswith(("train-", "evaluate-")):
             assert "data/interim" not in stage["deps"] and "data/split" not in stage["deps"]
             assert {"data/interim/genres.json", "data/interim/movies.csv"} <= set(stage["deps"])
+    # data.source and data.path: recorded in the model card (what the model was trained on)
     assert stages["train-ovr"]["params"] == ["seed", "k", "methods.ovr", "resize.sizes",
-                                             "resize.max_pixels"]
+                                             "resize.max_pixels", "data.source", "data.path"]
     assert stages["train-custom"]["params"] == ["seed", "training", "methods.custom", "resize.sizes",
-                                                "resize.max_pixels"]
+                                                "resize.max_pixels", "data.source", "data.path"]
     assert "embed" in stages["train-head"]["params"]
     assert "params" not in stages["evaluate-head"]  # evaluate computes from the model alone
-    assert stages["report"]["deps"][:len(METHODS)] == [f"metrics/{m}.json" for m in METHODS]
+    assert stages["report"]["deps"][:len(METHODS)] == [f"metrics/details/{m}.json" for m in METHODS]
 
 
 def _out_of_date(project) -> set[str]:
@@ -164,7 +165,7 @@ def test_a_new_method_is_one_module_and_one_params_entry(project, tmp_path):
     out = run(["dvc", "repro"], copy)
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"check-params", "train-toy", "evaluate-toy", "report"}
-    metrics = json.loads((copy / "metrics" / "toy.json").read_text())
+    metrics = json.loads((copy / "metrics" / "details" / "toy.json").read_text())
     assert 0 < metrics["test"]["scores"]["mAP"] <= 1 and "tuned" in metrics["test"]
     assert "| toy |" in (copy / "reports" / "results.md").read_text()
     deps = yaml.safe_load((copy / "dvc.yaml").read_text())["stages"]["train-toy"]["deps"]

@@ -10,7 +10,7 @@ from tests.conftest import run, tracking_uri
 
 
 def test_repro_writes_metrics_with_trivial_predictors_beside(project):
-    metrics = json.loads((project / "metrics" / "baseline.json").read_text())
+    metrics = json.loads((project / "metrics" / "details" / "baseline.json").read_text())
     test = metrics["test"]
     assert set(test) == {"at_0.5", "scores", "all_zeros", "label_frequency"}
     for name in ("all_match", "at_least_one_match", "binary_accuracy", "hamming_loss",
@@ -24,16 +24,92 @@ def test_repro_writes_metrics_with_trivial_predictors_beside(project):
 def test_every_method_has_metrics_tuned_thresholds_plots_and_a_report_row(project):
     report = (project / "reports" / "results.md").read_text()
     for method in ("mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features"):
-        metrics = json.loads((project / "metrics" / f"{method}.json").read_text())
+        metrics = json.loads((project / "metrics" / "details" / f"{method}.json").read_text())
         assert {"at_0.5", "tuned", "scores"} <= set(metrics["test"])
         assert 0 <= metrics["test"]["scores"]["macro_roc_auc"] <= 1
-        assert (project / "plots" / method / "gallery.png").stat().st_size > 1000
+        for picture in ("gallery.png", "pr_curves.png", "f1.png"):
+            assert (project / "plots" / method / picture).stat().st_size > 1000
         per_genre = json.loads((project / "plots" / method / "per_genre.json").read_text())
         assert len(per_genre) == metrics["n_genres"]
         assert f"| {method} |" in report
-    history = json.loads((project / "plots" / "custom" / "training.json").read_text())
-    assert history[0]["epoch"] == 1 and "dev_loss" in history[0]
+    rows = json.loads((project / "plots" / "custom" / "training.json").read_text())
+    # one epoch here, of two batches (128 posters, 64 a batch): a train-loss point after each
+    # (a quarter of an epoch where there are more batches), and the dev loss at its end
+    assert [r["epoch"] for r in rows if r["curve"] == "train"] == [0.5, 1.0]
+    assert [r["epoch"] for r in rows if r["curve"] == "dev"] == [1]
     assert "0.9062" in report  # the study's ResNet34 binary accuracy, beside ours
+
+
+def test_the_headline_metrics_file_is_short_and_the_details_sit_beside_it(project):
+    from postergenre.evaluate import HEADLINE
+
+    for method in ("baseline", "mlknn", "custom", "head"):
+        head = json.loads((project / "metrics" / f"{method}.json").read_text())
+        details = json.loads((project / "metrics" / "details" / f"{method}.json").read_text())
+        assert set(head) == set(HEADLINE)
+        test = details["test"]
+        tuned = test.get("tuned", test["at_0.5"])  # the random baseline has no thresholds
+        assert head["mAP"] == test["scores"]["mAP"]
+        assert head["micro_f1"] == tuned["micro_f1"] and head["macro_f1"] == tuned["macro_f1"]
+        assert head["hamming_loss"] == test["at_0.5"]["hamming_loss"]
+    # the details are git-tracked (DVC writes no .gitignore entry for them), not cached
+    ignored = run(["git", "check-ignore", "-q", "metrics/details/head.json"], project, check=False)
+    assert ignored.returncode == 1
+    # `dvc exp show`: eight columns a method, none of the details
+    out = run(["dvc", "exp", "show", "--json"], project)
+    (workspace, *_) = json.loads(out.stdout)
+    files = workspace["data"]["metrics"]
+    assert "metrics/details/head.json" not in files
+    assert set(files["metrics/head.json"]["data"]) == set(HEADLINE)
+    # still diffable by name
+    shown = run(["dvc", "metrics", "show", "--json", "metrics/details/head.json"], project)
+    assert "label_frequency" in shown.stdout
+
+
+def test_no_training_plot_for_a_method_without_epochs(project):
+    stages = yaml.safe_load((project / "dvc.yaml").read_text())["stages"]
+    assert "plots" not in stages["train-mlknn"] and "plots" not in stages["train-baseline"]
+    assert not (project / "plots" / "mlknn" / "training.json").exists()
+    assert not (project / "plots" / "mlknn" / "training.png").exists()
+    for method in ("custom", "resnet34", "head"):
+        plots = stages[f"train-{method}"]["plots"]
+        assert plots[0] == {f"plots/{method}/training.json": {
+            "cache": False, "template": "loss_curves", "x": "epoch", "y": "loss"}}
+        assert (project / "plots" / method / "training.png").stat().st_size > 1000
+    report = (project / "reports" / "results.md").read_text()
+    assert ("| mlknn | [png](../plots/mlknn/pr_curves.png) | [png](../plots/mlknn/f1.png) | "
+            "(no epochs) |") in report
+
+
+def test_dvc_plots_show_colours_each_genre_and_each_curve(project, tmp_path):
+    out = tmp_path / "plots"
+    run(["dvc", "plots", "show", "-o", str(out)], project)
+    html = (out / "index.html").read_text()
+    assert html.count('"color": {"field": "genre"') == 7  # a PR chart per method
+    assert html.count('"color": {"field": "curve"') == 3  # custom, resnet34, head
+    assert html.count('"color": {"field": "threshold"') == 7  # F1 bars: 0.5 beside tuned
+    assert '"threshold": "tuned"' in html and '"curve": "dev"' in html
+
+
+def test_the_report_links_pictures_that_exist(project):
+    import re
+
+    report = (project / "reports" / "results.md").read_text()
+    links = re.findall(r"\]\((\.\./plots/[^)]+\.png)\)", report)
+    assert len(links) >= 7 * 3
+    for link in links:
+        assert (project / "reports" / link).resolve().is_file(), link
+
+
+def test_stage_logs_are_time_stamped_and_free_of_warnings(project):
+    log = (project.parent / "repro.log").read_text()
+    ours = [line for line in log.splitlines() if " INFO " in line or " WARNING " in line]
+    assert len(ours) > 20
+    import re
+
+    assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in ours)
+    assert "Warning" not in log and "warnings.warn" not in log
+    assert re.search(r"embed: [\d,]+/160 posters \(100%\)|embed: 160 x 1280", log)
 
 
 def test_second_repro_is_up_to_date(project):
@@ -62,6 +138,62 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
     assert "dvc_exp_name" in run_.data.tags
     assert run_.data.params["methods.baseline.size"] == "64x64"
     assert "test.at_0.5.micro_f1" in run_.data.metrics
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_mlflow_runs_say_what_data_and_model_they_are_about_and_are_linked(project):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri(project))
+    experiment = client.get_experiment_by_name("postergenre")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    card = json.loads((project / "models" / "custom" / "model.json").read_text())
+    train = next(r for r in runs if r.data.tags["stage"] == "train-custom")
+    evaluate = next(r for r in runs if r.data.tags["stage"] == "evaluate-custom")
+    for r in (train, evaluate):
+        assert r.data.params["data.source"] == "synthetic"
+        assert r.data.params["data.path"] == "data/raw/synthetic"
+        assert r.data.tags["data_sha256"] == card["trained_on"]["sha256"]
+        assert r.data.tags["git_dirty"] in ("true", "false")
+    assert evaluate.data.tags["model_sha256"] == train.data.tags["model_sha256"]
+    assert evaluate.data.tags["train_run_id"] == train.info.run_id
+    assert evaluate.data.tags["mlflow.parentRunId"] == train.info.run_id
+    assert client.get_run(train.info.run_id).data.tags["evaluate_run_id"] == evaluate.info.run_id
+    names = {a.path for a in client.list_artifacts(train.info.run_id, "plots")}
+    assert names == {"plots/training.json", "plots/training.png"}
+    assert {a.path for a in client.list_artifacts(train.info.run_id, "model")} == {"model/model.json"}
+    names = {a.path for a in client.list_artifacts(evaluate.info.run_id, "plots")}
+    assert {"plots/pr_curves.png", "plots/f1.png", "plots/gallery.png"} <= names
+    names = {a.path for a in client.list_artifacts(evaluate.info.run_id, "metrics")}
+    assert names == {"metrics/custom.json", "metrics/details"}
+    details = client.list_artifacts(evaluate.info.run_id, "metrics/details")
+    assert [a.path for a in details] == ["metrics/details/custom.json"]
+
+
+def test_a_run_from_a_changed_workspace_is_marked_dirty(project):
+    from mlflow.tracking import MlflowClient
+
+    from postergenre import tracking
+
+    params = project / "params.yaml"
+    original = params.read_text()
+    uri = tracking_uri(project)
+    code = ("from postergenre.tracking import stage_run\n"
+            "with stage_run('train-probe', {'seed': 1}):\n    pass\n")
+    try:
+        run(["python", "-c", code], project)
+        params.write_text(original + "# an edit\n")
+        run(["python", "-c", code], project)
+    finally:
+        params.write_text(original)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    clean, dirty = sorted(client.search_runs([experiment.experiment_id],
+                                             filter_string="tags.stage = 'train-probe'"),
+                          key=lambda r: r.info.start_time)
+    assert clean.data.tags["git_dirty"] == "false" and clean.data.tags["git_dirty_files"] == ""
+    assert dirty.data.tags["git_dirty"] == "true"
+    assert dirty.data.tags["git_dirty_files"] == "params.yaml"
 
 
 def test_misspelt_key_from_exp_run_fails_with_its_name(project):
@@ -77,6 +209,14 @@ def test_exp_run_with_new_k_reruns_only_the_knn_stages(project):
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"check-params", "train-mlknn", "train-ovr", "evaluate-mlknn", "evaluate-ovr",
                    "train-mlknn_features", "evaluate-mlknn_features", "report"}
+    # the README's comparison: the experiment beside the workspace and its commit, in 120 columns
+    shown = run(["postergenre", "compare"], project).stdout
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 120
+    assert lines[0] == "params that differ: k"
+    header = next(line for line in lines if line.startswith("mAP"))
+    assert "mlknn" in header and "head" in header and "embed" not in header
+    assert sum(line.split()[1:] == ["k=5"] for line in lines) == 2  # workspace and the experiment
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-q"], project)
 
@@ -177,6 +317,52 @@ def test_predict_reports_an_unreadable_file_and_predicts_the_others(project, tmp
     assert len(result["predictions"][0]["top_k"]) == 3
     assert result["errors"] == [{"poster": str(folder / "b.jpg"), "reason": "not_an_image",
                                  "detail": "no image format recognised"}]
+
+
+def test_model_card_says_what_it_was_trained_on_and_predict_warns_of_synthetic(project, tmp_path):
+    import numpy as np
+
+    from postergenre import dataset
+
+    card = json.loads((project / "models" / "custom" / "model.json").read_text())
+    train_ids = (project / "data" / "split" / "train.txt").read_text().split()
+    assert card["trained_on"]["source"] == "synthetic"
+    assert card["trained_on"]["posters"] == len(train_ids)
+    assert len(card["trained_on"]["sha256"]) == 64
+    # the hash is of what the model read: the same posters and labels give it again
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(project)
+    try:
+        data = dataset.load_split("train", card["size"], card["genres"])
+        assert dataset.content_sha256(np.asarray(data.ids), data.X, data.Y) == card["trained_on"]["sha256"]
+    finally:
+        os.chdir(cwd)
+    poster = project / "data" / "raw" / "synthetic" / "posters" / "1.jpg"
+    out = run(["postergenre", "predict", "--model", "models/custom", str(poster)], project)
+    assert "never saw a real one" in out.stderr and "synthetic posters" in out.stderr
+    result = json.loads(run(["postergenre", "predict", "--json", "--model", "models/custom",
+                             str(poster)], project).stdout)
+    assert result["trained_on"]["source"] == "synthetic" and "never saw" in result["warning"]
+    # a model trained on real posters says nothing
+    real = tmp_path / "real"
+    shutil.copytree(project / "models" / "custom", real)
+    card["trained_on"]["source"] = "movielens"
+    (real / "model.json").write_text(json.dumps(card))
+    out = run(["postergenre", "predict", "--model", str(real), str(poster)], project)
+    assert "WARNING" not in out.stderr
+
+
+def test_predict_table_keeps_every_genre_and_orders_them_by_score(project):
+    from postergenre.predict import format_table
+
+    many = ["Science Fiction", "Documentary", "Animation", "Adventure", "Romance"]
+    result = {"predictions": [{"poster": "/x/long-poster-name.jpg", "genres": many,
+                               "scores": {g: 0.5 + i / 10 for i, g in enumerate(many)},
+                               "top_k": [["Romance", 0.9]]}], "errors": []}
+    line = format_table(result).splitlines()[1]
+    assert "Romance, Adventure, Animation, Documentary, Science Fiction" in line
 
 
 def test_exp_run_with_a_missing_data_path_changes_nothing(project):

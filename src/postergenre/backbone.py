@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -175,7 +174,8 @@ def fused(net: EfficientNetLite) -> EfficientNetLite:
 
 def to_input(X: np.ndarray) -> torch.Tensor:
     """uint8 posters [n, H, W, 3] -> float [n, 3, H, W] scaled as the weights expect, channels-last."""
-    x = torch.from_numpy(np.ascontiguousarray(X)).permute(0, 3, 1, 2).float()
+    # a copy: X is often a read-only memory map, which torch will not wrap without a warning
+    x = torch.from_numpy(np.array(X, dtype=np.uint8, order="C")).permute(0, 3, 1, 2).float()
     return x.sub_(INPUT_MEAN).div_(INPUT_STD).contiguous(memory_format=torch.channels_last)
 
 
@@ -187,16 +187,15 @@ def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: 
     `net` should come from `fused` (batch norm folded); the same call serves the embed stage and
     `predict`, so both compute the same numbers.
     """
+    from postergenre.progress import Progress
+
     net.eval()
     out = np.empty((len(X), FEATURES), dtype=np.float32)
-    start_time, last_log = time.perf_counter(), 0.0
-    for start in range(0, len(X), batch_size):
-        out[start:start + batch_size] = net.features(to_input(X[start:start + batch_size])).numpy()
-        now = time.perf_counter() - start_time
-        if progress and now - last_log > 10:
-            done = min(start + batch_size, len(X))
-            log.info("embedded %d/%d posters (%.0f posters/s)", done, len(X), done / now)
-            last_log = now
+    with Progress("embed", len(X), "poster", enabled=progress) as bar:
+        for start in range(0, len(X), batch_size):
+            batch = X[start:start + batch_size]
+            out[start:start + len(batch)] = net.features(to_input(batch)).numpy()
+            bar.update(len(batch))
     return out
 
 

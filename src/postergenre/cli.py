@@ -1,4 +1,8 @@
-"""`postergenre <stage>`: one subcommand per pipeline stage, each reading params.yaml."""
+"""postergenre: predict a movie's genres from its poster.
+
+One subcommand per pipeline stage (what `dvc repro` runs, each reading params.yaml), plus
+`download-posters` and `predict`. `postergenre SUBCOMMAND --help` describes each.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,6 @@ def _positive_int(text: str) -> int:
 
 
 def cmd_download_posters(args, params) -> None:
-    from postergenre import entry
     from postergenre.data.download import DownloadSettings, download_posters
 
     settings = DownloadSettings(base_url=args.base_url, size=args.size,
@@ -25,7 +28,7 @@ def cmd_download_posters(args, params) -> None:
                                 deadline=args.deadline,
                                 retries=args.retries, max_bytes=args.max_bytes,
                                 poster_key=args.poster_key, poster_ext=args.poster_ext)
-    report = download_posters(args.metadata, args.out, settings, args.report, progress=entry.progress())
+    report = download_posters(args.metadata, args.out, settings, args.report, progress=True)
     if report["downloaded"] + report["already_present"] == 0 and report["rows_in"]:
         raise ValueError(f"no poster could be had; see {args.report or 'the report'}: "
                          f"{report['failed_by_reason']} {report['skipped_by_reason']}")
@@ -43,10 +46,18 @@ def cmd_predict(args, params) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="postergenre", description=__doc__)
+    from postergenre.entry import HelpFormatter, version
+
+    parser = argparse.ArgumentParser(prog="postergenre", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=version())
     parser.add_argument("--params", dest="top_params", default=None,
                         help="params file (default params.yaml); also accepted after the subcommand")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
+
+    def add(name: str, text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=text, description=description or text,
+                              formatter_class=HelpFormatter)
 
     from postergenre import check, dag, evaluate, report, train
     from postergenre.stages import embed, ingest, resize, split, synthesize
@@ -63,31 +74,44 @@ def build_parser() -> argparse.ArgumentParser:
                                ("evaluate", evaluate, "score one model on the test split"),
                                ("report", report, "every method side by side -> reports/results.md"),
                                ("dag", dag, "write dvc.yaml's method stages from params and the code")]:
-        p = sub.add_parser(name, help=text)
+        p = add(name, text, module.__doc__)
         module.add_arguments(p)
         p.set_defaults(func=module.run)
+
+    from postergenre import compare
+
+    p = add("compare", "experiments side by side, a table per headline metric", compare.__doc__)
+    compare.add_arguments(p)
+    p.set_defaults(func=compare.run, needs_params=False)
 
     from postergenre.data.download import DownloadSettings
 
     d = DownloadSettings()
-    p = sub.add_parser("download-posters", help="fetch posters from TMDB's image server, resumably")
+    from postergenre.data import download
+
+    p = add("download-posters", "fetch posters from TMDB's image server, resumably",
+            download.__doc__)
     p.add_argument("--metadata", required=True, help="Kaggle's movies_metadata.csv")
     p.add_argument("--out", required=True, help="posters folder, e.g. data/raw/posters")
     p.add_argument("--report", default=None, help="JSON report (default: beside --out)")
-    p.add_argument("--base-url", default=d.base_url)
+    p.add_argument("--base-url", default=d.base_url, help="the image server")
     p.add_argument("--size", default=d.size, help="TMDB image size (w500: 500x750)")
-    p.add_argument("--concurrency", type=int, default=d.concurrency)
+    p.add_argument("--concurrency", type=_positive_int, default=d.concurrency,
+                   help="posters fetched at once")
     p.add_argument("--timeout", type=float, default=d.timeout, help="seconds, connect and read")
     p.add_argument("--deadline", type=float, default=d.deadline,
-                   help="seconds per poster, all tries together (default %(default)s)")
-    p.add_argument("--retries", type=int, default=d.retries)
-    p.add_argument("--max-bytes", type=int, default=d.max_bytes)
+                   help="seconds per poster, all tries together")
+    p.add_argument("--retries", type=int, default=d.retries,
+                   help="tries after the first, on errors worth retrying")
+    p.add_argument("--max-bytes", type=int, default=d.max_bytes, help="largest poster accepted")
     p.add_argument("--poster-key", default=d.poster_key, choices=("poster_path", "imdb_id", "tmdb_id"),
                    help="what names each file, as data.poster_key for the tmdb source")
-    p.add_argument("--poster-ext", default=d.poster_ext)
+    p.add_argument("--poster-ext", default=d.poster_ext, help="file name suffix")
     p.set_defaults(func=cmd_download_posters, needs_params=False)
 
-    p = sub.add_parser("predict", help="genres for new posters from a model folder")
+    from postergenre import predict
+
+    p = add("predict", "genres for new posters from a model folder", predict.__doc__)
     p.add_argument("paths", nargs="+", help="poster files or folders of posters")
     p.add_argument("--model", required=True, help="a model folder, e.g. models/custom")
     p.add_argument("--top-k", type=_positive_int, default=3, help="genres listed per poster")

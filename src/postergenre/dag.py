@@ -46,26 +46,35 @@ def _inputs(params: dict[str, Any], method: str) -> tuple[list[str], str]:
 def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
     data, model = _inputs(params, method)
     module = method_module(method)
+    plots = f"plots/{method}"
     train = {
         "cmd": f"python -m postergenre.train {method}",
         "deps": data + ["data/split/train.txt", "data/split/dev.txt"]
         + code_files("postergenre.train", module),
         "params": stage_params(params, method),
         "outs": [model],
-        "plots": [{f"plots/{method}/training.json": {"cache": False, "x": "epoch",
-                                                       "y": "train_loss"}}],
     }
+    if method_spec_in(params, method).trains_in_epochs:  # kNN and the baseline have no curve
+        train["plots"] = [
+            # templates in .dvc/plots/: one colour per curve (train, dev; per swept setting)
+            {f"{plots}/training.json": {"cache": False, "template": "loss_curves",
+                                        "x": "epoch", "y": "loss"}},
+            f"{plots}/training.png",
+        ]
+    details = {"cache": False}  # in git, diffable, but not a column of `dvc exp show`
     evaluate = {
         "cmd": f"python -m postergenre.evaluate {method}",
         "deps": [model] + data + ["data/split/test.txt", "data/split/train.txt"]
         + code_files("postergenre.evaluate", module),
+        "outs": [{f"metrics/details/{method}.json": details},
+                 {f"{plots}/per_genre.json": details}],
         "metrics": [{f"metrics/{method}.json": {"cache": False}}],
         "plots": [
-            {f"plots/{method}/per_genre.json": {"cache": False, "template": "bar_horizontal",
-                                                 "x": "f1", "y": "genre"}},
-            {f"plots/{method}/pr_curves.json": {"template": "scatter", "x": "recall",
-                                                 "y": "precision"}},
-            f"plots/{method}/gallery.png",
+            {f"{plots}/f1.json": {"cache": False, "template": "f1_bars", "x": "f1",
+                                  "y": "genre"}},
+            {f"{plots}/pr_curves.json": {"template": "pr_by_genre", "x": "recall",
+                                         "y": "precision"}},
+            f"{plots}/f1.png", f"{plots}/pr_curves.png", f"{plots}/gallery.png",
         ],
     }
     return {f"train-{method}": train, f"evaluate-{method}": evaluate}
@@ -74,7 +83,7 @@ def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
 def report_stage(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "cmd": "python -m postergenre.report",
-        "deps": [f"metrics/{m}.json" for m in all_methods(params)]
+        "deps": [f"metrics/details/{m}.json" for m in all_methods(params)]
         + ["data/interim/ingest_report.json", "data/split/split_report.json"]
         + code_files("postergenre.report"),
         "params": ["seed", "k", "data.source", "data.path", "data.posters", "data.poster_key",
@@ -154,7 +163,7 @@ def stale(path: Path, params: dict[str, Any]) -> bool:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dvc-yaml", default="dvc.yaml")
+    parser.add_argument("--dvc-yaml", default="dvc.yaml", help="the file to rewrite below its marker")
     parser.add_argument("--check", action="store_true",
                         help="only say whether dvc.yaml is current (exit 2 if not)")
     entry.add_params_option(parser)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,17 @@ SPLIT = Path("data/split")
 FEATURES = Path("data/features")
 
 
+def content_sha256(*arrays: np.ndarray) -> str:
+    """sha256 over arrays' shapes, types and bytes: what a model was trained on, or what a
+    checkpoint must match."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype)).encode())
+        h.update(memoryview(a).cast("B") if a.size else b"")
+    return h.hexdigest()
+
+
 def read_genres(interim: Path = INTERIM) -> list[str]:
     """The genre vocabulary in model order."""
     return json.loads((interim / "genres.json").read_text(encoding="utf-8"))["genres"]
@@ -24,6 +36,12 @@ def read_labels(interim: Path = INTERIM) -> dict[str, list[str]]:
     """id -> genre names, from the interim table."""
     with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
         return {row["id"]: [g for g in row["genres"].split("|") if g] for row in csv.DictReader(f)}
+
+
+def read_titles(interim: Path = INTERIM) -> dict[str, str]:
+    """id -> title, from the interim table."""
+    with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
+        return {row["id"]: row["title"] for row in csv.DictReader(f)}
 
 
 def read_manifest(resized: Path = RESIZED) -> list[str]:

@@ -5,25 +5,47 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable
-
-
-def progress() -> bool:
-    """Progress bars on a terminal, quiet under CI and in logs."""
-    return sys.stderr.isatty() and not os.environ.get("CI")
 
 
 def add_params_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None, help="params file (default params.yaml)")
 
 
+def add_method_argument(parser: argparse.ArgumentParser) -> None:
+    """The METHOD positional: one of the method modules, with its section in the params file."""
+    from postergenre.methods import specs
+
+    names = sorted(specs())
+    parser.add_argument("method", metavar="METHOD", choices=names,
+                        help=f"one of {', '.join(names)} (its section in params.yaml is read)")
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written (paragraphs kept); every option's default shown, unless it has
+    none or its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("%(default)" in text or "default" in text or action.default in (None, False)
+                or action.default is argparse.SUPPRESS or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+def version() -> str:
+    from postergenre import __version__
+
+    return f"postergenre {__version__}"
+
+
 def run(command: str, args: argparse.Namespace, func: Callable, needs_params: bool = True) -> int:
     """Call func(args, params) with params.yaml loaded (or None); 0 on success, 2 on a known error."""
     from postergenre.params import load
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
     try:
         params = load(args.params or "params.yaml") if needs_params else None
         func(args, params)
@@ -34,8 +56,10 @@ def run(command: str, args: argparse.Namespace, func: Callable, needs_params: bo
 
 
 def main(command: str, doc: str, add_arguments: Callable, func: Callable,
-         argv: list[str] | None = None) -> int:
+         argv: list[str] | None = None, needs_params: bool = True) -> int:
     """`python -m postergenre.<command>`: the stage's own arguments, then `run`."""
-    parser = argparse.ArgumentParser(prog=f"python -m postergenre.{command}", description=doc)
+    parser = argparse.ArgumentParser(prog=f"python -m postergenre.{command}", description=doc,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=version())
     add_arguments(parser)
-    return run(command, parser.parse_args(argv), func)
+    return run(command, parser.parse_args(argv), func, needs_params)

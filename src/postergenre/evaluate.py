@@ -1,9 +1,14 @@
 """evaluate: score a saved model on the test split, with trivial predictors beside it.
 
-Writes `metrics/<method>.json` (git-tracked scalars: the study's metrics and the field's, at the
-study's 0.5 threshold and at per-genre thresholds tuned on dev; the all-zeros and
-label-frequency predictors on the same posters) and, under `plots/<method>/`, per-genre numbers,
-precision-recall curves and a gallery of test posters with their true and predicted genres.
+Writes, all git-tracked except the pictures and curves (DVC outputs):
+
+- `metrics/<method>.json`, the headline (what `dvc exp show` and `dvc metrics diff` show): mAP,
+  macro ROC-AUC, micro- and macro-F1 at the tuned thresholds, and the study's four at 0.5;
+- `metrics/details/<method>.json`, every number: the study's metrics and the field's at 0.5 and
+  at the per-genre thresholds tuned on dev, the threshold-free scores, and the all-zeros and
+  label-frequency predictors on the same posters;
+- under `plots/<method>/`: per-genre numbers, F1 per genre at 0.5 and tuned, precision-recall
+  curves (JSON for `dvc plots`, PNG for the report) and a gallery of test posters.
 """
 
 from __future__ import annotations
@@ -17,9 +22,33 @@ from typing import Any
 import numpy as np
 
 from postergenre import dataset, entry
-from postergenre.atomic import atomic_path, write_json
+from postergenre.atomic import write_json
 
 GALLERY_SIZE = 8
+# The headline file's keys: (where in the details, key in the details)
+HEADLINE = {"mAP": ("scores", "mAP"), "macro_roc_auc": ("scores", "macro_roc_auc"),
+            "micro_f1": ("tuned", "micro_f1"), "macro_f1": ("tuned", "macro_f1"),
+            "all_match": ("at_0.5", "all_match"),
+            "at_least_one_match": ("at_0.5", "at_least_one_match"),
+            "binary_accuracy": ("at_0.5", "binary_accuracy"),
+            "hamming_loss": ("at_0.5", "hamming_loss")}
+
+
+def details_path(headline: str | Path) -> Path:
+    """metrics/head.json -> metrics/details/head.json"""
+    headline = Path(headline)
+    return headline.parent / "details" / headline.name
+
+
+def headline(details: dict[str, Any]) -> dict[str, Any]:
+    """The short file: the field's four (F1 at the tuned thresholds; the random baseline, which
+    has none, at its own coin flips) and the study's four at 0.5."""
+    results = details[details["split"]]
+    out = {}
+    for key, (section, name) in HEADLINE.items():
+        where = results.get(section) or results["at_0.5"]
+        out[key] = where.get(name)
+    return out
 
 
 def _scalars(d: dict) -> dict:
@@ -48,7 +77,8 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
 
 def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None,
                    split: str = "test") -> dict[str, Any]:
-    """Write the metrics JSON (and plots) for the model in `model_dir`; return the metrics."""
+    """Write the headline metrics JSON at `out_path`, every number in `details_path(out_path)`
+    (and the plots); return the details."""
     from postergenre.methods import load_model
     from postergenre.metrics import label_set_metrics, score_metrics
 
@@ -84,8 +114,12 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
         "undefined_ap": [genres[j] for j in scores["undefined_ap"]],
         "undefined_auc": [genres[j] for j in scores["undefined_auc"]],
         split: results,
+        # where the numbers come from: the model's training data and the posters scored here
+        "data": {"trained_on": model.trained_on,
+                 f"{split}_sha256": dataset.content_sha256(np.asarray(data.ids), data.X, Y)},
     }
-    write_json(out_path, result)
+    write_json(details_path(out_path), result)
+    write_json(out_path, headline(result))
     if plots_dir is not None:
         write_plots(Path(plots_dir), Scored(model, split, data.ids, Y, P, at_half, tuned, scores))
     return result
@@ -106,9 +140,11 @@ class Scored:
 
 
 def write_plots(folder: Path, s: Scored) -> None:
-    """Per-genre numbers (for `dvc plots` bars), PR curves, and the poster gallery."""
+    """Per-genre numbers, F1 bars, PR curves (JSON for `dvc plots`, PNG for the report), and
+    the poster gallery."""
     from sklearn.metrics import precision_recall_curve
 
+    from postergenre import figures
     from postergenre.metrics import per_genre
 
     genres, Y, P, model, scores, tuned = s.model.genres, s.Y, s.P, s.model, s.scores, s.tuned
@@ -121,6 +157,12 @@ def write_plots(folder: Path, s: Scored) -> None:
                      "threshold": round(float(model.thresholds[j]), 4),
                      "ap": scores["per_genre_ap"][j], "roc_auc": scores["per_genre_auc"][j]})
     write_json(folder / "per_genre.json", rows)
+    f1 = [{"genre": g, "threshold": "0.5", "f1": half[g]["f1"]} for g in genres]
+    if tuned_pg:
+        f1 += [{"genre": g, "threshold": "tuned", "f1": tuned_pg[g]["f1"]} for g in genres]
+    write_json(folder / "f1.json", f1)
+    what = f"{model.method}, {s.split} split ({len(Y)} posters)"
+    figures.f1_bars_png(folder / "f1.png", f1, genres, f"F1 per genre: {what}")
     curves = []
     for j, g in enumerate(genres):
         if Y[:, j].sum() == 0:
@@ -130,42 +172,19 @@ def write_plots(folder: Path, s: Scored) -> None:
         curves += [{"genre": g, "recall": round(float(recall[i]), 4),
                     "precision": round(float(precision[i]), 4)} for i in keep]
     write_json(folder / "pr_curves.json", curves)
+    figures.pr_curves_png(folder / "pr_curves.png", curves, genres, scores["per_genre_ap"],
+                          [float(v) for v in Y.mean(axis=0)], f"Precision-recall per genre: {what}")
     shown = tuned if tuned is not None else s.at_half
     # the posters themselves, whatever the model read (features are no picture)
     posters = dataset.load_split(s.split, model.size, genres, limit=GALLERY_SIZE).X
-    write_gallery(folder / "gallery.png", posters, genres, Y[:GALLERY_SIZE],
-                  shown[:GALLERY_SIZE], P[:GALLERY_SIZE], s.ids[:GALLERY_SIZE])
-
-
-def write_gallery(path: Path, posters: np.ndarray, genres: list[str], Y: np.ndarray,
-                  Yhat: np.ndarray, P: np.ndarray, ids: list[str], height: int = 180) -> None:
-    """Posters side by side, each with its true genres and the predicted ones (with scores)."""
-    from PIL import Image, ImageDraw, ImageFont
-
-    font = ImageFont.load_default()
-    cell_w, text_h = 150, 120
-    sheet = Image.new("RGB", (cell_w * max(1, len(posters)), height + text_h), "white")
-    draw = ImageDraw.Draw(sheet)
-    for i, poster in enumerate(posters):
-        # Shown at the posters' 2:3 aspect, whatever size the model read (224x224 is squashed).
-        image = Image.fromarray(poster).resize((height * 2 // 3, height), Image.BILINEAR)
-        sheet.paste(image, (i * cell_w + (cell_w - image.width) // 2, 0))
-        true = [genres[j] for j in np.flatnonzero(Y[i])]
-        pred = [f"{genres[j]} {P[i, j]:.2f}" for j in np.flatnonzero(Yhat[i])]
-        lines = [f"id {ids[i]}", "true:"] + [f" {g}" for g in true[:3]] + ["predicted:"] + \
-                [f" {g}" for g in pred[:3]] + ([] if pred else [" (none)"])
-        y = height + 4
-        for line in lines:
-            hit = line.strip().rsplit(" ", 1)[0] in true
-            colour = (0, 120, 0) if line.startswith(" ") and hit else (0, 0, 0)
-            draw.text((i * cell_w + 4, y), line[:24], fill=colour, font=font)
-            y += 12
-    with atomic_path(path) as tmp:
-        sheet.save(tmp, "PNG")
+    titles = dataset.read_titles()
+    ids = s.ids[:GALLERY_SIZE]
+    figures.gallery_png(folder / "gallery.png", posters, [titles.get(i, f"id {i}") for i in ids],
+                        genres, Y[:GALLERY_SIZE], shown[:GALLERY_SIZE], P[:GALLERY_SIZE])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", help="a method with a section in params.yaml")
+    entry.add_method_argument(parser)
     parser.add_argument("--model", default=None, help="model folder (default models/METHOD)")
     parser.add_argument("--out", default=None, help="metrics JSON (default metrics/METHOD.json)")
     parser.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
@@ -176,14 +195,24 @@ def run(args: argparse.Namespace, params: dict) -> None:
     import logging
 
     from postergenre.params import method_settings
-    from postergenre.tracking import stage_run
+    from postergenre.tracking import folder_sha256, stage_run
 
     method = args.method
     _, _, reads = method_settings(params, method)
+    model = Path(args.model or f"models/{method}")
+    out = Path(args.out or f"metrics/{method}.json")
+    plots = Path(args.plots or f"plots/{method}")
     with stage_run(f"evaluate-{method}", reads) as mlrun:
-        result = evaluate_model(args.model or f"models/{method}", args.out or f"metrics/{method}.json",
-                                args.plots or f"plots/{method}")
+        result = evaluate_model(model, out, plots)
         mlrun.log_metrics(result)
+        model_sha = folder_sha256(model)
+        mlrun.set_tags({"model_sha256": model_sha,
+                        "data_sha256": result["data"]["trained_on"].get("sha256", "unknown"),
+                        "test_sha256": result["data"]["test_sha256"]})
+        mlrun.link_to_training(f"train-{method}", model_sha)
+        mlrun.log_artifacts([out], "metrics")
+        mlrun.log_artifacts([details_path(out)], "metrics/details")
+        mlrun.log_artifacts(sorted(plots.iterdir()), "plots")
     logging.getLogger(__name__).info(
         "evaluate-%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
                                     if k in ("at_least_one_match", "micro_f1")})

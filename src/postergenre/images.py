@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
-from tqdm import tqdm
 
 from postergenre.atomic import atomic_path, write_json
+from postergenre.progress import Progress
 from postergenre.sizes import parse_size
 
 log = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str
                   for s in range(0, n, _CHUNK)]
         init_args = ([str(p) for p in scratch], sizes, max_pixels)
         rejects: list[tuple[int, str, str]] = []
-        bar = tqdm(total=n, desc="resize", unit="poster", disable=not progress)
+        bar = Progress("resize", n, "poster", enabled=progress)
         if workers == 1 or n <= _CHUNK:
             threads = torch.get_num_threads()
             _init_worker(*init_args)

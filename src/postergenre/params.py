@@ -214,9 +214,11 @@ def method_spec_in(params: dict[str, Any], method: str) -> MethodSpec:
 def stage_params(params: dict[str, Any], method: str) -> list[str]:
     """Every params key a method's train stage reads (dvc.yaml lists exactly these): the seed,
     the top-level keys its SPEC reads, its own section, how posters were decoded (saved with the
-    model for `predict`), and for a method on features, the embed stage's settings."""
+    model for `predict`), the data source (recorded in the model card), and for a method on
+    features, the embed stage's settings."""
     spec = method_spec_in(params, method)
-    keys = ["seed", *spec.reads, f"{spec.group}.{method}", "resize.sizes", "resize.max_pixels"]
+    keys = ["seed", *spec.reads, f"{spec.group}.{method}", "resize.sizes", "resize.max_pixels",
+            "data.source", "data.path"]
     return keys + (["embed"] if spec.input == "features" else [])
 
 

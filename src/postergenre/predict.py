@@ -8,6 +8,7 @@ and ranked. An unusable file is reported with its reason; the others are still p
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +16,13 @@ import numpy as np
 
 from postergenre.images import PosterError, load_rgb, resize_variants
 from postergenre.methods import load_model
+from postergenre.progress import Progress
 from postergenre.sizes import parse_size
 
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-_BATCH = 256
+_BATCH = 32  # posters decoded and scored at a time (progress is reported per batch)
 MAX_PIXELS = 50_000_000  # params.yaml's default resize.max_pixels
 
 
@@ -40,6 +44,9 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     model = load_model(model_dir)
+    warning = training_warning(model_dir, model.trained_on)
+    if warning:
+        log.warning("%s", warning)
     width, height = parse_size(model.size)
     pre = model.preprocess
     # A model folder may lower the decompression-bomb limit, never raise it past ours.
@@ -48,7 +55,9 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     paths = collect_posters(inputs)
     predictions: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    bar = Progress("predict", len(paths), "poster")
     for start in range(0, len(paths), _BATCH):
+        bar.update(len(paths[start:start + _BATCH]))
         batch, names = [], []
         for path in paths[start:start + _BATCH]:
             try:
@@ -70,18 +79,37 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
                 "top_k": [[model.genres[j], round(float(row[j]), 6)] for j in order],
                 "scores": {g: round(float(s), 6) for g, s in zip(model.genres, row, strict=True)},
             })
+    bar.close()
     return {"model": str(model_dir), "method": model.method, "genres": model.genres,
+            "trained_on": model.trained_on, "warning": warning,
             "predictions": predictions, "errors": errors}
 
 
+def training_warning(model_dir: str | Path, trained_on: dict[str, Any]) -> str | None:
+    """What a user must know before trusting the scores: a model that never saw a real poster."""
+    if not trained_on:
+        return (f"{model_dir}/model.json does not say what the model was trained on (a model "
+                "saved before that was recorded); retrain it to know")
+    if trained_on.get("source") == "synthetic":
+        return (f"{model_dir} was trained on {trained_on.get('posters', '?')} synthetic posters "
+                "(data.source=synthetic) and never saw a real one: its scores on real posters "
+                "mean nothing. Train on real posters first (README, 'Results on real posters')")
+    return None
+
+
 def format_table(result: dict[str, Any]) -> str:
-    """A plain-text table: poster, predicted genres, top-k with scores."""
-    lines = [f"{'poster':40s}  {'predicted genres':36s}  top-k"]
+    """A plain-text table: poster, predicted genres (by score, none cut), top-k with scores."""
+    rows = []
     for p in result["predictions"]:
-        top = ", ".join(f"{g} {s:.2f}" for g, s in p["top_k"])
-        lines.append(f"{Path(p['poster']).name[:40]:40s}  {', '.join(p['genres'])[:36] or '-':36s}  {top}")
+        picked = sorted(p["genres"], key=lambda g: -p["scores"][g])
+        rows.append((Path(p["poster"]).name, ", ".join(picked) or "-",
+                     ", ".join(f"{g} {s:.2f}" for g, s in p["top_k"])))
+    name_w = max([len("poster")] + [len(r[0]) for r in rows] + [0])
+    genre_w = max([len("predicted genres")] + [len(r[1]) for r in rows])
+    lines = [f"{'poster':{name_w}s}  {'predicted genres':{genre_w}s}  top-k"]
+    lines += [f"{name:{name_w}s}  {genres:{genre_w}s}  {top}" for name, genres, top in rows]
     for e in result["errors"]:
-        lines.append(f"{Path(e['poster']).name[:40]:40s}  not predicted: {e['reason']} {e['detail']}")
+        lines.append(f"{Path(e['poster']).name:{name_w}s}  not predicted: {e['reason']} {e['detail']}")
     return "\n".join(lines)
 
 

@@ -56,7 +56,36 @@ def _rarest_genre(split_dir: Path) -> str:
     return f" Fewest training posters of a genre: {counts[genre]} ({genre})."
 
 
-def build_report(params: dict, metrics_dir: Path = Path("metrics"),
+PICTURES = {"pr_curves": "precision-recall per genre", "f1": "F1 per genre",
+            "training": "loss per epoch", "gallery": "test posters with predictions"}
+
+
+def pictures(results: dict[str, dict], plots: str = "../plots") -> list[str]:
+    """The static PNGs of the evaluate and train stages (links relative to reports/): the best
+    method's shown, every method's linked."""
+    best = max(results, key=lambda m: results[m]["test"]["scores"]["mAP"] or 0)
+    lines = ["## Pictures", "",
+             f"The best method by mAP, **{best}**: precision-recall per genre, F1 per genre at the "
+             "study's 0.5 and at the tuned thresholds"
+             + (", loss per epoch" if method_spec(best).trains_in_epochs else "")
+             + ", and test posters with its predictions (a check mark where the movie has the "
+               "genre, a cross where not). PNGs, so they read offline; `dvc plots show` draws "
+               "the same data interactively.", ""]
+    shown = ["pr_curves", "f1"] + (["training"] if method_spec(best).trains_in_epochs else [])
+    for name in shown + ["gallery"]:
+        lines += [f"![{PICTURES[name]}, {best}]({plots}/{best}/{name}.png)", ""]
+    lines += ["| method | precision-recall | F1 per genre | loss per epoch | gallery |",
+              "|---|---|---|---|---|"]
+    for m in results:
+        cells = [f"[png]({plots}/{m}/{name}.png)" for name in ("pr_curves", "f1")]
+        cells.append(f"[png]({plots}/{m}/training.png)" if method_spec(m).trains_in_epochs
+                     else "(no epochs)")
+        cells.append(f"[png]({plots}/{m}/gallery.png)")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def build_report(params: dict, metrics_dir: Path = Path("metrics/details"),
                  ingest_report: Path = Path("data/interim/ingest_report.json"),
                  split_dir: Path = Path("data/split")) -> str:
     """The markdown of reports/results.md for the methods in params."""
@@ -107,7 +136,8 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics"),
               "On its own data (35,000 TMDB movies, 20 genres, 3,500 test posters); not comparable "
               "number for number with a different data set.", ""]
     lines += _table(LABEL_COLUMNS[:4], [_row(name, vals, LABEL_COLUMNS[:4]) for name, vals in STUDY])
-    lines += ["", "## Settings", "", "Reproduce with:", "", "```bash", reproduce_command(params),
+    lines += ["", *pictures(results)]
+    lines += ["## Settings", "", "Reproduce with:", "", "```bash", reproduce_command(params),
               "```", ""]
     if params["feature_methods"]:
         embed = params["embed"]
@@ -196,7 +226,7 @@ def write_report(params: dict, out: str | Path) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="reports/results.md")
+    parser.add_argument("--out", default="reports/results.md", help="the markdown report")
     entry.add_params_option(parser)
 
 

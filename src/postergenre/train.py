@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from postergenre import entry
 
 log = logging.getLogger(__name__)
@@ -52,13 +54,46 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     dev_now = dev if model.fits_on_prediction_inputs else model.inputs("dev", genres)
     model.tune_thresholds(dev_now.Y, model.predict_proba(dev_now.X))
     model.preprocess = preprocess_settings(params)
+    model.trained_on = {"source": params["data"]["source"], "path": params["data"]["path"],
+                        "posters": len(train.ids), "dev_posters": len(dev.ids),
+                        "sha256": dataset.content_sha256(np.asarray(train.ids), train.X, train.Y)}
     model.save(out_dir)
-    write_json(Path(plots_dir) / "training.json", getattr(model, "history", []))
+    history = getattr(model, "history", [])
+    if history:
+        from postergenre import figures
+
+        rows = training_rows(history)
+        write_json(Path(plots_dir) / "training.json", rows)
+        figures.training_png(Path(plots_dir) / "training.png", rows,
+                             f"{method}: loss per epoch ({len(train.ids)} training posters)")
     return {"n_train": len(train.ids), "n_dev": len(dev.ids)}
 
 
+LOOP_KEYS = {"epoch", "train_loss", "train_loss_quarters", "dev_loss", "dev_mAP"}
+
+
+def training_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The training plot's points: train loss at each quarter epoch, dev loss at each epoch's end
+    (and before training, epoch 0, where it was scored); one curve pair per setting a method
+    sweeps (a candidate weight decay, the fine-tune)."""
+    rows = []
+    for rec in history:
+        tag = ", ".join(k if v is True else f"{k} {v:g}" if isinstance(v, int | float)
+                        else f"{k} {v}" for k, v in rec.items() if k not in LOOP_KEYS)
+        suffix = f" ({tag})" if tag else ""
+        epoch = rec["epoch"]
+        quarters = rec.get("train_loss_quarters") or (
+            [rec["train_loss"]] if "train_loss" in rec else [])
+        for q, loss in enumerate(quarters, 1):
+            rows.append({"epoch": round(epoch - 1 + q / len(quarters), 4), "loss": loss,
+                         "curve": f"train{suffix}"})
+        if "dev_loss" in rec:
+            rows.append({"epoch": epoch, "loss": rec["dev_loss"], "curve": f"dev{suffix}"})
+    return rows
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", help="a method with a section in params.yaml")
+    entry.add_method_argument(parser)
     parser.add_argument("--out", default=None, help="model folder (default models/METHOD)")
     parser.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
     entry.add_params_option(parser)
@@ -78,7 +113,15 @@ def run(args: argparse.Namespace, params: dict) -> None:
     with stage_run(f"train-{args.method}", reads) if main_rank else contextlib.nullcontext() as mlrun:
         summary = train_model(params, args.method, out, plots, mlrun, checkpoints)
         if main_rank:
+            from postergenre.methods import read_model_card
+            from postergenre.tracking import folder_sha256
+
             mlrun.log_metrics(summary)
+            trained_on = read_model_card(out)["trained_on"]
+            mlrun.set_tags({"data_sha256": trained_on["sha256"], "model_sha256": folder_sha256(out)})
+            mlrun.log_artifacts([Path(out) / "model.json"], "model")
+            mlrun.log_artifacts([Path(plots) / "training.json", Path(plots) / "training.png"],
+                                "plots")
     if main_rank:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: nothing to resume
         log.info("train-%s: saved to %s", args.method, out)

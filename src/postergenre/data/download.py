@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
-from tqdm import tqdm
 
 from postergenre.atomic import write_json
 from postergenre.data.sources import TMDB_POSTER_PATH, read_csv_rows, tmdb_poster_name
+from postergenre.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +241,7 @@ def download_posters(metadata: str | Path, out_dir: str | Path, settings: Downlo
     jobs, skipped = plan(Path(metadata), settings)
     todo = [job for job in jobs if not (out_dir / job[2]).is_file()]
     failures: list[dict] = []
-    bar = tqdm(total=len(todo), desc="download", unit="poster", disable=not progress)
+    bar = Progress("download", len(todo), "poster", enabled=progress)
     with ThreadPoolExecutor(max(1, settings.concurrency)) as pool:
         futures = {pool.submit(fetch_poster, url, out_dir / name, settings): (movie_id, url, name)
                    for movie_id, url, name in todo}

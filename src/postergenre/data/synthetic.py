@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
 from postergenre.atomic import atomic_path
 from postergenre.data.vocab import STUDY_GENRE_COUNTS, STUDY_N_MOVIES
+from postergenre.progress import Progress
 
 GENRES = list(STUDY_GENRE_COUNTS)
 _SHAPES = ("ellipse", "rectangle", "triangle", "hstripes", "vstripes", "diagonal", "dots", "ring")
@@ -119,8 +119,9 @@ def generate(out_dir: str | Path, n: int, seed: int, width: int = 120, height: i
     with atomic_path(out_dir) as tmp:
         (tmp / "posters").mkdir(parents=True)
         rows = []
-        for i, genres in enumerate(tqdm(labels, desc="synthesize", unit="poster",
-                                        disable=not progress)):
+        bar = Progress("synthesize", len(labels), "poster", enabled=progress)
+        for i, genres in enumerate(labels):
+            bar.update()
             movie_id = i + 1
             rng = np.random.default_rng([seed, movie_id])
             buf = io.BytesIO()
@@ -128,6 +129,7 @@ def generate(out_dir: str | Path, n: int, seed: int, width: int = 120, height: i
             name = f"{movie_id}.jpg"
             (tmp / "posters" / name).write_bytes(buf.getvalue())
             rows.append((movie_id, f"Synthetic Movie {movie_id}", "|".join(genres), name))
+        bar.close()
         with open(tmp / "movies.csv", "w", newline="", encoding="utf-8") as f:
             writer = csv.writer(f, lineterminator="\n")
             writer.writerow(("id", "title", "genres", "poster"))

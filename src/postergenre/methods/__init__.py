@@ -47,6 +47,11 @@ class MethodSpec:
     def group(self) -> str:
         return GROUP[self.input]
 
+    @property
+    def trains_in_epochs(self) -> bool:
+        """Whether training goes in epochs (a training plot to draw): its params have `epochs`."""
+        return "epochs" in self.params
+
 
 def _literal(tree: ast.Module, name: str) -> Any:
     for node in tree.body:

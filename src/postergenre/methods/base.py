@@ -50,6 +50,9 @@ class Estimator:
         # How posters were decoded for training (e.g. the JPEG draft size of the resize stage),
         # so `predict` turns a new poster into exactly the pixels the model was trained on.
         self.preprocess: dict[str, Any] = {}
+        # What the model was trained on (data source and path, poster count, content hash), so a
+        # reader of the folder, `predict` and MLflow can tell a synthetic model from a real one.
+        self.trained_on: dict[str, Any] = {}
 
     # -- the interface -------------------------------------------------------------------------
     def fit(self, X: np.ndarray, Y: np.ndarray, dev: tuple[np.ndarray, np.ndarray] | None = None,
@@ -115,6 +118,7 @@ class Estimator:
                 "params": self.params,
                 "thresholds": [float(t) for t in self.thresholds],
                 "preprocess": self.preprocess,
+                "trained_on": self.trained_on,
                 "state": self._state(),
             })
             self._save_weights(tmp)
@@ -127,6 +131,7 @@ class Estimator:
         model = cls(card["genres"], card["size"], card["seed"], **card["params"])
         model.thresholds = np.asarray(card["thresholds"], dtype=float)
         model.preprocess = card.get("preprocess", {})
+        model.trained_on = card.get("trained_on", {})
         try:
             model._set_state(card["state"])
             model._load_weights(Path(model_dir))

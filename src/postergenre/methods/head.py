@@ -10,7 +10,6 @@ frozen; the tuned weights are kept only if a dev epoch beats the stock ones.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from postergenre import dataset
 from postergenre.methods import training
 from postergenre.methods.base import Estimator, read_saved
 from postergenre.methods.feature_input import FeatureInput
+from postergenre.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -249,13 +249,11 @@ class FeatureHead(FeatureInput, Estimator):
         """Activations entering block `stop` for every poster, with progress every 10 s."""
         net = self.backbone().eval()
         bs = self.params["embed_batch_size"]
-        parts, start, last = [], time.perf_counter(), 0.0
-        for s in range(0, len(X), bs):
-            parts.append(net.trunk(bb.to_input(X[s:s + bs]), stop))
-            elapsed = time.perf_counter() - start
-            if elapsed - last > 10:
-                log.info("fine-tune: frozen blocks over %d/%d posters", s + len(parts[-1]), len(X))
-                last = elapsed
+        parts = []
+        with Progress("fine-tune: frozen blocks", len(X), "poster") as bar:
+            for s in range(0, len(X), bs):
+                parts.append(net.trunk(bb.to_input(X[s:s + bs]), stop))
+                bar.update(len(parts[-1]))
         return torch.cat(parts)
 
     @torch.no_grad()

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from torch import nn
 
 from postergenre.metrics import bce_loss, mean_average_precision
+from postergenre.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,7 @@ def autocast(device: torch.device):
 
 # params.yaml's `training` section, the default where a model card predates it
 DEFAULT_SETTINGS = {"threads": 2}
+CHUNKS = 4  # train-loss points per epoch in the training plot (rank 0's batches under DDP)
 
 
 @contextlib.contextmanager
@@ -117,11 +118,10 @@ def shard(order: np.ndarray, rank: int, size: int) -> np.ndarray:
 
 def fingerprint(settings: dict[str, Any], *arrays: np.ndarray) -> str:
     """What a checkpoint must match to be resumed: the settings and the training data."""
+    from postergenre.dataset import content_sha256
+
     h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str((a.shape, a.dtype)).encode())
-        h.update(memoryview(a).cast("B"))
+    h.update(content_sha256(*arrays).encode())
     return h.hexdigest()
 
 
@@ -194,8 +194,15 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
             order = rng.permutation(n)
         mine = shard(order, rank, size)
         model.train()
-        total, seen, started, last_log = 0.0, 0, time.perf_counter(), 0.0
+        total, seen = 0.0, 0
         n_batches = math.ceil(len(mine) / per_rank)
+        # the train loss of each quarter of the epoch, for the training plot (an epoch or two
+        # still draws a curve)
+        chunk_ends = {math.ceil(n_batches * q / CHUNKS) for q in range(1, CHUNKS + 1)}
+        chunks: list[float] = []
+        chunk_total, chunk_seen = 0.0, 0
+        bar = Progress(f"{settings.name} epoch {epoch}/{settings.epochs}", n_batches, "batch",
+                       enabled=rank == 0)
         for b, start in enumerate(range(0, len(mine), per_rank), 1):
             x, y = batch(np.sort(mine[start:start + per_rank]), device)
             with autocast(device):
@@ -206,25 +213,30 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
             optimiser.step()
             total += loss.item() * len(y)
             seen += len(y)
-            elapsed = time.perf_counter() - started
-            if rank == 0 and elapsed - last_log > 30:
-                log.info("%s epoch %d/%d: batch %d/%d (%.0f s)", settings.name, epoch,
-                         settings.epochs, b, n_batches, elapsed)
-                last_log = elapsed
+            chunk_total += loss.item() * len(y)
+            chunk_seen += len(y)
+            if b in chunk_ends:
+                chunks.append(chunk_total / max(chunk_seen, 1))
+                chunk_total, chunk_seen = 0.0, 0
+            bar.update()
+        bar.close()
         if size > 1:
             import torch.distributed as dist
 
             sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
             dist.all_reduce(sums)
             total, seen = float(sums[0]), int(sums[1])
-        record = {"epoch": epoch, "train_loss": round(total / max(seen, 1), 6), **extra}
+        record = {"epoch": epoch, "train_loss": round(total / max(seen, 1), 6),
+                  "train_loss_quarters": [round(c, 6) for c in chunks], **extra}
         if has_dev:
             record.update(_dev_record(module, dev_scores, Y_dev))
             if record["dev_mAP"] > best_score:
                 best_score, best_state = record["dev_mAP"], _state_copy(module)
         history.append(record)
         if rank == 0:
-            log.info("%s epoch %d/%d: %s", settings.name, epoch, settings.epochs, record)
+            log.info("%s epoch %d/%d: %s", settings.name, epoch, settings.epochs,
+                     ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in record.items()
+                               if k in ("train_loss", "dev_loss", "dev_mAP")))
             if ckpt is not None:
                 _save_checkpoint(ckpt, {"epoch": epoch, "model": module.state_dict(),
                                         "optimiser": optimiser.state_dict(), "history": history,

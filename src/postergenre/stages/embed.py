@@ -9,8 +9,8 @@ from postergenre import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--resized", default="data/resized")
-    parser.add_argument("--out", default="data/features")
+    parser.add_argument("--resized", default="data/resized", help="the resize stage's folder")
+    parser.add_argument("--out", default="data/features", help="features folder")
     parser.add_argument("--timing", default="metrics/embed.json",
                         help="where the run's seconds and posters/s go (kept out of --out)")
     entry.add_params_option(parser)

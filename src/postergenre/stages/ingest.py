@@ -9,7 +9,7 @@ from postergenre import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/interim")
+    parser.add_argument("--out", default="data/interim", help="movies.csv, genres.json, the report")
     entry.add_params_option(parser)
 
 

@@ -10,8 +10,8 @@ from postergenre import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--interim", default="data/interim")
-    parser.add_argument("--out", default="data/resized")
+    parser.add_argument("--interim", default="data/interim", help="the ingest stage's folder")
+    parser.add_argument("--out", default="data/resized", help="an array per size, manifest, report")
     entry.add_params_option(parser)
 
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
         rows = list(csv.DictReader(f))
     resize_posters([r["id"] for r in rows], [root / r["poster"] for r in rows],
                    params["resize"]["sizes"], args.out, workers=params["resize"]["workers"],
-                   max_pixels=params["resize"]["max_pixels"], progress=entry.progress())
+                   max_pixels=params["resize"]["max_pixels"], progress=True)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from postergenre import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--interim", default="data/interim")
-    parser.add_argument("--resized", default="data/resized")
-    parser.add_argument("--out", default="data/split")
+    parser.add_argument("--interim", default="data/interim", help="the ingest stage's folder")
+    parser.add_argument("--resized", default="data/resized", help="the resize stage's folder")
+    parser.add_argument("--out", default="data/split", help="train.txt, dev.txt, test.txt and the report")
     entry.add_params_option(parser)
 
 

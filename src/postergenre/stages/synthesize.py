@@ -10,7 +10,7 @@ from postergenre import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/raw/synthetic")
+    parser.add_argument("--out", default="data/raw/synthetic", help="movies.csv and posters/ go here")
     entry.add_params_option(parser)
 
 
@@ -19,7 +19,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
 
     syn = params["data"]["synthetic"]
     generate(args.out, n=syn["n"], seed=params["seed"], width=syn["width"], height=syn["height"],
-             noise=syn["noise"], progress=entry.progress())
+             noise=syn["noise"], progress=True)
     logging.getLogger(__name__).info("synthesize: %d posters in %s", syn["n"], args.out)
 
 

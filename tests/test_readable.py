@@ -1,0 +1,221 @@
+"""What a reader sees: the static pictures, progress lines, `postergenre compare`, the CLI's help."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from postergenre import figures
+from tests.conftest import REPO
+
+GENRES = ["Drama", "Comedy", "Horror", "Action"]
+
+
+def _png(path) -> Image.Image:
+    image = Image.open(path)
+    image.load()
+    return image.convert("RGB")
+
+
+def _rows():
+    pr = [{"genre": g, "recall": r, "precision": round(1 - r * (j + 1) / 5, 4)}
+          for j, g in enumerate(GENRES) for r in (0.0, 0.5, 1.0)]
+    f1 = [{"genre": g, "threshold": t, "f1": round(0.2 + 0.1 * j + (0.1 if t == "tuned" else 0), 3)}
+          for j, g in enumerate(GENRES) for t in ("0.5", "tuned")]
+    training = [{"epoch": e, "loss": 1 / (e + 1), "curve": c} for e in (0.5, 1, 1.5, 2)
+                for c in ("train", "dev")]
+    return pr, f1, training
+
+
+def test_the_report_pictures_are_drawn_distinct_and_identical_on_a_rerun(tmp_path):
+    pr, f1, training = _rows()
+    for run in ("a", "b"):
+        out = tmp_path / run
+        figures.pr_curves_png(out / "pr.png", pr, GENRES, [0.9, 0.7, None, 0.4],
+                              [0.5, 0.3, 0.0, 0.2], "PR")
+        figures.f1_bars_png(out / "f1.png", f1, GENRES, "F1")
+        figures.training_png(out / "training.png", training, "loss")
+    images = {name: _png(tmp_path / "a" / name) for name in ("pr.png", "f1.png", "training.png")}
+    for name, image in images.items():
+        pixels = np.asarray(image)
+        assert image.width > 300 and image.height > 200, name
+        # drawn, not blank: many colours, and some of them saturated (the curves and bars)
+        assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 50, name
+        assert (pixels.max(axis=2).astype(int) - pixels.min(axis=2) > 100).sum() > 200, name
+        # the same data give the same bytes (no timestamp): a re-run stage changes nothing
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    shapes = {np.asarray(i).shape for i in images.values()}
+    blobs = {np.asarray(i).tobytes() for i in images.values()}
+    assert len(blobs) == 3 and len(shapes) >= 2
+
+
+def test_the_gallery_marks_right_genres_green_and_wrong_ones_red(tmp_path):
+    posters = np.full((2, 60, 40, 3), 128, dtype=np.uint8)
+    Y = np.array([[1, 0, 0, 0], [0, 1, 0, 0]])
+    Yhat = np.array([[1, 0, 1, 0], [0, 0, 0, 0]])  # one right, one wrong; none for the second
+    P = np.array([[0.6, 0.1, 0.9, 0.2], [0.1, 0.3, 0.2, 0.1]])
+    figures.gallery_png(tmp_path / "g.png", posters, ["A Very Long Title That Must Wrap Somewhere",
+                                                      "Short"], GENRES, Y, Yhat, P)
+    pixels = np.asarray(_png(tmp_path / "g.png")).astype(int)
+    cell = pixels.shape[1] // 2
+    red = (pixels[..., 0] > 150) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
+    green = (pixels[..., 1] > 90) & (pixels[..., 0] < 40) & (pixels[..., 2] < 40)
+    assert red[:, :cell].sum() > 20 and green[:, :cell].sum() > 20
+    assert red[:, cell:].sum() == 0 and green[:, cell:].sum() == 0  # nothing predicted
+    # readable type: text rows are more than 10 pixels tall
+    dark = (pixels.max(axis=2) < 80)[240:, :cell]
+    rows_with_text = np.flatnonzero(dark.any(axis=1))
+    runs = np.split(rows_with_text, np.flatnonzero(np.diff(rows_with_text) > 1) + 1)
+    assert max(len(r) for r in runs) >= 10
+
+
+def test_the_gallery_lists_predicted_genres_by_score(tmp_path, monkeypatch):
+    drawn = []
+    from PIL import ImageDraw
+
+    real = ImageDraw.ImageDraw.text
+
+    def spy(self, xy, text, *args, **kwargs):
+        drawn.append(text)
+        return real(self, xy, text, *args, **kwargs)
+
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
+    posters = np.zeros((1, 60, 40, 3), dtype=np.uint8)
+    figures.gallery_png(tmp_path / "g.png", posters, ["T"], GENRES, np.array([[1, 1, 0, 0]]),
+                        np.array([[1, 1, 1, 1]]), np.array([[0.55, 0.95, 0.7, 0.6]]))
+    picked = [t for t in drawn if t[:1] in "✓✗"]
+    assert picked == ["✓ Comedy 0.95", "✗ Horror 0.70", "✗ Action 0.60", "✓ Drama 0.55"]
+
+
+def test_training_rows_draw_quarter_epochs_and_one_curve_pair_per_setting():
+    from postergenre.train import training_rows
+
+    history = [{"epoch": 0, "dev_loss": 0.9, "dev_mAP": 0.1, "weight_decay": 1.0},
+               {"epoch": 1, "train_loss": 0.5, "train_loss_quarters": [0.8, 0.6, 0.4, 0.2],
+                "dev_loss": 0.45, "dev_mAP": 0.3, "weight_decay": 1.0},
+               {"epoch": 1, "train_loss": 0.6, "dev_loss": 0.5, "dev_mAP": 0.2, "weight_decay": 10.0},
+               {"epoch": 2, "train_loss": 0.3, "dev_loss": 0.4, "dev_mAP": 0.4, "finetune": True}]
+    rows = training_rows(history)
+    train = [(r["epoch"], r["loss"]) for r in rows if r["curve"] == "train (weight_decay 1)"]
+    assert train == [(0.25, 0.8), (0.5, 0.6), (0.75, 0.4), (1.0, 0.2)]
+    assert [(r["epoch"], r["loss"]) for r in rows if r["curve"] == "dev (weight_decay 1)"] == [
+        (0, 0.9), (1, 0.45)]
+    assert {r["curve"] for r in rows} == {"train (weight_decay 1)", "dev (weight_decay 1)",
+                                           "train (weight_decay 10)", "dev (weight_decay 10)",
+                                           "train (finetune)", "dev (finetune)"}
+
+
+def test_progress_logs_counts_rate_and_time_left(caplog, monkeypatch):
+    from postergenre import progress
+
+    clock = itertools.chain([0.0, 5.0, 12.0, 30.0, 40.0], itertools.repeat(50.0))
+    monkeypatch.setattr(progress, "_now", lambda: next(clock))
+    monkeypatch.setattr(progress, "on_terminal", lambda: False)
+    with caplog.at_level(logging.INFO, logger="postergenre.progress"):
+        bar = progress.Progress("embed", 1000, "poster", every=10)  # t=0
+        bar.update(100)   # t=5: too soon
+        bar.update(200)   # t=12: 300 done, 25/s -> 700 left in 28 s
+        bar.update(700)   # t=30, done: no "left" line
+        bar.close()       # t=40: 25/s over the whole run
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[0] == "embed: 300/1,000 posters (30%), 25.0/s, 28s left"
+    assert lines[-1].startswith("embed: 1,000/1,000 posters (100%)") and "in all" in lines[-1]
+    assert len(lines) == 2
+    quiet = progress.Progress("x", 5, enabled=False)
+    quiet.update(5)
+    quiet.close()
+    assert progress.duration(65) == "1m05s" and progress.duration(3700) == "1h01m"
+
+
+def _show_json(names_and_k):
+    def state(name, k, map_):
+        return {"rev": name, "name": name, "data": {
+            "params": {"params.yaml": {"data": {"k": k, "seed": 0, "data": {"source": "synthetic"}}}},
+            "metrics": {f"metrics/{m}.json": {"data": {"mAP": map_ + i / 100, "micro_f1": 0.5}}
+                        for i, m in enumerate(["baseline", "mlknn", "ovr", "custom", "resnet34",
+                                               "head", "mlknn_features"])}
+            | {"metrics/embed.json": {"data": {"seconds": 3.0}}}}}
+    workspace, *exps = [state(n, k, 0.1 * (i + 1)) for i, (n, k) in enumerate(names_and_k)]
+    return [workspace | {"experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]
+
+
+def test_compare_fits_three_experiments_in_120_columns():
+    from postergenre.compare import DEFAULT_METRICS, experiments, table
+
+    text = table(experiments(_show_json([("workspace", 10), ("k40-a-rather-long-experiment-name", 40),
+                                         ("k3", 3)])), DEFAULT_METRICS)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 120
+    assert lines[0] == "params that differ: k"
+    assert any(line.split() == ["k3", "k=3"] for line in lines)
+    header = next(line for line in lines if line.startswith("mAP"))
+    assert header.split()[1:] == ["baseline", "mlknn", "ovr", "custom", "resnet34", "head",
+                                  "mlknn_features"]  # embed.json's timing is no method
+    row = next(line for line in lines[lines.index(header):] if line.startswith("k3"))
+    assert row.split()[1:3] == ["0.3000", "0.3100"]
+    missing = lines[lines.index(next(x for x in lines if x.startswith("macro_roc_auc"))) + 1]
+    assert set(missing.split()[1:]) == {"-"}  # a metric the files lack is shown as missing
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "postergenre.cli", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_version_and_help_describe_every_subcommand():
+    from postergenre import __version__
+
+    out = _cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"postergenre {__version__}"
+    import tomllib
+
+    assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] == __version__
+    train = " ".join(_cli("train", "--help").stdout.split())
+    assert "fit one method on the train split" in train
+    assert "one of baseline, custom, head, mlknn, mlknn_features, ovr, resnet34" in train
+    download = " ".join(_cli("download-posters", "--help").stdout.split())
+    assert "(default: 16)" in download and "{poster_path,imdb_id,tmdb_id}" in download
+    assert "(default: w500)" in download
+    predict = " ".join(_cli("predict", "--help").stdout.split())
+    assert "(default: 3)" in predict and "decoded and resized exactly as the pipeline" in predict
+    bad = _cli("train", "nosuchmethod")
+    assert bad.returncode == 2 and "invalid choice: 'nosuchmethod'" in bad.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_params_option_works_before_or_after_the_subcommand(where, tmp_path):
+    params = (REPO / "params.yaml").read_text().replace("k: 10", "k: 0")
+    p = tmp_path / "p.yaml"
+    p.write_text(params)
+    args = ["--params", str(p), "check-params"] if where == "before" else ["check-params", "--params", str(p)]
+    out = _cli(*args)
+    assert out.returncode == 2 and "k must be at least 1, got 0" in out.stderr
+
+
+def test_embedding_a_read_only_array_gives_no_warning():
+    import warnings
+
+    import torch
+
+    from postergenre import backbone as bb
+
+    X = np.zeros((2, 8, 8, 3), dtype=np.uint8)
+    X.flags.writeable = False  # as np.load(mmap_mode="r") gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        x = bb.to_input(X)
+    assert isinstance(x, torch.Tensor) and x.shape == (2, 3, 8, 8)
+
+
+def test_log_lines_carry_the_time():
+    out = subprocess.run([sys.executable, "-m", "postergenre.dag", "--check"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120)
+    line = out.stderr.strip().splitlines()[-1]
+    assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|ERROR)", line), line
