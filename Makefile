@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test lint bench lock clean-venv compare
+.PHONY: repro test lint bench lock clean-venv compare mlflow
 
 # Exactly the versions in requirements.lock (what CI tested), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -26,6 +26,10 @@ test: $(STAMP)
 # method and metric); `make compare ARGS="-- -A"` passes options to `dvc exp show`.
 compare: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.compare $(ARGS)
+
+# The MLflow UI on this repository's runs; prints the address of the runs table.
+mlflow: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.mlflow_ui $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools

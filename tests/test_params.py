@@ -120,7 +120,7 @@ def test_a_method_reads_its_own_section_and_the_top_level_params_its_spec_names(
     from postergenre.params import method_settings, stage_params
 
     assert stage_params(default_params, "ovr") == ["seed", "k", "methods.ovr", "resize.sizes",
-                                                   "resize.max_pixels"]
+                                                   "resize.max_pixels", "data.source", "data.path"]
     assert stage_params(default_params, "head")[-1] == "embed"
     kwargs, size, reads = method_settings(default_params, "mlknn_features")
     assert size == default_params["embed"]["size"] and kwargs["k"] == default_params["k"]

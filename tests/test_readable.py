@@ -135,8 +135,8 @@ def test_progress_logs_counts_rate_and_time_left(caplog, monkeypatch):
 
 
 def _show_json(names_and_k):
-    def state(name, k, map_):
-        return {"rev": name, "name": name, "data": {
+    def state(name, k, map_):  # as `dvc exp show --json` gives them: the workspace has no name
+        return {"rev": name, "name": None if name == "workspace" else name, "data": {
             "params": {"params.yaml": {"data": {"k": k, "seed": 0, "data": {"source": "synthetic"}}}},
             "metrics": {f"metrics/{m}.json": {"data": {"mAP": map_ + i / 100, "micro_f1": 0.5}}
                         for i, m in enumerate(["baseline", "mlknn", "ovr", "custom", "resnet34",
@@ -155,6 +155,7 @@ def test_compare_fits_three_experiments_in_120_columns():
     assert max(len(line) for line in lines) <= 120
     assert lines[0] == "params that differ: k"
     assert any(line.split() == ["k3", "k=3"] for line in lines)
+    assert any(line.split() == ["workspace", "k=10"] for line in lines)
     header = next(line for line in lines if line.startswith("mAP"))
     assert header.split()[1:] == ["baseline", "mlknn", "ovr", "custom", "resnet34", "head",
                                   "mlknn_features"]  # embed.json's timing is no method
@@ -219,3 +220,11 @@ def test_log_lines_carry_the_time():
                          capture_output=True, text=True, timeout=120)
     line = out.stderr.strip().splitlines()[-1]
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|ERROR)", line), line
+
+
+def test_progress_names_its_units_in_the_plural(monkeypatch):
+    from postergenre import progress
+
+    monkeypatch.setattr(progress, "on_terminal", lambda: False)
+    assert " 0/7 batches (0%)" in progress.Progress("custom epoch 1/5", 7, "batch").line(1.0)
+    assert " 0/3 posters (0%)" in progress.Progress("embed", 3).line(1.0)

@@ -175,7 +175,7 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
            "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
     proc = subprocess.Popen(train("resumed"), cwd=project, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if "custom epoch 2/8: {" in line:
+        if "custom epoch 2/8: train loss" in line:
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)

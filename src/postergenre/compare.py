@@ -58,7 +58,8 @@ def experiments(show_json: list[dict[str, Any]]) -> list[Experiment]:
     """The workspace, each commit shown and its experiments, from `dvc exp show --json`."""
     out = []
     for state in show_json:
-        exp = _experiment(state, state.get("name") or str(state.get("rev", "?"))[:7])
+        rev = str(state.get("rev", "?"))
+        exp = _experiment(state, state.get("name") or (rev if rev == "workspace" else rev[:7]))
         if exp:
             out.append(exp)
         for group in state.get("experiments") or []:

@@ -60,7 +60,8 @@ class Progress:
             elapsed = _now() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         pct = 100.0 * self.done / self.total if self.total else 100.0
-        text = f"{self.what}: {self.done:,}/{self.total:,} {self.unit}s ({pct:.0f}%), {rate:,.1f}/s"
+        units = self.unit + ("es" if self.unit.endswith(("s", "ch", "sh", "x")) else "s")
+        text = f"{self.what}: {self.done:,}/{self.total:,} {units} ({pct:.0f}%), {rate:,.1f}/s"
         if self.done < self.total and rate > 0:
             text += f", {duration((self.total - self.done) / rate)} left"
         else:
