@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: repro test lint bench lock clean-venv compare mlflow
+.PHONY: repro test lint bench lock clean-venv compare mlflow push pull
 
 # Exactly the versions in requirements.lock (what CI tested), then the project itself.
 $(STAMP): pyproject.toml requirements.lock
@@ -26,6 +26,12 @@ test: $(STAMP)
 # method and metric); `make compare ARGS="-- -A"` passes options to `dvc exp show`.
 compare: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.compare $(ARGS)
+
+# dvc push / dvc pull, after asking the remote once whether it can be used (DVC itself retries
+# an unreachable endpoint for many minutes).
+push pull: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.remote
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc $@
 
 # The MLflow UI on this repository's runs; prints the address of the runs table.
 mlflow: $(STAMP)

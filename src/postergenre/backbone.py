@@ -182,19 +182,26 @@ def to_input(X: np.ndarray) -> torch.Tensor:
 @torch.inference_mode()
 def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: bool = False
           ) -> np.ndarray:
-    """float32 [n, 1280] pooled features of uint8 posters [n, H, W, 3], in batches.
+    """float32 [n, 1280] pooled features of uint8 posters [n, H, W, 3], in batches, on the GPU
+    when there is one (batches of at least GPU_EMBED_BATCH there, float32; the features then
+    differ from the CPU's by the rounding of another order of sums).
 
     `net` should come from `fused` (batch norm folded); the same call serves the embed stage and
     `predict`, so both compute the same numbers.
     """
+    from postergenre.device import GPU_EMBED_BATCH, torch_device
     from postergenre.progress import Progress
 
-    net.eval()
+    device = torch_device()
+    if device.type == "cuda":
+        batch_size = max(batch_size, GPU_EMBED_BATCH)
+    net = net.to(device).eval()
     out = np.empty((len(X), FEATURES), dtype=np.float32)
     with Progress("embed", len(X), "poster", enabled=progress) as bar:
         for start in range(0, len(X), batch_size):
             batch = X[start:start + batch_size]
-            out[start:start + len(batch)] = net.features(to_input(batch)).numpy()
+            x = to_input(batch).to(device, non_blocking=True)
+            out[start:start + len(batch)] = net.features(x).cpu().numpy()  # float32 throughout
             bar.update(len(batch))
     return out
 

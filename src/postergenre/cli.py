@@ -78,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(p)
         p.set_defaults(func=module.run)
 
-    from postergenre import compare
+    from postergenre import compare, remote
+
+    p = add("check-remote", "can the DVC remote be used? (one try, seconds)", remote.__doc__)
+    remote.add_arguments(p)
+    p.set_defaults(func=remote.run, needs_params=False)
 
     p = add("compare", "experiments side by side, a table per headline metric", compare.__doc__)
     compare.add_arguments(p)

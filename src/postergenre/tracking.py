@@ -36,6 +36,26 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
+SERVER_WAIT_S = 10  # how long a stage waits for a tracking server's answer before it fails
+
+
+def check_server(uri: str, timeout: float = SERVER_WAIT_S) -> None:
+    """A tracking server that does not answer fails the stage at once, naming it, instead of
+    MLflow's minutes of retries; a file or database store needs no check."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+            reply.read(64)
+    except (OSError, urllib.error.URLError) as exc:
+        raise ValueError(f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
+                         f"({getattr(exc, 'reason', exc)}); start it, or unset "
+                         "MLFLOW_TRACKING_URI to log to mlflow.db") from None
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
@@ -150,13 +170,18 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
 @contextlib.contextmanager
 def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     """An MLflow run around one stage execution, with its params and tags logged."""
+    uri = tracking_uri()
+    check_server(uri)
+    # bounded waits on a server that goes away mid-run (MLflow's defaults retry for minutes)
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     import mlflow
 
     # after the import, which sets mlflow's own level (its INFO lines carry no time stamp)
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(uri)
     experiment_id = _experiment(mlflow)
     fail_orphaned_runs(experiment_id)
     exp_name = os.environ.get("DVC_EXP_NAME", "")
@@ -179,8 +204,11 @@ def _experiment(mlflow) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
-        location = None
-        if not os.environ.get("MLFLOW_TRACKING_URI"):
+        location = None  # a tracking server decides (e.g. `--artifacts-destination s3://...`)
+        uri = tracking_uri()
+        if uri.startswith("sqlite:///"):  # beside the database file
+            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+        elif not uri.startswith(("http://", "https://")):
             location = (repo_root() / "mlartifacts").as_uri()
         try:
             experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)

@@ -122,6 +122,9 @@ def run(args: argparse.Namespace, params: dict) -> None:
             mlrun.log_artifacts([Path(out) / "model.json"], "model")
             mlrun.log_artifacts([Path(plots) / "training.json", Path(plots) / "training.png"],
                                 "plots")
+            from postergenre.serving import log_pyfunc
+
+            mlrun.set_tags({"pyfunc_uri": log_pyfunc(out)})
     if main_rank:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: nothing to resume
         log.info("train-%s: saved to %s", args.method, out)

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from postergenre.device import autocast, torch_device  # noqa: F401  (methods call training.torch_device)
 from postergenre.metrics import bce_loss, mean_average_precision
 from postergenre.progress import Progress
 
@@ -37,19 +38,6 @@ log = logging.getLogger(__name__)
 
 # One batch of training data: (inputs, 0/1 targets) for the given example indices, on a device.
 BatchFn = Callable[[np.ndarray, torch.device], tuple[torch.Tensor, torch.Tensor]]
-
-
-def torch_device() -> torch.device:
-    """This process's device: its GPU under torchrun (LOCAL_RANK), the first GPU, or the CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
-
-
-def autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # params.yaml's `training` section, the default where a model card predates it
