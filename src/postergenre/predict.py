@@ -22,7 +22,7 @@ from postergenre.sizes import parse_size
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
-_BATCH = 32  # posters decoded and scored at a time (progress is reported per batch)
+_BATCH = 256  # posters decoded and scored at a time (progress is reported per batch)
 MAX_PIXELS = 50_000_000  # params.yaml's default resize.max_pixels
 
 
