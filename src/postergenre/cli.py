@@ -1,7 +1,8 @@
 """postergenre: predict a movie's genres from its poster.
 
 One subcommand per pipeline stage (what `dvc repro` runs, each reading params.yaml), plus
-`download-posters` and `predict`. `postergenre SUBCOMMAND --help` describes each.
+`download-posters`, `predict`, `compare` (experiments side by side) and `check-remote` (can the
+DVC remote be used?). `postergenre SUBCOMMAND --help` describes each.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postergenre", description=__doc__,
                                      formatter_class=HelpFormatter)
     parser.add_argument("--version", action="version", version=version())
-    parser.add_argument("--params", dest="top_params", default=None,
+    parser.add_argument("--params", dest="top_params", default=None, metavar="FILE",
                         help="params file (default params.yaml); also accepted after the subcommand")
     sub = parser.add_subparsers(dest="command", required=True, metavar="SUBCOMMAND")
 
