@@ -228,3 +228,12 @@ def test_progress_names_its_units_in_the_plural(monkeypatch):
     monkeypatch.setattr(progress, "on_terminal", lambda: False)
     assert " 0/7 batches (0%)" in progress.Progress("custom epoch 1/5", 7, "batch").line(1.0)
     assert " 0/3 posters (0%)" in progress.Progress("embed", 3).line(1.0)
+
+
+def test_quarter_losses_split_an_epochs_batches_in_four_or_fewer():
+    from postergenre.methods.training import quarter_losses
+
+    # 5 batches: ends after batches 2, 3, 4, 5 (ceil(5 q / 4)); each part's loss per poster
+    assert quarter_losses([2.0, 4.0, 3.0, 8.0, 1.0], [2, 2, 1, 4, 1]) == [1.5, 3.0, 2.0, 1.0]
+    assert quarter_losses([3.0, 1.0], [3, 1]) == [1.0, 1.0]  # two batches: two points
+    assert quarter_losses([], []) == []

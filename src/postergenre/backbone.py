@@ -133,11 +133,8 @@ def wheel_weights_path(name: str = "efficientnet_lite0") -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load_backbone(name: str = "efficientnet_lite0", state_path: str | Path | None = None

@@ -17,6 +17,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from postergenre import entry
+from postergenre.tracking import flatten
 
 DEFAULT_METRICS = ["mAP", "macro_roc_auc", "micro_f1", "macro_f1"]
 NAME_WIDTH = 22
@@ -29,23 +30,13 @@ class Experiment:
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> key -> value
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in d.items():
-        if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def _experiment(state: dict[str, Any], name: str) -> Experiment | None:
     data = state.get("data") or {}
     if not data:
         return None
     params: dict[str, Any] = {}
     for file in (data.get("params") or {}).values():
-        params.update(_flat((file or {}).get("data") or {}))
+        params.update(flatten((file or {}).get("data") or {}))
     metrics: dict[str, dict[str, Any]] = {}
     for path, file in (data.get("metrics") or {}).items():
         p = PurePosixPath(path)

@@ -61,13 +61,13 @@ def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
                                         "x": "epoch", "y": "loss"}},
             f"{plots}/training.png",
         ]
-    details = {"cache": False}  # in git, diffable, but not a column of `dvc exp show`
     evaluate = {
         "cmd": f"python -m postergenre.evaluate {method}",
         "deps": [model] + data + ["data/split/test.txt", "data/split/train.txt"]
         + code_files("postergenre.evaluate", module),
-        "outs": [{f"metrics/details/{method}.json": details},
-                 {f"{plots}/per_genre.json": details}],
+        # in git, diffable, but not a column of `dvc exp show`
+        "outs": [{f"metrics/details/{method}.json": {"cache": False}},
+                 {f"{plots}/per_genre.json": {"cache": False}}],
         "metrics": [{f"metrics/{method}.json": {"cache": False}}],
         "plots": [
             {f"{plots}/f1.json": {"cache": False, "template": "f1_bars", "x": "f1",

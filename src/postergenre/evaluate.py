@@ -25,6 +25,8 @@ from postergenre import dataset, entry
 from postergenre.atomic import write_json
 
 GALLERY_SIZE = 8
+# what write_plots writes into the plots folder (the train stage writes training.*)
+PLOTS = ("per_genre.json", "f1.json", "f1.png", "pr_curves.json", "pr_curves.png", "gallery.png")
 # The headline file's keys: (where in the details, key in the details)
 HEADLINE = {"mAP": ("scores", "mAP"), "macro_roc_auc": ("scores", "macro_roc_auc"),
             "micro_f1": ("tuned", "micro_f1"), "macro_f1": ("tuned", "macro_f1"),
@@ -212,7 +214,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
         mlrun.link_to_training(f"train-{method}", model_sha)
         mlrun.log_artifacts([out], "metrics")
         mlrun.log_artifacts([details_path(out)], "metrics/details")
-        mlrun.log_artifacts(sorted(plots.iterdir()), "plots")
+        mlrun.log_artifacts([plots / name for name in PLOTS], "plots")
     logging.getLogger(__name__).info(
         "evaluate-%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
                                     if k in ("at_least_one_match", "micro_f1")})

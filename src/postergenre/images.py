@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 64
 READ_WHOLE = 16 * 2**20  # bytes: larger files are streamed by Pillow
+MAX_PIXELS = 50_000_000  # params.yaml's default resize.max_pixels; `predict`'s ceiling
 
 
 class PosterError(Exception):
@@ -156,7 +157,7 @@ def _process_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
 
 
 def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str],
-                   out_dir: str | Path, workers: int = 0, max_pixels: int = 50_000_000,
+                   out_dir: str | Path, workers: int = 0, max_pixels: int = MAX_PIXELS,
                    progress: bool = True) -> dict:
     """Write every usable poster at every size into `out_dir`; return the report."""
     if len(ids) != len(paths):

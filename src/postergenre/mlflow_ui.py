@@ -10,7 +10,6 @@ No stage runs this module: changing it re-runs nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 
@@ -46,8 +45,7 @@ def run(args: argparse.Namespace, params: dict | None) -> None:
     print(f"MLflow runs of this repository: {url}", flush=True)
     server = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
               "--host", args.host, "--port", str(args.port)]
-    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    raise SystemExit(subprocess.call(server, env=env))
+    raise SystemExit(subprocess.call(server))
 
 
 if __name__ == "__main__":

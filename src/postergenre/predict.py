@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from postergenre.images import PosterError, load_rgb, resize_variants
+from postergenre.images import MAX_PIXELS, PosterError, load_rgb, resize_variants
 from postergenre.methods import load_model
 from postergenre.progress import Progress
 from postergenre.sizes import parse_size
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 _BATCH = 256  # posters decoded and scored at a time (progress is reported per batch)
-MAX_PIXELS = 50_000_000  # params.yaml's default resize.max_pixels
 
 
 def collect_posters(inputs: list[str | Path]) -> list[Path]:
@@ -57,9 +56,9 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     errors: list[dict[str, str]] = []
     bar = Progress("predict", len(paths), "poster")
     for start in range(0, len(paths), _BATCH):
-        bar.update(len(paths[start:start + _BATCH]))
+        chunk = paths[start:start + _BATCH]
         batch, names = [], []
-        for path in paths[start:start + _BATCH]:
+        for path in chunk:
             try:
                 image = load_rgb(path, max_pixels, draft)
             except PosterError as exc:
@@ -67,18 +66,19 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
                 continue
             batch.append(resize_variants(image, [(width, height)])[0])
             names.append(str(path))
-        if not batch:
-            continue
-        scores = model.predict_proba(model.inputs_from_posters(np.stack(batch)))
-        chosen = model.decide(scores)
-        for name, row, picked in zip(names, scores, chosen, strict=True):
-            order = np.argsort(-row, kind="stable")[:top_k]
-            predictions.append({
-                "poster": name,
-                "genres": [model.genres[j] for j in np.flatnonzero(picked)],
-                "top_k": [[model.genres[j], round(float(row[j]), 6)] for j in order],
-                "scores": {g: round(float(s), 6) for g, s in zip(model.genres, row, strict=True)},
-            })
+        if batch:
+            scores = model.predict_proba(model.inputs_from_posters(np.stack(batch)))
+            chosen = model.decide(scores)
+            for name, row, picked in zip(names, scores, chosen, strict=True):
+                order = np.argsort(-row, kind="stable")[:top_k]
+                predictions.append({
+                    "poster": name,
+                    "genres": [model.genres[j] for j in np.flatnonzero(picked)],
+                    "top_k": [[model.genres[j], round(float(row[j]), 6)] for j in order],
+                    "scores": {g: round(float(s), 6)
+                               for g, s in zip(model.genres, row, strict=True)},
+                })
+        bar.update(len(chunk))
     bar.close()
     return {"model": str(model_dir), "method": model.method, "genres": model.genres,
             "trained_on": model.trained_on, "warning": warning,

@@ -44,13 +44,12 @@ def check_server(uri: str, timeout: float = SERVER_WAIT_S) -> None:
     MLflow's minutes of retries; a file or database store needs no check."""
     if not uri.startswith(("http://", "https://")):
         return
-    import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
             reply.read(64)
-    except (OSError, urllib.error.URLError) as exc:
+    except OSError as exc:  # URLError, refused, timed out
         raise ValueError(f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
                          f"({getattr(exc, 'reason', exc)}); start it, or unset "
                          "MLFLOW_TRACKING_URI to log to mlflow.db") from None
@@ -80,14 +79,14 @@ def git_dirty() -> tuple[str, list[str]]:
 
 
 def folder_sha256(folder: str | Path) -> str:
-    """sha256 over a folder's file names and contents (sorted): which model a run is about."""
+    """sha256 over a folder's file names and their contents' sha256 (sorted): which model a run
+    is about."""
     folder = Path(folder)
     h = hashlib.sha256()
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         h.update(path.relative_to(folder).as_posix().encode() + b"\0")
         with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+            h.update(hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()
 
 
@@ -182,7 +181,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     mlflow.set_tracking_uri(uri)
-    experiment_id = _experiment(mlflow)
+    experiment_id = _experiment(mlflow, uri)
     fail_orphaned_runs(experiment_id)
     exp_name = os.environ.get("DVC_EXP_NAME", "")
     dirty, changed = git_dirty()
@@ -196,7 +195,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
         yield StageRun(mlflow, run.info.run_id)
 
 
-def _experiment(mlflow) -> str:
+def _experiment(mlflow, uri: str) -> str:
     """The experiment's id, created if missing (artifacts beside mlflow.db for the default
     store, where the server says for another), tagged so the UI opens on its runs table."""
     from mlflow.tracking import MlflowClient
@@ -205,7 +204,6 @@ def _experiment(mlflow) -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         location = None  # a tracking server decides (e.g. `--artifacts-destination s3://...`)
-        uri = tracking_uri()
         if uri.startswith("sqlite:///"):  # beside the database file
             location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
         elif not uri.startswith(("http://", "https://")):

@@ -33,7 +33,8 @@ def preprocess_settings(params: dict) -> dict[str, Any]:
 
 def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str | Path,
                 run=None, checkpoints: Path | None = None) -> dict[str, Any] | None:
-    """Fit, tune per-genre thresholds on dev, save; return a summary (None on a rank > 0)."""
+    """Fit, tune per-genre thresholds on dev, save; return a summary (counts and the training
+    data's hash; None on a rank > 0)."""
     from postergenre import dataset
     from postergenre.atomic import write_json
     from postergenre.methods import estimator_class
@@ -66,7 +67,8 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
         write_json(Path(plots_dir) / "training.json", rows)
         figures.training_png(Path(plots_dir) / "training.png", rows,
                              f"{method}: loss per epoch ({len(train.ids)} training posters)")
-    return {"n_train": len(train.ids), "n_dev": len(dev.ids)}
+    return {"n_train": len(train.ids), "n_dev": len(dev.ids),
+            "data_sha256": model.trained_on["sha256"]}
 
 
 LOOP_KEYS = {"epoch", "train_loss", "train_loss_quarters", "dev_loss", "dev_mAP"}
@@ -113,12 +115,11 @@ def run(args: argparse.Namespace, params: dict) -> None:
     with stage_run(f"train-{args.method}", reads) if main_rank else contextlib.nullcontext() as mlrun:
         summary = train_model(params, args.method, out, plots, mlrun, checkpoints)
         if main_rank:
-            from postergenre.methods import read_model_card
             from postergenre.tracking import folder_sha256
 
-            mlrun.log_metrics(summary)
-            trained_on = read_model_card(out)["trained_on"]
-            mlrun.set_tags({"data_sha256": trained_on["sha256"], "model_sha256": folder_sha256(out)})
+            mlrun.log_metrics(summary)  # the counts (log_metrics keeps numbers only)
+            mlrun.set_tags({"data_sha256": summary["data_sha256"],
+                            "model_sha256": folder_sha256(out)})
             mlrun.log_artifacts([Path(out) / "model.json"], "model")
             mlrun.log_artifacts([Path(plots) / "training.json", Path(plots) / "training.png"],
                                 "plots")

@@ -40,12 +40,9 @@ def clean(rows, root: Path, min_genre_count: int):
 
 
 def file_md5(path: Path) -> str:
-    """Streamed in 1 MiB reads: a huge file costs time, not memory."""
-    h = hashlib.md5(usedforsecurity=False)
+    """Streamed (hashlib.file_digest reads in blocks): a huge file costs time, not memory."""
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
 
 
 def ingest(data: dict, min_genre_count: int, out_dir: str | Path) -> dict:

@@ -19,6 +19,7 @@ from torch import nn
 
 from postergenre import backbone as bb
 from postergenre import dataset
+from postergenre.device import torch_device
 from postergenre.methods import training
 from postergenre.methods.base import Estimator, read_saved
 from postergenre.methods.feature_input import FeatureInput
@@ -224,7 +225,7 @@ class FeatureHead(FeatureInput, Estimator):
         """One weight-decay candidate: AdamW on the chosen loss; the head comes back holding its
         best dev epoch's weights."""
         p = self.params
-        device = training.torch_device()
+        device = torch_device()
         torch.manual_seed(self.seed)
         head = self._new_head(F).to(device)
         Ft, Yt = torch.from_numpy(F), torch.from_numpy(Y.astype(np.float32))
@@ -267,7 +268,7 @@ class FeatureHead(FeatureInput, Estimator):
         head; keep the best dev epoch, or the stock weights if none beat them (epoch 0). Returns
         whether the backbone changed."""
         p = self.params
-        device = training.torch_device()
+        device = torch_device()
         net, head = self.backbone(), self.head
         for param in net.parameters():
             param.requires_grad_(False)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from postergenre.device import torch_device
 from postergenre.methods import training
 from postergenre.methods.base import Estimator, read_saved
 
@@ -42,7 +43,7 @@ class PixelNetwork(Estimator):
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
         p = self.params
         torch.manual_seed(self.seed)  # the initial weights are part of the run
-        net = self.build().to(training.torch_device()).to(memory_format=torch.channels_last)
+        net = self.build().to(torch_device()).to(memory_format=torch.channels_last)
         Yt = torch.from_numpy(Y.astype(np.float32))
 
         def batch(idx: np.ndarray, device: torch.device):

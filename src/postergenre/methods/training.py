@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from postergenre.device import autocast, torch_device  # noqa: F401  (methods call training.torch_device)
+from postergenre.device import autocast, torch_device
 from postergenre.metrics import bce_loss, mean_average_precision
 from postergenre.progress import Progress
 
@@ -42,7 +42,7 @@ BatchFn = Callable[[np.ndarray, torch.device], tuple[torch.Tensor, torch.Tensor]
 
 # params.yaml's `training` section, the default where a model card predates it
 DEFAULT_SETTINGS = {"threads": 2}
-CHUNKS = 4  # train-loss points per epoch in the training plot (rank 0's batches under DDP)
+CHUNKS = 4  # train-loss points per epoch in the training plot
 
 
 @contextlib.contextmanager
@@ -126,6 +126,22 @@ class LoopSettings:
     record: dict[str, Any] | None = None  # added to every epoch's record
 
 
+def quarter_losses(sums: list[float], counts: list[int]) -> list[float]:
+    """The train loss of each quarter of an epoch's batches (fewer parts when there are fewer
+    batches), for the training plot: an epoch or two still draws a curve. Rank 0's batches
+    under DDP."""
+    n = len(sums)
+    ends = sorted({math.ceil(n * q / CHUNKS) for q in range(1, CHUNKS + 1)} - {0})
+    out, start = [], 0
+    for end in ends:
+        total = 0.0
+        for s in sums[start:end]:
+            total += s
+        out.append(round(total / max(sum(counts[start:end]), 1), 6))
+        start = end
+    return out
+
+
 def _state_copy(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
@@ -182,16 +198,12 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
             order = rng.permutation(n)
         mine = shard(order, rank, size)
         model.train()
-        total, seen = 0.0, 0
         n_batches = math.ceil(len(mine) / per_rank)
-        # the train loss of each quarter of the epoch, for the training plot (an epoch or two
-        # still draws a curve)
-        chunk_ends = {math.ceil(n_batches * q / CHUNKS) for q in range(1, CHUNKS + 1)}
-        chunks: list[float] = []
-        chunk_total, chunk_seen = 0.0, 0
+        sums: list[float] = []  # each batch's summed loss, and its size
+        counts: list[int] = []
         bar = Progress(f"{settings.name} epoch {epoch}/{settings.epochs}", n_batches, "batch",
                        enabled=rank == 0)
-        for b, start in enumerate(range(0, len(mine), per_rank), 1):
+        for start in range(0, len(mine), per_rank):
             x, y = batch(np.sort(mine[start:start + per_rank]), device)
             with autocast(device):
                 out = model(x)
@@ -199,23 +211,19 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-            total += loss.item() * len(y)
-            seen += len(y)
-            chunk_total += loss.item() * len(y)
-            chunk_seen += len(y)
-            if b in chunk_ends:
-                chunks.append(chunk_total / max(chunk_seen, 1))
-                chunk_total, chunk_seen = 0.0, 0
+            sums.append(loss.item() * len(y))  # one device sync a batch
+            counts.append(len(y))
             bar.update()
         bar.close()
+        total, seen = sum(sums, 0.0), sum(counts)
         if size > 1:
             import torch.distributed as dist
 
-            sums = torch.tensor([total, seen], dtype=torch.float64, device=device)
-            dist.all_reduce(sums)
-            total, seen = float(sums[0]), int(sums[1])
+            both = torch.tensor([total, seen], dtype=torch.float64, device=device)
+            dist.all_reduce(both)
+            total, seen = float(both[0]), int(both[1])
         record = {"epoch": epoch, "train_loss": round(total / max(seen, 1), 6),
-                  "train_loss_quarters": [round(c, 6) for c in chunks], **extra}
+                  "train_loss_quarters": quarter_losses(sums, counts), **extra}
         if has_dev:
             record.update(_dev_record(module, dev_scores, Y_dev))
             if record["dev_mAP"] > best_score:
