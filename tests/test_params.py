@@ -87,7 +87,13 @@ def test_cli_reports_a_params_error_and_exits_2(tmp_path, capsys, default_params
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda p: p["embed"].update(backbone="resnet50"), "embed.backbone must be one of efficientnet_lite0"),
+    (lambda p: p["embed"].update(backbones=["resnet50"]),
+     "embed.backbones must list one or more of efficientnet_lite0, efficientnet_lite1, "
+     "efficientnet_lite2, each once"),
+    (lambda p: p["embed"].update(backbones=[]), "embed.backbones must list one or more"),
+    (lambda p: p["embed"].update(views=["squash", "squash"]),
+     "embed.views must list one or more of squash, aspect, top, bottom, flip, each once"),
+    (lambda p: p["embed"].update(pool="max"), "embed.pool must be one of concat, mean"),
     (lambda p: p["embed"].update(size="32x32"), "embed.size '32x32' is not one of resize.sizes"),
     (lambda p: p["embed"].update(batch_size=0), "embed.batch_size must be at least 1"),
     (lambda p: p["feature_methods"]["head"].update(loss="focal"),
@@ -98,7 +104,7 @@ def test_cli_reports_a_params_error_and_exits_2(tmp_path, capsys, default_params
      "finetune_blocks' must be from 0 to 16"),
     (lambda p: p["feature_methods"]["head"].update(oversample=1), "oversample' must be true or false"),
     (lambda p: p["feature_methods"].update(mlknn={"s": 1.0}),
-     "unknown method 'feature_methods.mlknn'.*known in feature_methods: head, mlknn_features"),
+     "unknown method 'feature_methods.mlknn'.*known in feature_methods: ensemble, head, mlknn_features"),
     (lambda p: p["methods"]["mlknn"].update(uses="k"),
      "unknown key 'methods.mlknn.uses'.*allowed here: s, size"),
     (lambda p: p["methods"]["custom"].update(dropout=1.5), "'methods.custom.dropout' must be a number in"),
@@ -114,6 +120,9 @@ def test_backbone_names_match_the_wheels_backbone_py_knows():
     from postergenre.params import BACKBONES
 
     assert set(BACKBONES) == set(backbone.WHEELS)
+    from postergenre.params import VIEWS
+
+    assert VIEWS == backbone.VIEWS
 
 
 def test_a_method_reads_its_own_section_and_the_top_level_params_its_spec_names(default_params):
@@ -124,9 +133,11 @@ def test_a_method_reads_its_own_section_and_the_top_level_params_its_spec_names(
     assert stage_params(default_params, "head")[-1] == "embed"
     kwargs, size, reads = method_settings(default_params, "mlknn_features")
     assert size == default_params["embed"]["size"] and kwargs["k"] == default_params["k"]
-    assert kwargs["backbone"] == "efficientnet_lite0" and reads["k"] == default_params["k"]
+    assert kwargs["backbones"] == ["efficientnet_lite0"] and kwargs["views"] == ["squash"]
+    assert reads["k"] == default_params["k"]
 
 
 def test_feature_methods_may_be_left_out(default_params):
+    del default_params["feature_methods"]["ensemble"]  # it names mlknn_features as a member
     del default_params["feature_methods"]["mlknn_features"]
     assert "head" in validate(default_params)["feature_methods"]

@@ -23,9 +23,12 @@ def test_repro_writes_metrics_with_trivial_predictors_beside(project):
 
 def test_every_method_has_metrics_tuned_thresholds_plots_and_a_report_row(project):
     report = (project / "reports" / "results.md").read_text()
-    for method in ("mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features"):
+    for method in ("mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features", "ensemble"):
         metrics = json.loads((project / "metrics" / "details" / f"{method}.json").read_text())
-        assert {"at_0.5", "tuned", "scores"} <= set(metrics["test"])
+        assert {"at_0.5", "tuned", "decided", "scores"} <= set(metrics["test"])
+        card = json.loads((project / "models" / method / "model.json").read_text())
+        assert {k: metrics["test"]["decided"][k] for k in ("top_k", "lift")} == {
+            k: card["operating_point"][k] for k in ("top_k", "lift")}
         assert 0 <= metrics["test"]["scores"]["macro_roc_auc"] <= 1
         for picture in ("gallery.png", "pr_curves.png", "f1.png"):
             assert (project / "plots" / method / picture).stat().st_size > 1000
@@ -48,9 +51,9 @@ def test_the_headline_metrics_file_is_short_and_the_details_sit_beside_it(projec
         details = json.loads((project / "metrics" / "details" / f"{method}.json").read_text())
         assert set(head) == set(HEADLINE)
         test = details["test"]
-        tuned = test.get("tuned", test["at_0.5"])  # the random baseline has no thresholds
+        decided = test.get("decided", test["at_0.5"])  # the random baseline has no thresholds
         assert head["mAP"] == test["scores"]["mAP"]
-        assert head["micro_f1"] == tuned["micro_f1"] and head["macro_f1"] == tuned["macro_f1"]
+        assert head["micro_f1"] == decided["micro_f1"] and head["macro_f1"] == decided["macro_f1"]
         assert head["hamming_loss"] == test["at_0.5"]["hamming_loss"]
     # the details are git-tracked (DVC writes no .gitignore entry for them), not cached
     ignored = run(["git", "check-ignore", "-q", "metrics/details/head.json"], project, check=False)
@@ -274,7 +277,7 @@ def test_predict_gives_the_scores_evaluate_computes(project, monkeypatch):
 
     monkeypatch.chdir(project)
     genres = dataset.read_genres()
-    for method in ("mlknn", "custom", "head", "mlknn_features"):
+    for method in ("mlknn", "custom", "head", "mlknn_features", "ensemble"):
         model = load_model(f"models/{method}")
         test = model.inputs("test", genres)  # the feature methods: the embed stage's cache
         expected = model.predict_proba(test.X)
@@ -283,25 +286,30 @@ def test_predict_gives_the_scores_evaluate_computes(project, monkeypatch):
         got = np.array([[p["scores"][g] for g in genres] for p in result["predictions"]])
         assert [p["poster"] for p in result["predictions"]] == [str(p) for p in posters]
         assert np.allclose(got, expected, rtol=0, atol=2e-6), method
+        # the operating point: its top-k genres plus those over the raised thresholds
         assert [p["genres"] for p in result["predictions"]] == [
-            [genres[j] for j in np.flatnonzero(row >= model.thresholds)] for row in expected], method
+            [genres[j] for j in np.flatnonzero(row)] for row in model.decide(expected)], method
+        k = model.operating_point["top_k"]
+        assert all(len(p["genres"]) >= k for p in result["predictions"]), method
 
 
 def test_embed_stage_records_the_wheel_weights_it_used(project):
     from postergenre import backbone as bb
 
-    info = json.loads((project / "data" / "features" / "embed.json").read_text())
+    folder = project / "data" / "features" / "efficientnet_lite0" / "squash"
+    info = json.loads((folder / "embed.json").read_text())
+    assert (info["backbone"], info["view"], info["side"]) == ("efficientnet_lite0", "squash", 224)
     assert info["weights_sha256"] == bb.file_sha256(bb.wheel_weights_path())
     assert "seconds" not in info and "posters_per_s" not in info  # timing is not a cached output
-    timing = json.loads((project / "metrics" / "embed.json").read_text())
+    timing = json.loads((project / "metrics" / "embed" / "efficientnet_lite0-squash.json").read_text())
     assert timing["posters_per_s"] > 0
     import numpy as np
 
-    features = np.load(project / "data" / "features" / "efficientnet_lite0.npy")
+    features = np.load(folder / "features.npy")
     manifest = (project / "data" / "resized" / "manifest.csv").read_text().splitlines()
     assert features.shape == (len(manifest) - 1, 1280) and np.isfinite(features).all()
     card = json.loads((project / "models" / "head" / "model.json").read_text())
-    assert card["state"]["backbone_sha256"] == info["weights_sha256"]
+    assert card["state"]["backbone_sha256"] == {"efficientnet_lite0": info["weights_sha256"]}
     assert card["state"]["chosen_weight_decay"] in card["params"]["weight_decay"]
 
 

@@ -141,7 +141,7 @@ def _show_json(names_and_k):
             "metrics": {f"metrics/{m}.json": {"data": {"mAP": map_ + i / 100, "micro_f1": 0.5}}
                         for i, m in enumerate(["baseline", "mlknn", "ovr", "custom", "resnet34",
                                                "head", "mlknn_features"])}
-            | {"metrics/embed.json": {"data": {"seconds": 3.0}}}}}
+            | {"metrics/embed/efficientnet_lite0-squash.json": {"data": {"seconds": 3.0}}}}}
     workspace, *exps = [state(n, k, 0.1 * (i + 1)) for i, (n, k) in enumerate(names_and_k)]
     return [workspace | {"experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]
 
@@ -158,7 +158,7 @@ def test_compare_fits_three_experiments_in_120_columns():
     assert any(line.split() == ["workspace", "k=10"] for line in lines)
     header = next(line for line in lines if line.startswith("mAP"))
     assert header.split()[1:] == ["baseline", "mlknn", "ovr", "custom", "resnet34", "head",
-                                  "mlknn_features"]  # embed.json's timing is no method
+                                  "mlknn_features"]  # the embed timing is no method
     row = next(line for line in lines[lines.index(header):] if line.startswith("k3"))
     assert row.split()[1:3] == ["0.3000", "0.3100"]
     missing = lines[lines.index(next(x for x in lines if x.startswith("macro_roc_auc"))) + 1]

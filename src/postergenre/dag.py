@@ -35,7 +35,8 @@ def _inputs(params: dict[str, Any], method: str) -> tuple[list[str], str]:
     """The data files a method's stages read (besides the split), and its model folder."""
     spec = method_spec_in(params, method)
     if spec.input == "features":
-        # features where they fit; the posters at the embed stage's size otherwise, for a
+        # features where they fit (data/features holds every embed stage's folder: DVC links
+        # this stage after all of them); the posters at the embed stage's size otherwise, for a
         # fine-tune, and for the evaluate stage's gallery
         data = ["data/resized/manifest.csv", "data/resized/${embed.size}.npy", "data/features"]
     else:
@@ -43,14 +44,24 @@ def _inputs(params: dict[str, Any], method: str) -> tuple[list[str], str]:
     return LABELS + data, f"models/{method}"
 
 
+def _members(params: dict[str, Any], method: str) -> list[str]:
+    """The methods an ensemble reads the trained models of (none for any other method)."""
+    return list((all_methods(params)[method] or {}).get("members") or [])
+
+
 def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
     data, model = _inputs(params, method)
+    members = _members(params, method)
+    for member in members:  # their model folders, and what they read to score a split
+        data += [d for d in _inputs(params, member)[0] if d not in data] + [f"models/{member}"]
     module = method_module(method)
+    # an ensemble loads its members by name (importlib): their modules are code it runs too
+    modules = [module, *map(method_module, members)]
     plots = f"plots/{method}"
     train = {
         "cmd": f"python -m postergenre.train {method}",
         "deps": data + ["data/split/train.txt", "data/split/dev.txt"]
-        + code_files("postergenre.train", module),
+        + code_files("postergenre.train", *modules),
         "params": stage_params(params, method),
         "outs": [model],
     }
@@ -63,8 +74,8 @@ def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
         ]
     evaluate = {
         "cmd": f"python -m postergenre.evaluate {method}",
-        "deps": [model] + data + ["data/split/test.txt", "data/split/train.txt"]
-        + code_files("postergenre.evaluate", module),
+        "deps": [model] + data + ["data/split/test.txt", "data/split/train.txt", "data/split/dev.txt"]
+        + code_files("postergenre.evaluate", *modules),
         # in git, diffable, but not a column of `dvc exp show`
         "outs": [{f"metrics/details/{method}.json": {"cache": False}},
                  {f"{plots}/per_genre.json": {"cache": False}}],
@@ -105,19 +116,25 @@ DATA_STAGES: dict[str, dict[str, Any]] = {
     "split": {"args": "--interim data/interim --resized data/resized --out data/split",
               "deps": LABELS + ["data/resized/manifest.csv"], "params": ["seed", "split"],
               "outs": ["data/split"]},
-    # its timing goes to metrics/embed.json, outside the cached output: a forced re-run gives
-    # the same data/features and re-runs nothing downstream
-    "embed": {"args": "--resized data/resized --out data/features --timing metrics/embed.json",
+    # One stage per backbone and view (a DVC matrix: `dvc exp run -S embed.views=[...]` adds
+    # stages, and only those run). Its timing goes to metrics/embed/, outside the cached output:
+    # a forced re-run gives the same features and re-runs nothing downstream.
+    "embed": {"args": "--backbone ${item.backbone} --view ${item.view} --resized data/resized "
+                      "--out data/features/${item.backbone}/${item.view} "
+                      "--timing metrics/embed/${item.backbone}-${item.view}.json",
+              "matrix": {"backbone": "${embed.backbones}", "view": "${embed.views}"},
               "deps": ["data/resized/manifest.csv", "data/resized/${embed.size}.npy"],
-              "params": ["embed"], "outs": ["data/features"],
-              "metrics": [{"metrics/embed.json": {"cache": False}}]},
+              "params": ["embed.size", "embed.batch_size", "embed.threads"],
+              "outs": ["data/features/${item.backbone}/${item.view}"],
+              "metrics": [{"metrics/embed/${item.backbone}-${item.view}.json": {"cache": False}}]},
 }
 
 
 def data_stage(name: str) -> dict[str, Any]:
     spec = DATA_STAGES[name]
     module = f"postergenre.stages.{name}"
-    stage = {"cmd": f"python -m {module} {spec['args']}",
+    stage = {"matrix": spec["matrix"]} if "matrix" in spec else {}
+    stage |= {"cmd": f"python -m {module} {spec['args']}",
              "deps": spec["deps"] + code_files(module), "params": spec["params"],
              "outs": spec["outs"]}
     if "metrics" in spec:
@@ -195,7 +212,8 @@ def prune_lock(lock_path: Path, stages: dict) -> None:
     from dvc.utils.serialize import dump_yaml, load_yaml
 
     lock = load_yaml(lock_path)
-    gone = [name for name in lock.get("stages", {}) if name not in stages]
+    # a matrix stage `embed` is locked as `embed@<backbone>-<view>`, one entry per item
+    gone = [name for name in lock.get("stages", {}) if name.split("@")[0] not in stages]
     for name in gone:
         del lock["stages"][name]
     if gone:

@@ -50,11 +50,13 @@ def read_manifest(resized: Path = RESIZED) -> list[str]:
         return [row["id"] for row in csv.DictReader(f)]
 
 
-def read_embed_info(features: Path = FEATURES) -> dict:
-    """What the embed stage recorded: backbone, weights' sha256, poster size, feature size."""
-    path = features / "embed.json"
+def read_embed_info(backbone: str, view: str, features: Path = FEATURES) -> dict:
+    """What the embed stage recorded for one backbone and view: weights' sha256, poster size,
+    view, side, feature size."""
+    path = features / backbone / view / "embed.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no features; run the embed stage (`dvc repro embed`)")
+        raise FileNotFoundError(f"{path}: no {backbone} features in view {view}; run the embed "
+                                "stage (`dvc repro embed`)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -94,12 +96,15 @@ def load_split(name: str, size: str, genres: list[str], resized: Path = RESIZED,
     return _load_rows(array_path, name, genres, resized, split_dir, interim, limit)
 
 
-def load_features(name: str, backbone: str, genres: list[str], features: Path = FEATURES,
-                  resized: Path = RESIZED, split_dir: Path = SPLIT, interim: Path = INTERIM) -> Split:
-    """One split's backbone features (the embed stage's rows follow the resize manifest)."""
-    array_path = features / f"{backbone}.npy"
+def load_features(name: str, backbone: str, view: str, genres: list[str],
+                  features: Path = FEATURES, resized: Path = RESIZED, split_dir: Path = SPLIT,
+                  interim: Path = INTERIM) -> Split:
+    """One split's features of one backbone and view (the embed stage's rows follow the resize
+    manifest)."""
+    array_path = features / backbone / view / "features.npy"
     if not array_path.is_file():
-        raise FileNotFoundError(f"{array_path}: no {backbone} features; run the embed stage")
+        raise FileNotFoundError(f"{array_path}: no {backbone} features in view {view}; run the "
+                                "embed stage")
     return _load_rows(array_path, name, genres, resized, split_dir, interim)
 
 

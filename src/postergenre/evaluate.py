@@ -4,9 +4,10 @@ Writes, all git-tracked except the pictures and curves (DVC outputs):
 
 - `metrics/<method>.json`, the headline (what `dvc exp show` and `dvc metrics diff` show): mAP,
   macro ROC-AUC, micro- and macro-F1 at the tuned thresholds, and the study's four at 0.5;
-- `metrics/details/<method>.json`, every number: the study's metrics and the field's at 0.5 and
-  at the per-genre thresholds tuned on dev, the threshold-free scores, and the all-zeros and
-  label-frequency predictors on the same posters;
+- `metrics/details/<method>.json`, every number: the study's metrics and the field's at 0.5, at
+  the per-genre thresholds tuned on dev and at the operating point chosen on dev, the
+  threshold-free scores, and the all-zeros and label-frequency predictors on the same posters;
+  the same for the dev split (where every choice was made; an ensemble's out-of-fold);
 - under `plots/<method>/`: per-genre numbers, F1 per genre at 0.5 and tuned, precision-recall
   curves (JSON for `dvc plots`, PNG for the report) and a gallery of test posters.
 """
@@ -29,7 +30,7 @@ GALLERY_SIZE = 8
 PLOTS = ("per_genre.json", "f1.json", "f1.png", "pr_curves.json", "pr_curves.png", "gallery.png")
 # The headline file's keys: (where in the details, key in the details)
 HEADLINE = {"mAP": ("scores", "mAP"), "macro_roc_auc": ("scores", "macro_roc_auc"),
-            "micro_f1": ("tuned", "micro_f1"), "macro_f1": ("tuned", "macro_f1"),
+            "micro_f1": ("decided", "micro_f1"), "macro_f1": ("decided", "macro_f1"),
             "all_match": ("at_0.5", "all_match"),
             "at_least_one_match": ("at_0.5", "at_least_one_match"),
             "binary_accuracy": ("at_0.5", "binary_accuracy"),
@@ -61,14 +62,18 @@ def _scalars(d: dict) -> dict:
 def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     """All-zeros, and "always the common genres": the r most frequent training genres for every
     movie (r = the training label cardinality, rounded), scored by training frequency."""
-    from postergenre.metrics import all_zeros, label_frequency, label_set_metrics, score_metrics
+    from postergenre.metrics import (
+        all_zeros,
+        label_frequency,
+        label_frequency_sets,
+        label_set_metrics,
+        score_metrics,
+    )
 
     zeros = all_zeros(Y)
-    frequency = label_frequency(Y_train)
-    freq_scores = np.tile(frequency, (len(Y), 1))
-    r = max(1, int(round(Y_train.sum(axis=1).mean())))
-    common = np.zeros_like(Y)
-    common[:, np.argsort(-frequency, kind="stable")[:r]] = 1
+    freq_scores = np.tile(label_frequency(Y_train), (len(Y), 1))
+    common = label_frequency_sets(Y_train, len(Y))
+    r = int(common[0].sum()) if len(common) else 0
     return {
         "all_zeros": {**label_set_metrics(Y, zeros), **_scalars(score_metrics(Y, zeros))},
         "label_frequency": {**label_set_metrics(Y, common),
@@ -100,12 +105,26 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
     at_half = model.decide(P, tuned=False)
     scores = score_metrics(Y, P)
     results: dict[str, Any] = {"at_0.5": label_set_metrics(Y, at_half), "scores": _scalars(scores)}
-    tuned = None
+    tuned = decided = None
     if model.probabilistic:  # the random baseline's sets are coin flips, with nothing to tune
-        tuned = model.decide(P)
+        # the per-genre thresholds alone, and the operating point (top-k plus raised
+        # thresholds, chosen on dev): what `predict` decides
+        tuned, decided = model.decide(P, rule=False), model.decide(P)
         results["tuned"] = label_set_metrics(Y, tuned)
+        results["decided"] = {**label_set_metrics(Y, decided), **model.operating_point}
     Y_train = dataset.load_labels("train", genres)
     results.update(trivial_predictors(Y, Y_train))
+    dev_block = None
+    if split != "dev":  # the split every choice was made on, beside the one reported
+        dev = model.inputs("dev", genres)
+        P_dev = model.dev_scores_for_tuning(dev.X)  # an ensemble's: out-of-fold
+        dev_block = {"scores": _scalars(score_metrics(dev.Y, P_dev)),
+                     "at_0.5": label_set_metrics(dev.Y, model.decide(P_dev, tuned=False))}
+        if model.probabilistic:
+            dev_block["tuned"] = label_set_metrics(dev.Y, model.decide(P_dev, rule=False))
+            dev_block["decided"] = {**label_set_metrics(dev.Y, model.decide(P_dev)),
+                                    **model.operating_point}
+        dev_block.update(trivial_predictors(dev.Y, Y_train))
     result = {
         "method": model.method,
         "split": split,
@@ -116,6 +135,7 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
         "undefined_ap": [genres[j] for j in scores["undefined_ap"]],
         "undefined_auc": [genres[j] for j in scores["undefined_auc"]],
         split: results,
+        **({"dev": dev_block} if dev_block else {}),
         # where the numbers come from: the model's training data and the posters scored here
         "data": {"trained_on": model.trained_on,
                  f"{split}_sha256": dataset.content_sha256(np.asarray(data.ids), data.X, Y)},
@@ -123,7 +143,8 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
     write_json(details_path(out_path), result)
     write_json(out_path, headline(result))
     if plots_dir is not None:
-        write_plots(Path(plots_dir), Scored(model, split, data.ids, Y, P, at_half, tuned, scores))
+        write_plots(Path(plots_dir), Scored(model, split, data.ids, Y, P, at_half, tuned, decided,
+                                                   scores))
     return result
 
 
@@ -138,6 +159,7 @@ class Scored:
     P: np.ndarray  # scores
     at_half: np.ndarray  # label sets at 0.5 (the baseline's coin flips)
     tuned: np.ndarray | None  # label sets at the tuned thresholds
+    decided: np.ndarray | None  # label sets by the operating point (what `predict` names)
     scores: dict  # score_metrics(Y, P), per-genre AP / AUC included
 
 
@@ -176,7 +198,7 @@ def write_plots(folder: Path, s: Scored) -> None:
     write_json(folder / "pr_curves.json", curves)
     figures.pr_curves_png(folder / "pr_curves.png", curves, genres, scores["per_genre_ap"],
                           [float(v) for v in Y.mean(axis=0)], f"Precision-recall per genre: {what}")
-    shown = tuned if tuned is not None else s.at_half
+    shown = s.decided if s.decided is not None else s.at_half
     # the posters themselves, whatever the model read (features are no picture)
     posters = dataset.load_split(s.split, model.size, genres, limit=GALLERY_SIZE).X
     titles = dataset.read_titles()

@@ -32,7 +32,8 @@ SCHEMA: dict[str, Any] = {
     },
     "clean": {"min_genre_count": int},
     "resize": {"sizes": list, "workers": int, "max_pixels": int},
-    "embed": {"backbone": str, "size": str, "batch_size": int, "threads": int},
+    "embed": {"backbones": list, "views": list, "pool": str, "size": str, "batch_size": int,
+              "threads": int},
     "training": {"threads": int},
     "split": {
         "train": _NUM,
@@ -53,7 +54,9 @@ SOURCES = ("synthetic", "tmdb", "movielens", "csv")
 POSTER_KEYS = ("poster_path", "imdb_id", "tmdb_id")
 # backbone.py's WHEELS names the same ones (a test holds them equal); listed here so that
 # validating params never imports torch.
-BACKBONES = ("efficientnet_lite0",)
+BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+VIEWS = ("squash", "aspect", "top", "bottom", "flip")
+POOLS = ("concat", "mean")
 
 
 class ParamsError(ValueError):
@@ -118,8 +121,13 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
         if split[name] < 0:
             raise ParamsError(f"split.{name} must be 0 (no cap) or positive, got {split[name]}")
     embed = params["embed"]
-    if embed["backbone"] not in BACKBONES:
-        raise ParamsError(f"embed.backbone must be one of {', '.join(BACKBONES)}, got {embed['backbone']!r}")
+    for key, known in (("backbones", BACKBONES), ("views", VIEWS)):
+        chosen = embed[key]
+        if not chosen or any(c not in known for c in chosen) or len(set(chosen)) != len(chosen):
+            raise ParamsError(f"embed.{key} must list one or more of {', '.join(known)}, each "
+                              f"once, got {chosen!r}")
+    if embed["pool"] not in POOLS:
+        raise ParamsError(f"embed.pool must be one of {', '.join(POOLS)}, got {embed['pool']!r}")
     if embed["size"] not in params["resize"]["sizes"]:
         raise ParamsError(f"embed.size {embed['size']!r} is not one of resize.sizes "
                           f"{params['resize']['sizes']}")
@@ -134,6 +142,12 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     for group in METHOD_GROUPS:
         for name, section in params[group].items():
             _check_method(params, group, name, section)
+    for name, section in all_methods(params).items():  # an ensemble's members
+        for member in (section or {}).get("members") or []:
+            others = [m for m in all_methods(params) if m != name]
+            if member not in others:
+                raise ParamsError(f"{name}.members names {member!r}, which is not another method "
+                                  f"of params.yaml ({', '.join(others)})")
     return params
 
 
@@ -165,6 +179,15 @@ def _value_error(where: str, kind: Any, value: Any) -> str | None:
         "nonneg_numbers": (isinstance(value, list) and bool(value) and all(
             isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in value),
             "a non-empty list of numbers >= 0"),
+        "pos_numbers": (isinstance(value, list) and bool(value) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in value),
+            "a non-empty list of numbers > 0"),
+        "combine_list": (isinstance(value, list) and bool(value) and all(
+            v in ("average", "stack") for v in value) and len(set(value)) == len(value),
+            "a non-empty list of average and/or stack, each once"),
+        "method_names": (isinstance(value, list) and bool(value) and all(
+            isinstance(v, str) for v in value) and len(set(value)) == len(value),
+            "a non-empty list of method names, each once"),
     }
     if kind not in checks:
         raise ValueError(f"{where}: unknown kind {kind!r} in its method's SPEC")
@@ -237,7 +260,8 @@ def method_settings(params: dict[str, Any], method: str) -> tuple[dict[str, Any]
         # Posters at the embed stage's size go through the embed stage's backbone.
         embed = params["embed"]
         size = embed["size"]
-        kwargs.update(backbone=embed["backbone"], embed_batch_size=embed["batch_size"])
+        kwargs.update(backbones=embed["backbones"], views=embed["views"], pool=embed["pool"],
+                      embed_batch_size=embed["batch_size"])
     else:
         size = kwargs.pop("size")
     kwargs.update({key: params[key] for key in spec.reads})

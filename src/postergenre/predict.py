@@ -46,7 +46,10 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     warning = training_warning(model_dir, model.trained_on)
     if warning:
         log.warning("%s", warning)
-    width, height = parse_size(model.size)
+    # every size the model reads (an ensemble's members may read others than its own), each
+    # resized from the decoded poster as the resize stage did
+    sizes = list(getattr(model, "poster_sizes", [model.size]))
+    dims = [parse_size(size) for size in sizes]
     pre = model.preprocess
     # A model folder may lower the decompression-bomb limit, never raise it past ours.
     max_pixels = min(int(pre.get("max_pixels", MAX_PIXELS)), MAX_PIXELS)
@@ -57,17 +60,19 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     bar = Progress("predict", len(paths), "poster")
     for start in range(0, len(paths), _BATCH):
         chunk = paths[start:start + _BATCH]
-        batch, names = [], []
+        batch: list[list[np.ndarray]] = []
+        names = []
         for path in chunk:
             try:
                 image = load_rgb(path, max_pixels, draft)
             except PosterError as exc:
                 errors.append({"poster": str(path), "reason": exc.reason, "detail": exc.detail})
                 continue
-            batch.append(resize_variants(image, [(width, height)])[0])
+            batch.append(resize_variants(image, dims))
             names.append(str(path))
         if batch:
-            scores = model.predict_proba(model.inputs_from_posters(np.stack(batch)))
+            sized = {size: np.stack([b[i] for b in batch]) for i, size in enumerate(sizes)}
+            scores = model.predict_proba(model.inputs_from_sized_posters(sized))
             chosen = model.decide(scores)
             for name, row, picked in zip(names, scores, chosen, strict=True):
                 order = np.argsort(-row, kind="stable")[:top_k]

@@ -53,7 +53,9 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
         return None
     # after a fine-tune the dev split is scored through the model's own backbone's features
     dev_now = dev if model.fits_on_prediction_inputs else model.inputs("dev", genres)
-    model.tune_thresholds(dev_now.Y, model.predict_proba(dev_now.X))
+    model.tune_thresholds(dev_now.Y, model.dev_scores_for_tuning(dev_now.X), train.Y)
+    if model.probabilistic:
+        log.info("train-%s: operating point on dev: %s", method, model.operating_point)
     model.preprocess = preprocess_settings(params)
     model.trained_on = {"source": params["data"]["source"], "path": params["data"]["path"],
                         "posters": len(train.ids), "dev_posters": len(dev.ids),

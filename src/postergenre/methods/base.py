@@ -47,6 +47,9 @@ class Estimator:
         self.seed = seed
         self.params = params
         self.thresholds = np.full(len(self.genres), 0.5)
+        # The decision rule chosen on dev (metrics.apply_rule): each movie's top_k genres plus
+        # every genre over its threshold raised by `lift`; the default is the thresholds alone.
+        self.operating_point: dict[str, Any] = {"top_k": 0, "lift": 0.0}
         # How posters were decoded for training (e.g. the JPEG draft size of the resize stage),
         # so `predict` turns a new poster into exactly the pixels the model was trained on.
         self.preprocess: dict[str, Any] = {}
@@ -76,19 +79,38 @@ class Estimator:
         """[n, n_genres] scores in [0, 1]."""
         raise NotImplementedError
 
-    def decide(self, P: np.ndarray, tuned: bool = True) -> np.ndarray:
-        """[n, n_genres] 0/1 label sets from scores P: at or above each genre's tuned threshold,
-        or the study's 0.5 (`tuned=False`)."""
-        return (P >= (self.thresholds if tuned else 0.5)).astype(np.uint8)
+    def decide(self, P: np.ndarray, tuned: bool = True, rule: bool = True) -> np.ndarray:
+        """[n, n_genres] 0/1 label sets from scores P: by the operating point chosen on dev
+        (top-k plus raised thresholds; what `predict` does), at or above each genre's tuned
+        threshold alone (`rule=False`), or at the study's 0.5 (`tuned=False`)."""
+        if not tuned:
+            return (P >= 0.5).astype(np.uint8)
+        if not rule:
+            return (P >= self.thresholds).astype(np.uint8)
+        return metrics.apply_rule(P, self.thresholds, int(self.operating_point["top_k"]),
+                                  float(self.operating_point["lift"]))
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """[n, n_genres] 0/1 label sets."""
         return self.decide(self.predict_proba(X))
 
-    def tune_thresholds(self, Y_dev: np.ndarray, P_dev: np.ndarray) -> None:
-        """Per-genre thresholds maximising each genre's F1 on the dev split."""
-        if self.probabilistic and len(Y_dev):
-            self.thresholds = metrics.tune_thresholds(Y_dev, P_dev)
+    def tune_thresholds(self, Y_dev: np.ndarray, P_dev: np.ndarray,
+                        Y_train: np.ndarray | None = None) -> None:
+        """Per-genre thresholds maximising each genre's F1 on the dev split; with the training
+        labels, also the operating point: the rule whose dev micro-F1 beats always naming the
+        training split's most common genres, with the best dev macro-F1 among those."""
+        if not (self.probabilistic and len(Y_dev)):
+            return
+        self.thresholds = metrics.tune_thresholds(Y_dev, P_dev)
+        if Y_train is not None:
+            prior = metrics.f1_metrics(Y_dev, metrics.label_frequency_sets(Y_train, len(Y_dev)))
+            self.operating_point = metrics.tune_operating_point(Y_dev, P_dev, self.thresholds,
+                                                                prior["micro_f1"])
+
+    def dev_scores_for_tuning(self, X_dev: np.ndarray) -> np.ndarray:
+        """The dev scores thresholds are tuned on: the model's own (an ensemble fitted on dev
+        gives its out-of-fold ones)."""
+        return self.predict_proba(X_dev)
 
     # -- what the model reads ----------------------------------------------------------------
     # Whether `fit` reads what `predict_proba` reads (then a split loaded for training serves
@@ -106,6 +128,16 @@ class Estimator:
         """What `predict_proba` reads, from posters [n, H, W, 3] at the model's size."""
         return X
 
+    @property
+    def poster_sizes(self) -> list[str]:
+        """Every poster size `inputs_from_sized_posters` reads (`predict` decodes each poster
+        once and resizes it to each): the model's own."""
+        return [self.size]
+
+    def inputs_from_sized_posters(self, posters: dict[str, np.ndarray]) -> np.ndarray:
+        """What `predict_proba` reads, from the posters at each of `poster_sizes`."""
+        return self.inputs_from_posters(posters[self.size])
+
     def save(self, model_dir: str | Path) -> None:
         """Write the model folder whole or not at all."""
         with atomic_path(model_dir) as tmp:
@@ -117,6 +149,7 @@ class Estimator:
                 "seed": self.seed,
                 "params": self.params,
                 "thresholds": [float(t) for t in self.thresholds],
+                "operating_point": self.operating_point,
                 "preprocess": self.preprocess,
                 "trained_on": self.trained_on,
                 "state": self._state(),
@@ -130,6 +163,7 @@ class Estimator:
             raise ValueError(f"{model_dir} holds a {card['method']!r} model, not {cls.method!r}")
         model = cls(card["genres"], card["size"], card["seed"], **card["params"])
         model.thresholds = np.asarray(card["thresholds"], dtype=float)
+        model.operating_point = card.get("operating_point", model.operating_point)
         model.preprocess = card.get("preprocess", {})
         model.trained_on = card.get("trained_on", {})
         try:

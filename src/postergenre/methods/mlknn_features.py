@@ -22,13 +22,13 @@ class FeatureMLkNN(FeatureInput, MLkNN):
     method = "mlknn_features"
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, k: int = 10, s: float = 1.0,
-                 backbone: str = "efficientnet_lite0", embed_batch_size: int = 16, **params: Any):
-        super().__init__(genres, size, seed, k=k, s=s, backbone=backbone,
-                         embed_batch_size=embed_batch_size, **params)
+                 embed_batch_size: int = 16, **params: Any):
+        super().__init__(genres, size, seed, k=k, s=s, embed_batch_size=embed_batch_size, **params)
         self._init_backbone()
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
-        self.backbone()  # records the weights' sha256
+        for name in self.backbone_names:
+            self.backbone(name)  # records the weights' sha256
         super()._fit(X, Y)
 
     def _vectors(self, X: np.ndarray) -> np.ndarray:
