@@ -10,7 +10,7 @@ from postergenre import dag
 from postergenre.params import load
 from tests.conftest import REPO, run
 
-METHODS = ("baseline", "mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features")
+METHODS = ("baseline", "mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features", "ensemble")
 M = "src/postergenre/methods/"
 
 
@@ -32,6 +32,9 @@ def _stages():
     ("head", ["head.py", "training.py", "feature_input.py"], ["pixel_network.py", "neighbours.py"]),
     ("mlknn_features", ["mlknn_features.py", "mlknn.py", "neighbours.py", "feature_input.py"],
      ["training.py", "head.py", "ovr.py"]),
+    # its members' modules (loaded by name) and their model folders
+    ("ensemble", ["ensemble.py", "head.py", "custom.py", "mlknn_features.py", "pixel_network.py"],
+     ["ovr.py", "resnet34.py", "baseline.py"]),
 ])
 def test_each_method_stage_lists_its_module_and_the_shared_ones_it_imports(method, has, lacks):
     stages = _stages()
@@ -41,7 +44,10 @@ def test_each_method_stage_lists_its_module_and_the_shared_ones_it_imports(metho
         assert not any(M + f in deps for f in lacks), (stage, lacks)
         assert len(deps) == len(set(deps))
     backbone = "src/postergenre/backbone.py"
-    assert (backbone in stages[f"train-{method}"]["deps"]) == (method in ("head", "mlknn_features"))
+    assert (backbone in stages[f"train-{method}"]["deps"]) == (
+        method in ("head", "mlknn_features", "ensemble"))
+    members = {"models/head", "models/custom", "models/mlknn_features"}
+    assert (members <= set(stages[f"train-{method}"]["deps"])) == (method == "ensemble")
     assert "src/postergenre/train.py" in stages[f"train-{method}"]["deps"]
     assert "src/postergenre/evaluate.py" not in stages[f"train-{method}"]["deps"]
     assert "src/postergenre/train.py" not in stages[f"evaluate-{method}"]["deps"]
@@ -84,10 +90,11 @@ def _method_stages(*methods):
 
 
 # check-params reads the whole package (it checks that dvc.yaml is current) and has no outputs.
+# The ensemble loads its members (head, custom, mlknn_features): their code is its code too.
 @pytest.mark.parametrize("method, also", [
-    ("baseline", ()), ("ovr", ()), ("custom", ()), ("resnet34", ()), ("head", ()),
-    ("mlknn_features", ()),
-    ("mlknn", ("mlknn_features",)),  # ML-kNN on features runs the ML-kNN module itself
+    ("baseline", ()), ("ovr", ()), ("custom", ("ensemble",)), ("resnet34", ()),
+    ("head", ("ensemble",)), ("mlknn_features", ("ensemble",)), ("ensemble", ()),
+    ("mlknn", ("mlknn_features", "ensemble")),  # ML-kNN on features runs the ML-kNN module itself
 ])
 def test_touching_a_method_module_puts_exactly_its_stages_out_of_date(project, method, also):
     assert _out_of_date(project) == set()
@@ -96,13 +103,13 @@ def test_touching_a_method_module_puts_exactly_its_stages_out_of_date(project, m
 
 
 @pytest.mark.parametrize("module, methods, others", [
-    ("neighbours.py", ("mlknn", "ovr", "mlknn_features"), ()),
-    ("training.py", ("custom", "resnet34", "head"), ()),
-    ("pixel_network.py", ("custom", "resnet34"), ()),
-    ("feature_input.py", ("head", "mlknn_features"), ()),
+    ("neighbours.py", ("mlknn", "ovr", "mlknn_features", "ensemble"), ()),
+    ("training.py", ("custom", "resnet34", "head", "ensemble"), ()),
+    ("pixel_network.py", ("custom", "resnet34", "ensemble"), ()),
+    ("feature_input.py", ("head", "mlknn_features", "ensemble"), ()),
     ("base.py", METHODS, ()),
     ("../metrics.py", METHODS, ()),
-    ("../backbone.py", ("head", "mlknn_features"), ("embed@efficientnet_lite0-squash",)),
+    ("../backbone.py", ("head", "mlknn_features", "ensemble"), ("embed@efficientnet_lite0-squash",)),
     ("../train.py", (), tuple(f"train-{m}" for m in METHODS)),
     ("../report.py", (), ("report",)),
 ])
@@ -204,8 +211,9 @@ def test_dvc_lock_holds_no_stage_that_dvc_yaml_no_longer_has():
 def test_pruning_the_lock_keeps_a_matrix_stages_entries(tmp_path):
     lock = tmp_path / "dvc.lock"
     lock.write_text(yaml.safe_dump({"schema": "2.0", "stages": {
-        "embed@efficientnet_lite0-squash": {"cmd": "a"}, "gone": {"cmd": "b"}, "report": {"cmd": "c"}}}))
-    dag.prune_lock(lock, {"embed": {}, "report": {}})
+        "embed@efficientnet_lite0-squash": {"cmd": "a"}, "gone": {"cmd": "b"}, "report": {"cmd": "c"},
+        "embed": {"cmd": "from before embed was a matrix"}}}))
+    dag.prune_lock(lock, {"embed": {"matrix": {}}, "report": {}})
     assert set(yaml.safe_load(lock.read_text())["stages"]) == {"embed@efficientnet_lite0-squash",
                                                                "report"}
 

@@ -77,5 +77,11 @@ def test_report_names_the_command_that_reproduces_it():
 
     data = {"source": "movielens", "path": "../m", "posters": "", "poster_key": "imdb_id"}
     assert reproduce_command({"data": {**data, "source": "synthetic"}}) == "dvc repro"
-    assert reproduce_command({"data": data}) == \
-        "dvc exp run -S data.source=movielens -S data.path=../m"
+    params = {"data": data, "resize": {"sizes": ["64x64", "260x390"]},
+              "embed": {"size": "260x390", "backbones": ["efficientnet_lite0", "efficientnet_lite2"],
+                        "views": ["squash", "flip"], "pool": "mean"}}
+    assert reproduce_command(params) == (
+        "dvc exp run -S data.source=movielens \\\n  -S data.path=../m \\\n"
+        "  -S 'resize.sizes=[64x64,260x390]' \\\n  -S embed.size=260x390 \\\n"
+        "  -S 'embed.backbones=[efficientnet_lite0,efficientnet_lite2]' \\\n"
+        "  -S 'embed.views=[squash,flip]' \\\n  -S embed.pool=mean")

@@ -88,7 +88,7 @@ def test_dvc_plots_show_colours_each_genre_and_each_curve(project, tmp_path):
     out = tmp_path / "plots"
     run(["dvc", "plots", "show", "-o", str(out)], project)
     html = (out / "index.html").read_text()
-    assert html.count('"color": {"field": "genre"') == 7  # a PR chart per method
+    assert html.count('"color": {"field": "genre"') == 8  # a PR chart per method
     assert html.count('"color": {"field": "curve"') == 3  # custom, resnet34, head
     assert html.count('"color": {"field": "threshold"') == 7  # F1 bars: 0.5 beside tuned
     assert '"threshold": "tuned"' in html and '"curve": "dev"' in html
@@ -112,7 +112,8 @@ def test_stage_logs_are_time_stamped_and_free_of_warnings(project):
 
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in ours)
     assert "Warning" not in log and "warnings.warn" not in log
-    assert re.search(r"INFO postergenre.embed: embed: \d+ x 1280 features in", log)
+    assert re.search(r"INFO postergenre.embed: embed: \d+ x 1280 features \(efficientnet_lite0, "
+                     r"squash\) in", log)
 
 
 def test_second_repro_is_up_to_date(project):
@@ -211,7 +212,8 @@ def test_exp_run_with_new_k_reruns_only_the_knn_stages(project):
     out = run(["dvc", "exp", "run", "-S", "k=5"], project)
     ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"check-params", "train-mlknn", "train-ovr", "evaluate-mlknn", "evaluate-ovr",
-                   "train-mlknn_features", "evaluate-mlknn_features", "report"}
+                   "train-mlknn_features", "evaluate-mlknn_features", "train-ensemble",
+                   "evaluate-ensemble", "report"}
     # the README's comparison: the experiment beside the workspace and its commit, in 120 columns
     shown = run(["postergenre", "compare"], project).stdout
     lines = shown.splitlines()
@@ -222,6 +224,26 @@ def test_exp_run_with_new_k_reruns_only_the_knn_stages(project):
     assert sum(line.split()[1:] == ["k=5"] for line in lines) == 2  # workspace and the experiment
     run(["git", "checkout", "--", "."], project)
     run(["dvc", "checkout", "-q"], project)
+
+
+def test_exp_run_with_a_new_view_embeds_only_that_view(project):
+    out = run(["dvc", "exp", "run", "-S", "embed.views=[squash,flip]"], project)
+    try:
+        ran = {line.split("'")[1] for line in out.stdout.splitlines()
+               if line.startswith("Running stage")}
+        assert ran == {"check-params", "embed@efficientnet_lite0-flip", "train-head",
+                       "evaluate-head", "train-mlknn_features", "evaluate-mlknn_features",
+                       "train-ensemble", "evaluate-ensemble", "report"}
+        card = json.loads((project / "models" / "head" / "model.json").read_text())
+        assert card["params"]["views"] == ["squash", "flip"]
+        assert (project / "metrics" / "embed" / "efficientnet_lite0-flip.json").is_file()
+    finally:
+        run(["git", "checkout", "--", "."], project)
+        run(["dvc", "checkout", "-q"], project)
+        # a stage no longer in dvc.yaml leaves its output: remove it, as the README says
+        shutil.rmtree(project / "data" / "features" / "efficientnet_lite0" / "flip")
+        (project / "metrics" / "embed" / "efficientnet_lite0-flip.json").unlink()
+    assert "Running stage" not in run(["dvc", "repro"], project).stdout
 
 
 def test_metrics_diff_across_branches_shows_what_changed(project):
@@ -412,7 +434,7 @@ def _edit_card(edit):
 @pytest.mark.parametrize("method, damage, message", [
     ("custom", _truncate("weights.pt"), "weights.pt: cannot be read"),
     ("head", _truncate("head.pt"), "head.pt: cannot be read"),
-    ("head", _truncate("backbone.pt"), "backbone.pt: cannot be read"),
+    ("head", _truncate("backbone-efficientnet_lite0.pt"), "backbone-efficientnet_lite0.pt: cannot be read"),
     ("mlknn", _truncate("train_inputs.npy"), "train_inputs.npy: cannot be read"),
     ("custom", lambda f: (f / "weights.pt").unlink(), "weights.pt: missing"),
     ("custom", _edit_card(lambda c: c.pop("thresholds")), "model.json: missing key(s) thresholds"),

@@ -180,7 +180,8 @@ def test_version_and_help_describe_every_subcommand():
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] == __version__
     train = " ".join(_cli("train", "--help").stdout.split())
     assert "fit one method on the train split" in train
-    assert "one of baseline, custom, head, mlknn, mlknn_features, ovr, resnet34" in train
+    assert ("one of baseline, custom, ensemble, head, lite, mlknn, mlknn_features, ovr, resnet34"
+            in train)
     download = " ".join(_cli("download-posters", "--help").stdout.split())
     assert "(default: 16)" in download and "{poster_path,imdb_id,tmdb_id}" in download
     assert "(default: w500)" in download

@@ -190,7 +190,9 @@ def test_an_experiment_travels_through_the_git_server_and_the_remote(team, tmp_p
     assert run(["dvc", "status"], b).stdout.strip().endswith("Data and pipelines are up to date.")
     diff = json.loads(run(["dvc", "metrics", "diff", branch, "--json"], b).stdout)
     changed = {path for path, rows in diff.items() if any(r.get("diff") for r in rows.values())}
-    assert changed == {"metrics/mlknn.json", "metrics/ovr.json", "metrics/mlknn_features.json"}
+    # the kNN methods, and the ensemble of ML-kNN on features with the others
+    assert changed == {"metrics/mlknn.json", "metrics/ovr.json", "metrics/mlknn_features.json",
+                       "metrics/ensemble.json"}
     # the kNN models came from the remote: the experiment's mlknn is k=5's
     card = json.loads((b / "models" / "mlknn" / "model.json").read_text())
     assert card["params"]["k"] == 5

@@ -36,8 +36,7 @@ STEPS = [
     ("Lite0, 5 views, mean", [LITE0], ALL_VIEWS, "mean"),
     ("Lite0+1+2, squash", [LITE0, LITE1, LITE2], ["squash"], "concat"),
     ("Lite0+1+2, 5 views, mean", [LITE0, LITE1, LITE2], ALL_VIEWS, "mean"),
-    ("Lite0+1+2, 5 views, concat", [LITE0, LITE1, LITE2], ALL_VIEWS, "concat"),
-]
+]  # then the pipeline's own head (its embed settings: every backbone and view, concat)
 COLUMNS = ["mAP", "macro_roc_auc", "macro_f1_tuned", "micro_f1_op", "macro_f1_op"]
 
 
@@ -112,7 +111,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
         rows.append((f"head: {label}", r))
     for method, label in (("custom", "custom CNN (study)"),
                           ("mlknn_features", "ML-kNN on the pipeline's features"),
-                          ("head", "head in the pipeline"),
+                          ("head", "head in the pipeline (its embed settings)"),
                           ("ensemble", "ensemble in the pipeline (dev: out-of-fold)")):
         r = pipeline_row(method)
         if r is not None:

@@ -212,8 +212,14 @@ def prune_lock(lock_path: Path, stages: dict) -> None:
     from dvc.utils.serialize import dump_yaml, load_yaml
 
     lock = load_yaml(lock_path)
-    # a matrix stage `embed` is locked as `embed@<backbone>-<view>`, one entry per item
-    gone = [name for name in lock.get("stages", {}) if name.split("@")[0] not in stages]
+    # a matrix stage `embed` is locked as `embed@<backbone>-<view>`, one entry per item (an
+    # entry under its bare name is from before it was a matrix)
+    def kept(name: str) -> bool:
+        base = name.split("@")[0]
+        grouped = "matrix" in stages.get(base, {}) or "foreach" in stages.get(base, {})
+        return base in stages and ("@" in name) == grouped
+
+    gone = [name for name in lock.get("stages", {}) if not kept(name)]
     for name in gone:
         del lock["stages"][name]
     if gone:

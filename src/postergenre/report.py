@@ -241,7 +241,13 @@ def reproduce_command(params: dict) -> str:
         parts.append(f"-S data.posters={data['posters']}")
     if data["source"] == "tmdb":
         parts.append(f"-S data.poster_key={data['poster_key']}")
-    return "dvc exp run " + " ".join(parts)
+    # the posters' sizes and the features: what real-data experiments turn up from the defaults
+    embed = params["embed"]
+    parts += [f"-S 'resize.sizes=[{','.join(params['resize']['sizes'])}]'",
+              f"-S embed.size={embed['size']}",
+              f"-S 'embed.backbones=[{','.join(embed['backbones'])}]'",
+              f"-S 'embed.views=[{','.join(embed['views'])}]'", f"-S embed.pool={embed['pool']}"]
+    return "dvc exp run " + " \\\n  ".join(parts)
 
 
 def write_report(params: dict, out: str | Path) -> None:

@@ -16,7 +16,8 @@ SPEC = {
     "input": "pixels",
     "reads": ["training"],
     "params": {"size": "size", "epochs": "pos_int", "batch_size": "pos_int", "lr": "pos_number",
-               "weight_decay": "nonneg_number", "weights": "str"},
+               "weight_decay": "nonneg_number", "augment": "bool", "warmup_epochs": "nonneg_int",
+               "trunk_lr_factor": {"type": "number", "min": 0, "max": 1}, "weights": "str"},
 }
 
 

@@ -124,6 +124,17 @@ class LoopSettings:
     score_initial: bool = False  # also score the weights before training (epoch 0) on dev
     sample_weights: np.ndarray | None = None  # draw examples with replacement by these weights
     record: dict[str, Any] | None = None  # added to every epoch's record
+    warmup_epochs: float = 0.0  # learning rates rise linearly from ~0 over these epochs
+
+
+def warmup_factor(epoch: int, step: int, steps: int, warmup_epochs: float) -> float:
+    """The share of each group's learning rate at batch `step` (0-based) of `steps` in `epoch`
+    (1-based): linear from 1/steps to 1 over `warmup_epochs`, then 1. A function of the position
+    alone, so a resumed run sets what an uninterrupted one set."""
+    if warmup_epochs <= 0:
+        return 1.0
+    done = epoch - 1 + (step + 1) / max(steps, 1)
+    return min(1.0, done / warmup_epochs)
 
 
 def quarter_losses(sums: list[float], counts: list[int]) -> list[float]:
@@ -189,6 +200,8 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
         history.append({"epoch": 0, **extra, **_dev_record(module, dev_scores, Y_dev)})
         best_score, best_state = history[0]["dev_mAP"], _state_copy(module)
     per_rank = math.ceil(settings.batch_size / size)
+    for group in optimiser.param_groups:  # what a warm-up scales (kept in the checkpoint)
+        group.setdefault("base_lr", group["lr"])
     for epoch in range(first, settings.epochs + 1):
         rng = np.random.default_rng([settings.seed, epoch])
         torch.manual_seed(settings.seed * 10_007 + epoch * 101 + rank)  # dropout masks
@@ -203,7 +216,11 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
         counts: list[int] = []
         bar = Progress(f"{settings.name} epoch {epoch}/{settings.epochs}", n_batches, "batch",
                        enabled=rank == 0)
-        for start in range(0, len(mine), per_rank):
+        for step, start in enumerate(range(0, len(mine), per_rank)):
+            if settings.warmup_epochs > 0:
+                factor = warmup_factor(epoch, step, n_batches, settings.warmup_epochs)
+                for group in optimiser.param_groups:
+                    group["lr"] = group["base_lr"] * factor
             x, y = batch(np.sort(mine[start:start + per_rank]), device)
             with autocast(device):
                 out = model(x)
