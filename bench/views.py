@@ -1,0 +1,71 @@
+"""Benchmark: the embed stage's posters/s for every backbone and view, on real posters, each as a
+ratio against Lite0 on the squashed poster (the pipeline's default) measured in the same run.
+
+    python bench/views.py [--posters DIR (../shared/data/movielens-posters/posters)]
+                          [--n 128] [--size 260x390] [--batch 4] [--repeats 3]
+
+The posters are decoded and resized once to --size (the movielens experiment's embed.size), as
+the resize stage does; each backbone sees each view at its own side (bb.view_input).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from postergenre import backbone as bb
+from postergenre.images import load_rgb, resize_variants
+from postergenre.sizes import parse_size
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--posters", type=Path,
+                        default=Path("../shared/data/movielens-posters/posters"))
+    parser.add_argument("--n", type=int, default=128)
+    parser.add_argument("--size", default="260x390")
+    parser.add_argument("--batch", type=int, default=4)  # embed.batch_size in params.yaml
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(2)  # embed.threads
+    paths = sorted(args.posters.glob("*.jpg"))[:args.n]
+    if not paths:
+        raise SystemExit(f"no posters in {args.posters}")
+    X = np.stack([resize_variants(load_rgb(p, 50_000_000), [parse_size(args.size)])[0]
+                  for p in paths])
+    nets = {name: bb.fused(bb.load_backbone(name)) for name in bb.LITES}
+    print(f"{len(X)} real posters at {args.size}, {torch.get_num_threads()} threads, batches of "
+          f"{args.batch}; median of {args.repeats} interleaved repeats (this machine is shared)")
+
+    def rate(name: str, view: str) -> float:
+        start = time.perf_counter()
+        bb.embed(nets[name], X, args.batch, view=view, side=bb.resolution(name))
+        return len(X) / (time.perf_counter() - start)
+
+    for name in bb.LITES:  # warm-up
+        bb.embed(nets[name], X[:args.batch], args.batch, side=bb.resolution(name))
+    ref = "efficientnet_lite0", "squash"
+    rows = []
+    for name in bb.LITES:
+        for view in bb.VIEWS:
+            ratios, rates = [], []
+            for _ in range(args.repeats):
+                ref_rate = rate(*ref)  # the reference, in the same run, beside each measurement
+                rates.append(rate(name, view))
+                ratios.append(rates[-1] / ref_rate)
+            rows.append((name, view, float(np.median(rates)), float(np.median(ratios))))
+            print(f"  {name:18s} {view:7s} {rows[-1][2]:6.1f} posters/s  "
+                  f"{rows[-1][3]:.2f}x Lite0 squash", flush=True)
+    total = sum(len(X) / r for _, _, r, _ in rows)
+    print(f"all {len(rows)} backbone x view pairs: {total / len(X) * 1000:.0f} ms a poster "
+          f"({len(X) / total:.1f} posters/s through every pair)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
