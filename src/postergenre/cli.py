@@ -1,8 +1,8 @@
 """postergenre: predict a movie's genres from its poster.
 
 One subcommand per pipeline stage (what `dvc repro` runs, each reading params.yaml), plus
-`download-posters`, `predict`, `compare` (experiments side by side) and `check-remote` (can the
-DVC remote be used?). `postergenre SUBCOMMAND --help` describes each.
+`download-posters`, `predict`, `explain`, `serve`, `compare` (experiments side by side) and
+`check-remote` (can the DVC remote be used?). `postergenre SUBCOMMAND --help` describes each.
 """
 
 from __future__ import annotations
@@ -44,6 +44,16 @@ def cmd_predict(args, params) -> None:
         log.warning("not predicted: %s (%s %s)", error["poster"], error["reason"], error["detail"])
     if not result["predictions"]:
         raise ValueError("no poster could be predicted")
+
+
+def cmd_explain(args, params) -> None:
+    from postergenre.explain import explain_posters
+
+    result = explain_posters(args.model, args.paths, args.out, cam_genres=args.genres)
+    for e in result["explanations"]:
+        print(f"{e['poster']}: {', '.join(e['genres']) or '-'} -> {args.out}/{e['png']}")
+    if not result["explanations"]:
+        raise ValueError("no poster could be explained")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=_positive_int, default=3, help="genres listed per poster")
     p.add_argument("--json", action="store_true", help="JSON instead of a table")
     p.set_defaults(func=cmd_predict, needs_params=False)
+
+    from postergenre import explain
+
+    p = add("explain", "heat maps and nearest training posters for posters", explain.__doc__)
+    explain.add_arguments(p)
+    p.set_defaults(func=cmd_explain, needs_params=False)
+
+    from postergenre import web
+
+    p = add("serve", "a local web page: drop a poster, see scores, heat maps, neighbours",
+            web.__doc__)
+    web.add_arguments(p)
+    p.set_defaults(func=lambda args, params: web.run(args), needs_params=False)
 
     return parser
 

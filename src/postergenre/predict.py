@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from postergenre.images import MAX_PIXELS, PosterError, load_rgb, resize_variants
 from postergenre.methods import load_model
@@ -37,6 +38,25 @@ def collect_posters(inputs: list[str | Path]) -> list[Path]:
     return out
 
 
+class PosterReader:
+    """Decodes a poster file and resizes it to every size a model reads (an ensemble's members
+    may read others than its own), exactly as the resize stage did for its training data."""
+
+    def __init__(self, model):
+        self.sizes = list(getattr(model, "poster_sizes", [model.size]))
+        self._dims = [parse_size(size) for size in self.sizes]
+        pre = model.preprocess
+        # A model folder may lower the decompression-bomb limit, never raise it past ours.
+        self.max_pixels = min(int(pre.get("max_pixels", MAX_PIXELS)), MAX_PIXELS)
+        self.draft = pre.get("draft")
+
+    def read(self, path: str | Path) -> tuple[Image.Image, list[np.ndarray]]:
+        """The decoded RGB image and its uint8 [H, W, 3] arrays in `sizes` order; PosterError
+        with the reason for an unusable file."""
+        image = load_rgb(path, self.max_pixels, self.draft)
+        return image, resize_variants(image, self._dims)
+
+
 def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int = 3
                     ) -> dict[str, Any]:
     """{"genres", "predictions": [...], "errors": [...]} for the posters in `inputs`."""
@@ -46,14 +66,8 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     warning = training_warning(model_dir, model.trained_on)
     if warning:
         log.warning("%s", warning)
-    # every size the model reads (an ensemble's members may read others than its own), each
-    # resized from the decoded poster as the resize stage did
-    sizes = list(getattr(model, "poster_sizes", [model.size]))
-    dims = [parse_size(size) for size in sizes]
-    pre = model.preprocess
-    # A model folder may lower the decompression-bomb limit, never raise it past ours.
-    max_pixels = min(int(pre.get("max_pixels", MAX_PIXELS)), MAX_PIXELS)
-    draft = pre.get("draft")
+    reader = PosterReader(model)
+    sizes = reader.sizes
     paths = collect_posters(inputs)
     predictions: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
@@ -64,11 +78,10 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
         names = []
         for path in chunk:
             try:
-                image = load_rgb(path, max_pixels, draft)
+                batch.append(reader.read(path)[1])
             except PosterError as exc:
                 errors.append({"poster": str(path), "reason": exc.reason, "detail": exc.detail})
                 continue
-            batch.append(resize_variants(image, dims))
             names.append(str(path))
         if batch:
             sized = {size: np.stack([b[i] for b in batch]) for i, size in enumerate(sizes)}

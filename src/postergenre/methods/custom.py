@@ -51,3 +51,6 @@ class CustomCNNEstimator(PixelNetwork):
         width, height = self.width_height
         return CustomCNN(len(self.genres), height, width, dense=self.params["dense"],
                          dropout=self.params["dropout"])
+
+    def cam_layer(self, net: nn.Module) -> nn.Module:
+        return net.features[-3]  # the last convolution's ReLU, before its pooling

@@ -85,6 +85,16 @@ class FeatureInput:
                 columns += views
         return np.ascontiguousarray(np.hstack(columns), dtype=np.float32)
 
+    def pooled_slice(self, name: str, view: str) -> tuple[slice, float]:
+        """Where one (backbone, view)'s 1280 features land in `pool`'s output, and the factor
+        they enter with (1 side by side; 1 / views when averaged): what a gradient through the
+        pooling needs (Grad-CAM in `postergenre explain`)."""
+        b = self.backbone_names.index(name)
+        if self.params["pool"] == "mean":
+            return slice(b * bb.FEATURES, (b + 1) * bb.FEATURES), 1.0 / len(self.views)
+        at = b * len(self.views) + self.views.index(view)
+        return slice(at * bb.FEATURES, (at + 1) * bb.FEATURES), 1.0
+
     def inputs_from_posters(self, X: np.ndarray) -> np.ndarray:
         """This model's features of posters [n, H, W, 3] (at its size): every backbone, every view."""
         parts = {}

@@ -64,3 +64,6 @@ class LiteEstimator(PixelNetwork):
 
     def genre_layer(self, net: nn.Module) -> nn.Module:
         return net.genres
+
+    def cam_layer(self, net: nn.Module) -> nn.Module:
+        return net.backbone.head  # the 1x1 convolution to 1280 channels, before pooling

@@ -97,6 +97,11 @@ class PixelNetwork(Estimator):
         `trunk_lr_factor` does not slow down."""
         return [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
 
+    def cam_layer(self, net: nn.Module) -> nn.Module:
+        """The last convolutional block, whose output Grad-CAM weighs (`postergenre explain`):
+        by default the last convolution."""
+        return [m for m in net.modules() if isinstance(m, nn.Conv2d)][-1]
+
     def optimiser(self, net: nn.Module) -> torch.optim.Optimizer:
         p = self.params
         if p["trunk_lr_factor"] == 1:

@@ -82,3 +82,6 @@ class ResNet34Estimator(PixelNetwork):
 
     def build(self, pretrained: bool = True) -> nn.Module:
         return build_resnet34(len(self.genres), self.params["weights"] if pretrained else "none")
+
+    def cam_layer(self, net: nn.Module) -> nn.Module:
+        return net.layer4  # the last residual stage, 7x7 at 224x224
