@@ -220,3 +220,27 @@ def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path)
     assert len(shown["requests"]) >= 3
     assert all(url.startswith(base) for url in shown["requests"]), shown["requests"]
     assert 0 < shot.stat().st_size < 300 * 1024
+
+
+def test_genre_maps_stage_shows_the_best_methods_top_posters(project):
+    from postergenre.dataset import label_matrix, read_labels
+    from postergenre.genre_maps import CAM_METHODS, precision_at_ranks
+
+    assert precision_at_ranks(np.array([1, 0, 1, 1])) == [1.0, 0.5, 0.6667, 0.75]
+    result = json.loads((project / "plots/genres/genres.json").read_text())
+    maps = {m: json.loads((project / f"metrics/{m}.json").read_text())["mAP"]
+            for m in CAM_METHODS if (project / f"metrics/{m}.json").is_file()}
+    assert result["method"] == max(maps, key=maps.get)
+    genres = read_genres(project / "data/interim")
+    labels = read_labels(project / "data/interim")
+    test_ids = set((project / "data/split/test.txt").read_text().split())
+    assert [row["genre"] for row in result["genres"]] == genres
+    for j, row in enumerate(result["genres"]):
+        top = row["top"]
+        assert len(top) == result["ranks"] and {t["id"] for t in top} <= test_ids
+        assert [t["score"] for t in top] == sorted((t["score"] for t in top), reverse=True)
+        truth = label_matrix([labels[t["id"]] for t in top], genres)[:, j]
+        assert [t["has_genre"] for t in top] == truth.astype(bool).tolist()
+        assert row["precision_at_ranks"] == precision_at_ranks(truth)
+    with Image.open(project / "plots/genres/genres.png") as picture:
+        assert picture.height > 100 * len(genres)

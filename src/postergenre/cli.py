@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=text, description=description or text,
                               formatter_class=HelpFormatter)
 
-    from postergenre import check, dag, evaluate, report, train
+    from postergenre import check, dag, evaluate, genre_maps, report, train
     from postergenre.stages import embed, ingest, resize, split, synthesize
 
     # The stages run these as `python -m postergenre...`, so that a change to this file re-runs
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
                                ("embed", embed, "posters -> pretrained backbone features, once"),
                                ("train", train, "fit one method on the train split"),
                                ("evaluate", evaluate, "score one model on the test split"),
+                               ("genre-maps", genre_maps, "per genre: top test posters, heat maps"),
                                ("report", report, "every method side by side -> reports/results.md"),
                                ("dag", dag, "write dvc.yaml's method stages from params and the code")]:
         p = add(name, text, module.__doc__)

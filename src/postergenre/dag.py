@@ -91,6 +91,27 @@ def method_stages(params: dict[str, Any], method: str) -> dict[str, dict]:
     return {f"train-{method}": train, f"evaluate-{method}": evaluate}
 
 
+def genre_maps_stage(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The figure of what each genre looks like: it reads every method with heat maps (their
+    test mAP picks one), so their models, metrics and inputs."""
+    from postergenre.genre_maps import CAM_METHODS
+
+    methods = [m for m in all_methods(params) if m in CAM_METHODS]
+    if not methods:
+        return None
+    deps: list[str] = []
+    for method in methods:
+        data, model = _inputs(params, method)
+        deps += [d for d in data if d not in deps] + [model, f"metrics/{method}.json"]
+    return {
+        "cmd": "python -m postergenre.genre_maps --out plots/genres",
+        "deps": deps + ["data/split/test.txt"]
+        + code_files("postergenre.genre_maps", *map(method_module, methods)),
+        "params": ["training.threads"],
+        "outs": ["plots/genres"],
+    }
+
+
 def report_stage(params: dict[str, Any]) -> dict[str, Any]:
     return {
         "cmd": "python -m postergenre.report",
@@ -160,6 +181,9 @@ def generated(params: dict[str, Any]) -> str:
     stages: dict[str, Any] = {name: data_stage(name) for name in DATA_STAGES}
     for method in all_methods(params):
         stages.update(method_stages(params, method))
+    maps = genre_maps_stage(params)
+    if maps is not None:
+        stages["genre-maps"] = maps
     stages["report"] = report_stage(params)
     method_stages_only = {k: v for k, v in stages.items() if k not in DATA_STAGES}
     stages = {"check-params": check_stage(method_stages_only), **stages}
