@@ -3,7 +3,8 @@ the same run: `predict`'s work for one poster (decode, resize, score, decide), `
 same plus Grad-CAM of the named genres and the nearest training posters), and the web page's
 upload-to-result (an HTTP upload to `serve` on 127.0.0.1, every genre's heat map computed, the
 JSON back, then the first heat map's PNG, as the page fetches it). Medians; each a ratio
-against predict's. Run it in a repository after `dvc repro` (real posters: the movielens run).
+against predict's (timed in blocks: predict, explain, page, predict again). Run it in a
+repository after `dvc repro` (real posters: the movielens run).
 
     python bench/explain.py [--model models/head] [--n 40]
 """
@@ -71,14 +72,18 @@ def main() -> int:
             conn.getresponse().read()
             conn.close()
 
-        for fn in (predict_one, lambda p: explainer.explain(p, cam_genres="decided"), page_one):
+        runs = {"predict": predict_one,
+                "explain": lambda p: explainer.explain(p, cam_genres="decided"),
+                "page": page_one}
+        for fn in runs.values():
             fn(paths[0])  # warm-up
-        times: dict[str, list[float]] = {"predict": [], "explain": [], "page": []}
-        for path in paths:  # interleaved, so drifts in machine load hit all three alike
-            times["predict"].append(_timed(lambda p=path: predict_one(p)))
-            times["explain"].append(
-                _timed(lambda p=path: explainer.explain(p, cam_genres="decided")))
-            times["page"].append(_timed(lambda p=path: page_one(p)))
+        for path in paths:
+            path.read_bytes()  # every file in the page cache: no one pays for the disk
+        # In blocks (each step's cost depends on what ran just before it: the CPU's caches and
+        # torch's allocator), predict before and after the others, so drift shows in its spread.
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for name in ("predict", "explain", "page", "predict"):
+            times[name] += [_timed(lambda p=path, fn=runs[name]: fn(p)) for path in paths]
         server.shutdown()
         server.server_close()
     ref = statistics.median(times["predict"])

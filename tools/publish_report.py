@@ -46,9 +46,37 @@ def publish(run: Path, name: str, repo: Path = REPO) -> list[Path]:
                         "(`dvc exp apply` the experiment to see its own).\n\n"
                         "| method | precision-recall |", 1)
     text += embed_speed(run)
+    maps = genre_maps(run, out_dir, name)
+    if maps:
+        text += maps
+        written.append(out_dir / "genres.jpg")
     report = repo / "reports" / f"{name}.md"
     report.write_text(text, encoding="utf-8")
     return [report, *written]
+
+
+def genre_maps(run: Path, out_dir: Path, name: str) -> str:
+    """The genre-maps stage's figure (as JPEG) and its precision at ranks, as a section."""
+    import json
+
+    source = run / "plots" / "genres" / "genres.png"
+    if not source.is_file():
+        return ""
+    Image.open(source).convert("RGB").save(out_dir / "genres.jpg", "JPEG", quality=70,
+                                           optimize=True)
+    result = json.loads((run / "plots" / "genres" / "genres.json").read_text(encoding="utf-8"))
+    ranks = result["ranks"]
+    rows = [f"| {r['genre']} | {r['test_posters_with_genre']} | "
+            + " | ".join(f"{p:.2f}" for p in r["precision_at_ranks"]) + " |"
+            for r in result["genres"]]
+    return "\n".join([
+        "", "## What each genre looks like", "",
+        f"The `genre-maps` stage: for each genre, the {ranks} test posters `{result['method']}` "
+        "scores highest for it, with the genre's Grad-CAM heat map (green frame: the poster has "
+        "the genre; red: it does not), and the precision at those ranks.", "",
+        f"![top posters per genre with heat maps](../docs/{name}/genres.jpg)", "",
+        "| genre | test posters with it | " + " | ".join(f"P@{k}" for k in range(1, ranks + 1))
+        + " |", "|---|---|" + "---|" * ranks, *rows, ""])
 
 
 def embed_speed(run: Path) -> str:
