@@ -49,7 +49,9 @@ def main() -> int:
     got = {Path(p["poster"]).stem: [p["scores"][g] for g in genres] for p in result["predictions"]}
     # What evaluate does: the model on the embed stage's features (or posters) of the same rows.
     if spec(model.method).input == "features" and model.cached_features_mismatch() is None:
-        rows = np.load(dataset.FEATURES / f"{model.backbone_name}.npy", mmap_mode="r")[:len(ids)]
+        rows = model.pool({(b, v): np.load(dataset.FEATURES / b / v / "features.npy",
+                                            mmap_mode="r")[:len(ids)]
+                           for b in model.backbone_names for v in model.views})
     else:
         posters = np.load(dataset.RESIZED / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
         rows = model.inputs_from_posters(np.array(posters))

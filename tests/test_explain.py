@@ -20,6 +20,7 @@ from PIL import Image
 
 from postergenre import cli
 from postergenre import explain as ex
+from postergenre import heatmaps as hm
 from postergenre.dataset import read_genres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,13 +35,13 @@ def test_grad_cam_lights_the_region_a_genre_reads():
     A.requires_grad_(True)
     pooled = A.mean(dim=(2, 3))[0]
     logits = torch.stack([2 * pooled[0], pooled[1] - 3 * pooled[0]])[None]
-    cams = ex.grad_cam(A, logits, [0, 1])
+    cams = hm.grad_cam(A, logits, [0, 1])
     assert cams[0].shape == (6, 6) and cams[0].max() == pytest.approx(1.0)
     assert cams[0][:2, :2].min() > 0 and cams[0].sum() == pytest.approx(cams[0][:2, :2].sum())
     # genre 1 is raised by the bottom-right and lowered by the top-left: only the first shows
     assert cams[1][4:, 4:].min() > 0 and cams[1][:4, :].max() == 0
     # a genre that nothing raises gets an empty map, not a division by zero
-    flat = ex.grad_cam(A, (A.sum() * 0)[None, None], [0])
+    flat = hm.grad_cam(A, (A.sum() * 0)[None, None], [0])
     assert not np.any(flat[0])
 
 
@@ -186,7 +187,7 @@ def test_twenty_concurrent_uploads_are_all_answered(server, project):
     heat = conn.getresponse()
     assert heat.status == 200 and heat.getheader("Content-Type") == "image/png"
     with Image.open(io.BytesIO(heat.read())) as picture:
-        assert picture.size == ex.DISPLAY
+        assert picture.size == hm.DISPLAY
     conn.request("GET", "/api/test?limit=500")
     test = json.loads(conn.getresponse().read())
     assert test["total"] == len((project / "data/split/test.txt").read_text().split())
@@ -213,7 +214,7 @@ def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path)
     genres = read_genres(project / "data/interim")
     assert sorted(shown["rows"]) == sorted(genres)  # every genre's bar
     assert shown["thresholds"] == len(genres)  # and its threshold mark
-    assert shown["heat_map_width"] == ex.DISPLAY[0] and "(heat map)" in shown["heat_title"]
+    assert shown["heat_map_width"] == hm.DISPLAY[0] and "(heat map)" in shown["heat_title"]
     assert shown["neighbours"] == ex.NEIGHBOURS and shown["error"] == ""
     assert shown["named"] and shown["named"] != "(none)"
     # every request the page made stayed on this server: no CDN, font or analytics

@@ -27,25 +27,28 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
+
+from postergenre.heatmaps import (
+    DISPLAY,
+    REGIONS,
+    font,
+    head_cams,
+    network_cams,
+    overlay,
+)
 
 log = logging.getLogger(__name__)
 
 NEIGHBOURS = 6
 CACHE = Path(".cache/explain")
-DISPLAY = (200, 300)  # a poster as drawn: 2:3
 THUMB = (100, 150)
-# the heat map's colours from cold to hot (a perceptual ramp: dark violet, red, orange, yellow)
-RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
-                dtype=np.float32)
 
 
 class ExplainError(ValueError):
@@ -63,72 +66,6 @@ class Explanation:
     cam_view: str
     neighbours: list[dict[str, Any]] = field(default_factory=list)
     neighbours_note: str = ""  # why there are none, if there are none
-
-
-# -- heat maps ---------------------------------------------------------------------------------
-
-def grad_cam(A: torch.Tensor, logits: torch.Tensor, genres: list[int]) -> dict[int, np.ndarray]:
-    """Grad-CAM maps [h, w] in [0, 1] of the activations A [1, C, h, w] for each genre's logit
-    (logits [1, n_genres], computed from A with the graph kept)."""
-    out = {}
-    for g in genres:
-        (grad,) = torch.autograd.grad(logits[0, g], A, retain_graph=True)
-        weights = grad.mean(dim=(2, 3), keepdim=True)
-        cam = torch.relu((weights * A).sum(dim=1))[0].detach().float()
-        peak = float(cam.max())
-        out[g] = (cam / peak).numpy() if peak > 0 else cam.numpy()
-    return out
-
-
-def _cam_view(model) -> str:
-    views = model.views
-    for view in ("squash", "aspect", "flip"):
-        if view in views:
-            return view
-    return views[0]
-
-
-REGIONS = {"squash": (0.0, 1.0), "aspect": (0.0, 1.0), "flip": (0.0, 1.0),
-           "top": (0.0, 2 / 3), "bottom": (1 / 3, 1.0)}
-
-
-def head_cams(model, X: np.ndarray, pooled: np.ndarray, genres: list[int]
-              ) -> tuple[dict[int, np.ndarray], str]:
-    """Grad-CAM for a head on backbone features: the first backbone's last block in one view,
-    every other feature held at its value in `pooled` (the features the scores came from)."""
-    from postergenre import backbone as bb
-
-    name, view = model.backbone_names[0], _cam_view(model)
-    if name not in model._fused:  # batch norm folded, as the scores were computed
-        model._fused[name] = bb.fused(model.backbone(name))
-    net = model._fused[name]
-    x = bb.view_input(bb.to_input(X), view, bb.resolution(name))
-    with torch.enable_grad():
-        A = net.head(net.blocks(net.stem(x)))
-        feat = A.mean(dim=(2, 3))
-        where, scale = model.pooled_slice(name, view)
-        f = torch.from_numpy(np.array(pooled, dtype=np.float32))
-        # the pooled value stays exactly the scored one; the gradient flows into this view
-        f[:, where] = f[:, where] + (feat - feat.detach()) * scale
-        cams = grad_cam(A, model.head.eval()(f), genres)
-    if view == "flip":
-        cams = {g: c[:, ::-1].copy() for g, c in cams.items()}
-    return cams, view
-
-
-def network_cams(model, X: np.ndarray, genres: list[int]) -> dict[int, np.ndarray]:
-    """Grad-CAM for a network on pixels, at its `cam_layer`."""
-    net = model.net.eval()
-    layer = model.cam_layer(net)
-    seen: dict[str, torch.Tensor] = {}
-    handle = layer.register_forward_hook(lambda _m, _i, out: seen.__setitem__("A", out))
-    try:
-        with torch.enable_grad():
-            x = model.to_input(X, torch.device("cpu")).requires_grad_(True)
-            logits = net.float()(x)
-            return grad_cam(seen["A"], logits, genres)
-    finally:
-        handle.remove()
 
 
 # -- nearest training posters -----------------------------------------------------------------
@@ -335,43 +272,6 @@ def _peak(cam: np.ndarray, region: tuple[float, float]) -> list[float]:
 
 # -- pictures ----------------------------------------------------------------------------------
 
-def colour(cam: np.ndarray) -> np.ndarray:
-    """[h, w] in [0, 1] -> uint8 RGB [h, w, 3] along RAMP."""
-    pos = np.clip(cam, 0, 1) * (len(RAMP) - 1)
-    lo = np.minimum(pos.astype(int), len(RAMP) - 2)
-    frac = (pos - lo)[..., None]
-    return (RAMP[lo] * (1 - frac) + RAMP[lo + 1] * frac).astype(np.uint8)
-
-
-def overlay(image: Image.Image, cam: np.ndarray | None, region=(0.0, 1.0),
-            size: tuple[int, int] = DISPLAY) -> Image.Image:
-    """The poster squashed to `size` with the heat map laid over the rows it covers (the hotter,
-    the more opaque), or the poster alone."""
-    base = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
-    if cam is None:
-        return base
-    w, h = size
-    top, bottom = round(region[0] * h), round(region[1] * h)
-    heat = Image.fromarray(cam.astype(np.float32), mode="F").resize(
-        (w, bottom - top), Image.Resampling.BILINEAR)
-    heat = np.clip(np.asarray(heat), 0, 1)
-    pixels = np.asarray(base, dtype=np.float32).copy()
-    alpha = (0.15 + 0.6 * heat)[..., None]
-    pixels[top:bottom] = pixels[top:bottom] * (1 - alpha) + colour(heat) * alpha
-    return Image.fromarray(pixels.astype(np.uint8))
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """PNG for the page: fast over small (a 200x300 map is about 150 KB on loopback)."""
-    buf = io.BytesIO()
-    image.save(buf, "PNG", compress_level=1)
-    return buf.getvalue()
-
-
-def _font():
-    return ImageFont.load_default()
-
-
 def figure(explainer: Explainer, e: Explanation, max_maps: int = 4) -> Image.Image:
     """One picture per poster: the poster, the heat maps of its decided genres (the top one if
     none), every genre's score bar with its threshold, and the nearest training posters."""
@@ -389,33 +289,33 @@ def figure(explainer: Explainer, e: Explanation, max_maps: int = 4) -> Image.Ima
     nb_h = (label + THUMB[1] + 3 * 12 + pad) if n_nb else (label + pad if e.neighbours_note else 0)
     width = max(top_w, pad + (THUMB[0] + pad) * n_nb)
     canvas = Image.new("RGB", (width, top_h + nb_h), "white")
-    draw, font = ImageDraw.Draw(canvas), _font()
+    draw, text_font = ImageDraw.Draw(canvas), font()
     x = pad
-    draw.text((x, pad), Path(e.poster).name[:32], fill="black", font=font)
+    draw.text((x, pad), Path(e.poster).name[:32], fill="black", font=text_font)
     canvas.paste(overlay(e.image, None), (x, pad + label))
     for g in shown:
         x += w + pad
-        draw.text((x, pad), f"{genres[g]} {e.scores[g]:.2f} (heat map)", fill="black", font=font)
+        draw.text((x, pad), f"{genres[g]} {e.scores[g]:.2f} (heat map)", fill="black", font=text_font)
         canvas.paste(overlay(e.image, e.cams[g], e.cam_region), (x, pad + label))
     x += w + pad
     draw.text((x, pad), f"scores; | = threshold; bold = named ({explainer.model.method})",
-              fill="black", font=font)
+              fill="black", font=text_font)
     name_w, track = 90, bars_w - 90 - 40
     for i, j in enumerate(np.argsort(-e.scores, kind="stable")):
         y = pad + label + i * (bar_h + 3)
         named = bool(e.decided[j])
-        draw.text((x, y + 1), genres[j][:14], fill="black" if named else "#666", font=font)
+        draw.text((x, y + 1), genres[j][:14], fill="black" if named else "#666", font=text_font)
         bx = x + name_w
         draw.rectangle([bx, y, bx + track, y + bar_h], outline="#ccc")
         fill = "#c0392b" if named else "#95a5a6"
         draw.rectangle([bx, y, bx + round(track * float(e.scores[j])), y + bar_h], fill=fill)
         tx = bx + round(track * float(explainer.thresholds[j]))
         draw.line([tx, y - 2, tx, y + bar_h + 2], fill="black", width=2)
-        draw.text((bx + track + 4, y + 1), f"{e.scores[j]:.2f}", fill="black", font=font)
+        draw.text((bx + track + 4, y + 1), f"{e.scores[j]:.2f}", fill="black", font=text_font)
     y0 = top_h
     if n_nb:
         space = explainer.index.space if explainer.index is not None else ""
-        draw.text((pad, y0), f"nearest training posters ({space})", fill="black", font=font)
+        draw.text((pad, y0), f"nearest training posters ({space})", fill="black", font=text_font)
         for i, nb in enumerate(e.neighbours):
             nx = pad + i * (THUMB[0] + pad)
             pic = explainer.posters.picture(nb["id"]) if explainer.posters else None
@@ -425,10 +325,10 @@ def figure(explainer: Explainer, e: Explanation, max_maps: int = 4) -> Image.Ima
                      else f"dist {nb['distance']:.2f}")
             lines = [nb["title"][:16], ", ".join(nb["genres"])[:16], value]
             for k, text in enumerate(lines):
-                draw.text((nx, y0 + label + THUMB[1] + 2 + 12 * k), text, fill="black", font=font)
+                draw.text((nx, y0 + label + THUMB[1] + 2 + 12 * k), text, fill="black", font=text_font)
     elif e.neighbours_note:
         draw.text((pad, y0), f"no nearest posters: {e.neighbours_note}"[:160], fill="#666",
-                  font=font)
+                  font=text_font)
     return canvas
 
 

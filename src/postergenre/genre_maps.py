@@ -52,7 +52,7 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
 
     from postergenre import dataset
     from postergenre.atomic import atomic_path, write_json
-    from postergenre.explain import REGIONS, _cam_view, _font, head_cams, network_cams, overlay
+    from postergenre.heatmaps import REGIONS, cam_view, font, head_cams, network_cams, overlay
     from postergenre.methods import load_model
     from postergenre.methods.head import FeatureHead
     from postergenre.progress import Progress
@@ -63,14 +63,14 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
     P = model.predict_proba(data.X)
     is_head = isinstance(model, FeatureHead)
     posters = dataset.load_split("test", model.size, genres).X if is_head else data.X
-    region = REGIONS[_cam_view(model)] if is_head else (0.0, 1.0)
+    region = REGIONS[cam_view(model)] if is_head else (0.0, 1.0)
     titles = dataset.read_titles()
     rows = []
     w, h = CELL
     pad, label_w, title_h = 6, 150, 14
     canvas = Image.new("RGB", (label_w + ranks * (w + pad) + pad, len(genres) * (h + title_h + pad)
                                + pad), "white")
-    draw, font = ImageDraw.Draw(canvas), _font()
+    draw, text_font = ImageDraw.Draw(canvas), font()
     with Progress("genre-maps", len(genres), "genre") as bar:
         for g, genre in enumerate(genres):
             top = np.argsort(-P[:, g], kind="stable")[:ranks]
@@ -78,12 +78,12 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
             precision = precision_at_ranks(truth)
             y = pad + g * (h + title_h + pad)
             n_true = int(data.Y[:, g].sum())
-            draw.text((pad, y + title_h), genre, fill="black", font=font)
+            draw.text((pad, y + title_h), genre, fill="black", font=text_font)
             draw.text((pad, y + title_h + 14), f"{n_true} of {len(P)} test", fill="#555",
-                      font=font)
-            draw.text((pad, y + title_h + 28), "precision at ranks:", fill="#555", font=font)
+                      font=text_font)
+            draw.text((pad, y + title_h + 28), "precision at ranks:", fill="#555", font=text_font)
             draw.text((pad, y + title_h + 42), " ".join(f"{p:.2f}" for p in precision),
-                      fill="black", font=font)
+                      fill="black", font=text_font)
             entries = []
             for r, i in enumerate(top):
                 x = label_w + r * (w + pad)
@@ -97,7 +97,7 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
                 colour = "#2e7d32" if truth[r] else "#c62828"
                 draw.rectangle([x - 2, y + title_h - 2, x + w + 1, y + title_h + h + 1],
                                outline=colour, width=3)
-                draw.text((x, y), f"#{r + 1} {P[i, g]:.2f}", fill="black", font=font)
+                draw.text((x, y), f"#{r + 1} {P[i, g]:.2f}", fill="black", font=text_font)
                 entries.append({"id": data.ids[i], "title": titles.get(data.ids[i], ""),
                                 "score": round(float(P[i, g]), 6), "has_genre": bool(truth[r])})
             rows.append({"genre": genre, "test_posters_with_genre": n_true,

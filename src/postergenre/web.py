@@ -76,7 +76,7 @@ class App:
                 "neighbours_note": out.get("neighbours_note", "")}
 
     def heat_map(self, key: str, genre: int | None) -> bytes | None:
-        from postergenre.explain import overlay, png_bytes
+        from postergenre.heatmaps import overlay, png_bytes
 
         with self.lock:
             e = self.recent.get(key)
@@ -89,7 +89,8 @@ class App:
 
     # -- the repository's posters --------------------------------------------------------------
     def picture(self, movie_id: str) -> bytes | None:
-        from postergenre.explain import THUMB, png_bytes
+        from postergenre.explain import THUMB
+        from postergenre.heatmaps import png_bytes
 
         posters = self.explainer.posters
         pic = posters.picture(movie_id) if posters is not None else None
