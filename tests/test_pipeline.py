@@ -367,6 +367,13 @@ def test_model_card_says_what_it_was_trained_on_and_predict_warns_of_synthetic(p
         assert dataset.content_sha256(np.asarray(data.ids), data.X, data.Y) == card["trained_on"]["sha256"]
     finally:
         os.chdir(cwd)
+    # the ensemble is fitted on dev alone, and its card says so; its train stage never had the
+    # members score the training split
+    ensemble = json.loads((project / "models" / "ensemble" / "model.json").read_text())["trained_on"]
+    dev_ids = (project / "data" / "split" / "dev.txt").read_text().split()
+    assert ensemble["split"] == "dev" and ensemble["posters"] == len(dev_ids)
+    log = (project.parent / "repro.log").read_text()
+    assert "scored the dev split" in log and "scored the train split" not in log
     poster = project / "data" / "raw" / "synthetic" / "posters" / "1.jpg"
     out = run(["postergenre", "predict", "--model", "models/custom", str(poster)], project)
     assert "never saw a real one" in out.stderr and "synthetic posters" in out.stderr

@@ -82,12 +82,30 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     }
 
 
+def split_block(model, Y: np.ndarray, P: np.ndarray, Y_train: np.ndarray, scores: dict
+                ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+    """One split's numbers: the threshold-free scores, the label sets at 0.5, at the tuned
+    thresholds alone and at the operating point (what `predict` decides), and the trivial
+    predictors on the same movies; with those three label sets (for the plots)."""
+    from postergenre.metrics import label_set_metrics
+
+    at_half = model.decide(P, tuned=False)
+    block: dict[str, Any] = {"at_0.5": label_set_metrics(Y, at_half), "scores": _scalars(scores)}
+    tuned = decided = None
+    if model.probabilistic:  # the random baseline's sets are coin flips, with nothing to tune
+        tuned, decided = model.decide(P, rule=False), model.decide(P)
+        block["tuned"] = label_set_metrics(Y, tuned)
+        block["decided"] = {**label_set_metrics(Y, decided), **model.operating_point}
+    block.update(trivial_predictors(Y, Y_train))
+    return block, (at_half, tuned, decided)
+
+
 def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None,
                    split: str = "test") -> dict[str, Any]:
     """Write the headline metrics JSON at `out_path`, every number in `details_path(out_path)`
     (and the plots); return the details."""
     from postergenre.methods import load_model
-    from postergenre.metrics import label_set_metrics, score_metrics
+    from postergenre.metrics import score_metrics
 
     model = load_model(model_dir)
     genres = dataset.read_genres()
@@ -102,29 +120,14 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
         raise ValueError(f"the {split} split is empty: nothing to evaluate")
     Y = data.Y
     P = model.predict_proba(data.X)
-    at_half = model.decide(P, tuned=False)
     scores = score_metrics(Y, P)
-    results: dict[str, Any] = {"at_0.5": label_set_metrics(Y, at_half), "scores": _scalars(scores)}
-    tuned = decided = None
-    if model.probabilistic:  # the random baseline's sets are coin flips, with nothing to tune
-        # the per-genre thresholds alone, and the operating point (top-k plus raised
-        # thresholds, chosen on dev): what `predict` decides
-        tuned, decided = model.decide(P, rule=False), model.decide(P)
-        results["tuned"] = label_set_metrics(Y, tuned)
-        results["decided"] = {**label_set_metrics(Y, decided), **model.operating_point}
     Y_train = dataset.load_labels("train", genres)
-    results.update(trivial_predictors(Y, Y_train))
+    results, (at_half, tuned, decided) = split_block(model, Y, P, Y_train, scores)
     dev_block = None
     if split != "dev":  # the split every choice was made on, beside the one reported
         dev = model.inputs("dev", genres)
         P_dev = model.dev_scores_for_tuning(dev.X)  # an ensemble's: out-of-fold
-        dev_block = {"scores": _scalars(score_metrics(dev.Y, P_dev)),
-                     "at_0.5": label_set_metrics(dev.Y, model.decide(P_dev, tuned=False))}
-        if model.probabilistic:
-            dev_block["tuned"] = label_set_metrics(dev.Y, model.decide(P_dev, rule=False))
-            dev_block["decided"] = {**label_set_metrics(dev.Y, model.decide(P_dev)),
-                                    **model.operating_point}
-        dev_block.update(trivial_predictors(dev.Y, Y_train))
+        dev_block, _ = split_block(model, dev.Y, P_dev, Y_train, score_metrics(dev.Y, P_dev))
     result = {
         "method": model.method,
         "split": split,

@@ -43,22 +43,25 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     kwargs, size, _ = method_settings(params, method)
     genres = dataset.read_genres()
     model = estimator_class(method)(genres, size, params["seed"], **kwargs)
-    train = model.inputs("train", genres, training=True)
     dev = model.inputs("dev", genres, training=True)
+    # what it learns from: the training split, or dev alone (then no training inputs are made)
+    train = dev if model.fits_on == "dev" else model.inputs("train", genres, training=True)
+    Y_train = dataset.load_labels("train", genres)  # the label-frequency bar of the operating point
     on_epoch = (lambda rec: run.log_metrics(rec, step=int(rec["epoch"]))) if run else None
-    log.info("train-%s: %d training and %d dev inputs of shape %s, %d genres", method,
-             len(train.ids), len(dev.ids), list(train.X.shape[1:]), len(genres))
+    log.info("train-%s: fitted on %d %s inputs (%d dev) of shape %s, %d genres", method,
+             len(train.ids), model.fits_on, len(dev.ids), list(train.X.shape[1:]), len(genres))
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y), on_epoch=on_epoch, checkpoints=checkpoints)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
     # after a fine-tune the dev split is scored through the model's own backbone's features
     dev_now = dev if model.fits_on_prediction_inputs else model.inputs("dev", genres)
-    model.tune_thresholds(dev_now.Y, model.dev_scores_for_tuning(dev_now.X), train.Y)
+    model.tune_thresholds(dev_now.Y, model.dev_scores_for_tuning(dev_now.X), Y_train)
     if model.probabilistic:
         log.info("train-%s: operating point on dev: %s", method, model.operating_point)
     model.preprocess = preprocess_settings(params)
     model.trained_on = {"source": params["data"]["source"], "path": params["data"]["path"],
                         "posters": len(train.ids), "dev_posters": len(dev.ids),
+                        **({"split": "dev"} if model.fits_on == "dev" else {}),
                         "sha256": dataset.content_sha256(np.asarray(train.ids), train.X, train.Y)}
     model.save(out_dir)
     history = getattr(model, "history", [])

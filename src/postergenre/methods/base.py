@@ -116,6 +116,9 @@ class Estimator:
     # Whether `fit` reads what `predict_proba` reads (then a split loaded for training serves
     # scoring too); not for a head that fine-tunes its backbone on posters.
     fits_on_prediction_inputs = True
+    # The split `fit` learns from: "train", or "dev" for a method fitted on dev alone (the
+    # ensemble), whose training-split inputs the train stage then never computes.
+    fits_on = "train"
 
     def inputs(self, split: str, genres: list[str], training: bool = False):
         """One split of what `predict_proba` reads, or with `training` what `fit` reads (a

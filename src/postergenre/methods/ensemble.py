@@ -108,6 +108,7 @@ class _Linear:
 
 class Ensemble(Estimator):
     method = "ensemble"
+    fits_on = "dev"  # the members' training-split scores are overfit: never computed
 
     def __init__(self, genres: list[str], size: str, seed: int = 0, members: list | None = None,
                  combine: list | str = ("average", "stack"), c: list | float = (0.01, 0.1, 1.0),
@@ -223,7 +224,7 @@ class Ensemble(Estimator):
         return P
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
-        """Fitted on dev alone; the training split's scores (X, Y) are not used."""
+        """Fitted on dev alone (`fits_on`: the train stage passes dev as X, Y too)."""
         from postergenre.metrics import mean_average_precision
 
         if dev is None or len(dev[0]) == 0:
