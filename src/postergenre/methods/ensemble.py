@@ -58,8 +58,8 @@ def simplex_grid(m: int, step: float = 0.1) -> np.ndarray:
 class _Stacker:
     """Per-genre logistic regression on all members' logits, with one C for every genre."""
 
-    def __init__(self, c: float, seed: int):
-        self.c, self.seed = c, seed
+    def __init__(self, c: float):
+        self.c = c
         self.models: list[Any] = []
 
     def fit(self, Z: np.ndarray, Y: np.ndarray) -> _Stacker:
@@ -89,7 +89,7 @@ class _Stacker:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> _Stacker:
-        s = cls(state["c"], 0)
+        s = cls(state["c"])
         s.mean, s.std = np.asarray(state["mean"]), np.asarray(state["std"])
         s.models = [g if isinstance(g, float) else _Linear(g) for g in state["genres"]]
         return s
@@ -211,7 +211,7 @@ class Ensemble(Estimator):
         from postergenre.metrics import mean_average_precision
 
         if way == "stack":
-            return _Stacker(c, self.seed).fit(_logit(Z), Y)
+            return _Stacker(c).fit(_logit(Z), Y)
         grid = simplex_grid(len(self.params["members"]))
         scores = [mean_average_precision(Y, self._combine(Z, "average", w)) or 0.0 for w in grid]
         return grid[int(np.argmax(scores))]
