@@ -210,7 +210,7 @@ def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path)
     host, port = server.server_address[:2]
     base = f"http://{host}:{port}/"
     shot = tmp_path / "serve.jpg"
-    shown = tool.drive(base, project / "data/raw/synthetic/posters/1.jpg", shot)
+    shown = tool.drive(base, project / "data/raw/synthetic/posters/1.jpg", shot, browse=True)
     genres = read_genres(project / "data/interim")
     assert sorted(shown["rows"]) == sorted(genres)  # every genre's bar
     assert shown["thresholds"] == len(genres)  # and its threshold mark
@@ -221,6 +221,11 @@ def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path)
     assert len(shown["requests"]) >= 3
     assert all(url.startswith(base) for url in shown["requests"]), shown["requests"]
     assert 0 < shot.stat().st_size < 300 * 1024
+    # the second view: the test split's first page, every poster's picture loaded
+    n_test = len((project / "data/split/test.txt").read_text().split())
+    browse = shown["browse"]
+    assert browse["posters"] == browse["pictures"] == min(n_test, 48) and browse["error"] == ""
+    assert browse["summary"].startswith(f"{n_test} test posters")
 
 
 def test_genre_maps_stage_shows_the_best_methods_top_posters(project):

@@ -30,11 +30,11 @@ def chromium_path() -> str | None:
 
 
 def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | None = None,
-          width: int = 1100, timeout_ms: int = 60_000) -> dict[str, Any]:
+          width: int = 1100, timeout_ms: int = 60_000, browse: bool = False) -> dict[str, Any]:
     """Open the page at `url`, upload `poster`, wait for its scores and heat map; return what
     the page shows (`rows`: genre names in order, `named`, `thresholds`: how many marks,
-    `heat_map_width`: the heat map image's natural width, `neighbours`) and `requests`: every
-    URL the page asked for."""
+    `heat_map_width`: the heat map image's natural width, `neighbours`; with `browse`, what
+    the test-split view shows) and `requests`: every URL the pages asked for."""
     from playwright.sync_api import sync_playwright
 
     binary = chromium_path()
@@ -72,6 +72,19 @@ def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | N
                 jpeg = screenshot.suffix.lower() in (".jpg", ".jpeg")
                 page.screenshot(path=str(screenshot), full_page=True,
                                 type="jpeg" if jpeg else "png", **({"quality": 80} if jpeg else {}))
+            if browse:  # the second view: the test split, true against predicted genres
+                page.goto(url.rstrip("/") + "/browse", timeout=timeout_ms)
+                page.wait_for_selector("#grid .poster", timeout=timeout_ms)
+                page.wait_for_function(
+                    "() => [...document.querySelectorAll('#grid img')].every(i => i.complete)",
+                    timeout=timeout_ms)
+                shown["browse"] = page.evaluate("""() => ({
+                    posters: document.querySelectorAll('#grid .poster').length,
+                    pictures: [...document.querySelectorAll('#grid img')]
+                        .filter(i => i.naturalWidth > 0).length,
+                    summary: document.getElementById('summary').textContent,
+                    error: document.getElementById('error').textContent,
+                })""")
         finally:
             browser.close()
     return {**shown, "requests": requests}
