@@ -12,7 +12,6 @@ repository after `dvc repro` (real posters: the movielens run).
 from __future__ import annotations
 
 import argparse
-import csv
 import http.client
 import json
 import statistics
@@ -42,9 +41,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=40)
     args = parser.parse_args()
     params = load()
-    root = posters_root(params["data"])
-    with open(dataset.INTERIM / "movies.csv", encoding="utf-8", newline="") as f:
-        poster_of = {row["id"]: root / row["poster"] for row in csv.DictReader(f)}
+    poster_of = dataset.read_poster_paths(posters_root(params["data"]))
     ids = (dataset.SPLIT / "test.txt").read_text(encoding="utf-8").split()[:args.n]
     paths = [poster_of[i] for i in ids]
     with tempfile.TemporaryDirectory() as cache:

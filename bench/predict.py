@@ -9,7 +9,6 @@ posters (e.g. `data.source=movielens`).
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import tempfile
 import time
@@ -30,9 +29,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=1000)
     args = parser.parse_args()
     params = load()
-    root = posters_root(params["data"])
-    with open(dataset.INTERIM / "movies.csv", encoding="utf-8", newline="") as f:
-        poster_of = {row["id"]: root / row["poster"] for row in csv.DictReader(f)}
+    poster_of = dataset.read_poster_paths(posters_root(params["data"]))
     ids = dataset.read_manifest()[:args.n]
     model = load_model(args.model)
     genres = model.genres

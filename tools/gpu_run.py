@@ -63,8 +63,9 @@ def pack(run: Path, posters: Path, out_root: Path, limit: int = 0,
     """Tar the experiment's posters (original bytes, manifest order) into .gpu1, .gpu2, ... under
     `out_root`, the small files in the first; `limit` keeps the first N posters (a smoke run).
     `first_chunk_spare` leaves that many bytes free in the last chunk (for what travels with it)."""
-    with open(run / "data/interim/movies.csv", encoding="utf-8", newline="") as f:
-        poster_of = {row["id"]: row["poster"] for row in csv.DictReader(f)}
+    from postergenre.dataset import read_poster_paths
+
+    poster_of = read_poster_paths(Path(), run / "data/interim")  # file names, relative
     with open(run / "data/resized/manifest.csv", encoding="utf-8", newline="") as f:
         ids = [row["id"] for row in csv.DictReader(f)]
     if limit:
@@ -160,12 +161,11 @@ def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: in
     from postergenre.methods import load_model
     from postergenre.train import train_model
 
-    with open("data/interim/movies.csv", encoding="utf-8", newline="") as f:
-        poster_of = {row["id"]: row["poster"] for row in csv.DictReader(f)}
+    poster_of = dataset.read_poster_paths(Path("posters"))
     ids = dataset.read_manifest()
     shutil.move("data/resized/manifest.csv", "manifest.expected.csv")
     t0 = time.perf_counter()
-    report = resize_posters(ids, [Path("posters") / poster_of[i] for i in ids], [size],
+    report = resize_posters(ids, [poster_of[i] for i in ids], [size],
                             "data/resized-new", progress=False)
     resize_s = time.perf_counter() - t0
     if dataset.read_manifest(Path("data/resized-new")) != ids:

@@ -38,6 +38,12 @@ def read_labels(interim: Path = INTERIM) -> dict[str, list[str]]:
         return {row["id"]: [g for g in row["genres"].split("|") if g] for row in csv.DictReader(f)}
 
 
+def read_poster_paths(posters: Path, interim: Path = INTERIM) -> dict[str, Path]:
+    """id -> poster file under the posters folder `posters`, in the interim table's order."""
+    with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
+        return {row["id"]: posters / row["poster"] for row in csv.DictReader(f)}
+
+
 def read_titles(interim: Path = INTERIM) -> dict[str, str]:
     """id -> title, from the interim table."""
     with open(interim / "movies.csv", encoding="utf-8", newline="") as f:

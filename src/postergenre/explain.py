@@ -106,13 +106,17 @@ def _width(path: Path) -> int:
 
 
 class NeighbourIndex:
-    """Training vectors in the space the neighbours are searched in, with their movie ids."""
+    """Training vectors in the space the neighbours are searched in, with their movie ids, and
+    how a model's inputs become a vector of that space (`to_vectors`)."""
 
-    def __init__(self, ids: list[str], vectors: np.ndarray, metric: str, space: str):
+    def __init__(self, ids: list[str], vectors: np.ndarray, metric: str, space: str, to_vectors):
         self.ids, self.vectors, self.metric, self.space = ids, vectors, metric, space
+        self.to_vectors = to_vectors
 
-    def search(self, query: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[str, float]]:
-        """The k nearest (id, similarity or distance) to one query vector, nearest first."""
+    def search(self, inputs: np.ndarray, k: int = NEIGHBOURS) -> list[tuple[str, float]]:
+        """The k nearest (id, similarity or distance) to one poster's model inputs [1, ...],
+        nearest first."""
+        query = self.to_vectors(inputs)[0]
         k = min(k, len(self.ids))
         if self.metric == "cosine":
             sims = self.vectors @ query
@@ -145,7 +149,7 @@ def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = 
                                "it was trained on")
         space = ("ML-kNN's own space: normalised backbone features" if isinstance(model, FeatureInput)
                  else f"the method's own space: pixels at {model.size}")
-        return NeighbourIndex(posters.train_ids, vectors, "euclidean", space)
+        return NeighbourIndex(posters.train_ids, vectors, "euclidean", space, model._vectors)
     if not isinstance(model, FeatureInput):
         raise ExplainError(f"{model.method} searches no neighbours (they are shown for the "
                            "feature methods and the kNN methods)")
@@ -154,7 +158,7 @@ def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = 
     space = f"backbone features ({', '.join(model.backbone_names)}; {', '.join(model.views)})"
     if path.is_file():
         saved = np.load(path)
-        return NeighbourIndex(saved["ids"].tolist(), saved["vectors"], "cosine", space)
+        return NeighbourIndex(saved["ids"].tolist(), saved["vectors"], "cosine", space, _normalise)
     from postergenre import dataset
     from postergenre.atomic import atomic_path
 
@@ -166,7 +170,7 @@ def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, ids=np.array(train.ids), vectors=vectors)
-    return NeighbourIndex(list(train.ids), vectors, "cosine", space)
+    return NeighbourIndex(list(train.ids), vectors, "cosine", space, _normalise)
 
 
 # -- the explainer -----------------------------------------------------------------------------
@@ -176,10 +180,10 @@ class Explainer:
 
     def __init__(self, model_dir: str | Path, root: Path = Path("."), cache: Path = CACHE):
         from postergenre.methods import load_model
-        from postergenre.methods.feature_input import FeatureInput
         from postergenre.methods.head import FeatureHead
         from postergenre.methods.neighbours import KNNEstimator
         from postergenre.methods.pixel_network import PixelNetwork
+        from postergenre.metrics import raised_thresholds
         from postergenre.predict import PosterReader
 
         self.model_dir = Path(model_dir)
@@ -196,10 +200,9 @@ class Explainer:
                                "(neighbours)")
         self.reader = PosterReader(model)
         self.genres = model.genres
-        t = np.asarray(model.thresholds, dtype=np.float64)
-        lift = float(model.operating_point.get("lift", 0.0))
         # the bar each genre's score must reach to be named without the top-k rule
-        self.thresholds = t + lift * (1.0 - t)
+        self.thresholds = raised_thresholds(np.asarray(model.thresholds, dtype=np.float64),
+                                            float(model.operating_point.get("lift", 0.0)))
         self.top_k = int(model.operating_point.get("top_k", 0))
         self.posters = self.index = None
         self.neighbours_note = ""
@@ -209,7 +212,6 @@ class Explainer:
         except ExplainError as exc:
             self.neighbours_note = str(exc)
             log.warning("explain: no nearest posters: %s", exc)
-        self._is_features = isinstance(model, FeatureInput)
 
     def explain(self, path: str | Path, name: str | None = None,
                 cam_genres: str = "all") -> Explanation:
@@ -235,14 +237,9 @@ class Explainer:
         out = Explanation(str(name or path), image, scores, decided, cams, region, view,
                           neighbours_note=self.neighbours_note)
         if self.index is not None:
-            query = inputs[0] if self._is_features else None
-            if hasattr(model, "_vectors"):
-                query = model._vectors(inputs)[0]
-            elif query is not None:
-                query = _normalise(query)
             key = "similarity" if self.index.metric == "cosine" else "distance"
             out.neighbours = [{**self.posters.describe(i), key: round(v, 4)}
-                              for i, v in self.index.search(query)]
+                              for i, v in self.index.search(inputs)]
         return out
 
     def as_json(self, e: Explanation) -> dict[str, Any]:

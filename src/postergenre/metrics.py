@@ -154,12 +154,18 @@ def score_metrics(Y: np.ndarray, P: np.ndarray) -> dict:
             "top3_accuracy": top_k_accuracy(Y, P, 3), **ranking_metrics(Y, P)}
 
 
+def raised_thresholds(thresholds: np.ndarray, lift: float) -> np.ndarray:
+    """Each genre's threshold raised by `lift` of the way to 1: the bar `apply_rule` holds a
+    score to besides the top-k."""
+    return thresholds + lift * (1.0 - thresholds)
+
+
 def apply_rule(P: np.ndarray, thresholds: np.ndarray, top_k: int = 0, lift: float = 0.0
                ) -> np.ndarray:
     """[n, n_genres] 0/1 label sets: each movie's `top_k` highest-scored genres, plus every genre
     at or above its threshold raised by `lift` of the way to 1 (lift 0: the tuned thresholds;
     lift 1: the top-k alone)."""
-    out = P >= thresholds[None, :] + lift * (1.0 - thresholds[None, :])
+    out = P >= raised_thresholds(thresholds, lift)[None, :]
     if top_k > 0 and len(P):
         top = np.argsort(-P, axis=1, kind="stable")[:, :top_k]
         np.put_along_axis(out, top, True, axis=1)

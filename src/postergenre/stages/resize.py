@@ -16,15 +16,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
-    import csv
-
     from postergenre.data.sources import posters_root
+    from postergenre.dataset import read_poster_paths
     from postergenre.images import resize_posters
 
-    root = posters_root(params["data"])
-    with open(Path(args.interim) / "movies.csv", encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    resize_posters([r["id"] for r in rows], [root / r["poster"] for r in rows],
+    paths = read_poster_paths(posters_root(params["data"]), Path(args.interim))
+    resize_posters(list(paths), list(paths.values()),
                    params["resize"]["sizes"], args.out, workers=params["resize"]["workers"],
                    max_pixels=params["resize"]["max_pixels"], progress=True)
 
