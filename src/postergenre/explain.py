@@ -71,12 +71,13 @@ class Explanation:
 # -- nearest training posters -----------------------------------------------------------------
 
 class TrainingPosters:
-    """The repository's training posters (pictures at one resize variant), titles and genres."""
+    """The repository's posters (pictures at one resize variant), titles and genres, and the
+    training split's ids; read, as every stage reads them, from the working directory."""
 
-    def __init__(self, root: Path = Path(".")):
+    def __init__(self):
         from postergenre import dataset
 
-        interim, resized, split = root / "data/interim", root / "data/resized", root / "data/split"
+        interim, resized, split = dataset.INTERIM, dataset.RESIZED, dataset.SPLIT
         if not (interim / "movies.csv").is_file() or not (split / "train.txt").is_file():
             raise ExplainError(f"no {interim}/movies.csv or {split}/train.txt here: run it in the "
                                "repository that trained the model, after `dvc repro`")
@@ -178,7 +179,7 @@ def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = 
 class Explainer:
     """A model folder loaded once, with its neighbour index; `explain` per poster."""
 
-    def __init__(self, model_dir: str | Path, root: Path = Path("."), cache: Path = CACHE):
+    def __init__(self, model_dir: str | Path, cache: Path = CACHE):
         from postergenre.methods import load_model
         from postergenre.methods.head import FeatureHead
         from postergenre.methods.neighbours import KNNEstimator
@@ -207,8 +208,8 @@ class Explainer:
         self.posters = self.index = None
         self.neighbours_note = ""
         try:
-            self.posters = TrainingPosters(root)
-            self.index = build_index(model, self.model_dir, self.posters, root / cache)
+            self.posters = TrainingPosters()
+            self.index = build_index(model, self.model_dir, self.posters, cache)
         except ExplainError as exc:
             self.neighbours_note = str(exc)
             log.warning("explain: no nearest posters: %s", exc)

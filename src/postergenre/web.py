@@ -41,11 +41,10 @@ KEEP = 64  # explanations kept for their heat maps
 class App:
     """The model, its explainer and what the pages ask for, shared by the request threads."""
 
-    def __init__(self, model_dir: str | Path, root: Path = Path("."), cache: Path | None = None):
+    def __init__(self, model_dir: str | Path, cache: Path | None = None):
         from postergenre.explain import CACHE, Explainer
 
-        self.explainer = Explainer(model_dir, root=root, cache=cache or CACHE)
-        self.root = root
+        self.explainer = Explainer(model_dir, cache=cache or CACHE)
         self.lock = threading.Lock()  # torch and the explainer: one request at a time
         self.recent: OrderedDict[str, Any] = OrderedDict()
         self._test: list[dict[str, Any]] | None = None
@@ -103,10 +102,10 @@ class App:
         with self.lock:
             if self._test is None:
                 model = self.explainer.model
-                genres = dataset.read_genres(self.root / "data/interim")
-                data = model.inputs("test", genres)  # read from the working directory's data/
+                genres = dataset.read_genres()  # the working directory's data/, as the stages
+                data = model.inputs("test", genres)
                 decided = model.decide(model.predict_proba(data.X))
-                titles = dataset.read_titles(self.root / "data/interim")
+                titles = self.explainer.posters.titles if self.explainer.posters else {}
                 self._test = [{"id": i, "title": titles.get(i, ""),
                                "true": [genres[j] for j in np.flatnonzero(y)],
                                "predicted": [genres[j] for j in np.flatnonzero(d)]}
@@ -220,10 +219,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-                root: Path = Path("."), cache: Path | None = None) -> ThreadingHTTPServer:
+                cache: Path | None = None) -> ThreadingHTTPServer:
     """The server, bound (port 0: a free one) but not yet serving; `cache`: where the neighbour
     index is kept (default .cache/explain)."""
-    app = App(model_dir, root=root, cache=cache)
+    app = App(model_dir, cache=cache)
     handler = type("BoundHandler", (Handler,), {"app": app})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
