@@ -35,14 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from postergenre.heatmaps import (
-    DISPLAY,
-    REGIONS,
-    font,
-    head_cams,
-    network_cams,
-    overlay,
-)
+from postergenre.heatmaps import DISPLAY, font, overlay, poster_maps
 
 log = logging.getLogger(__name__)
 
@@ -189,13 +182,7 @@ class Explainer:
 
         self.model_dir = Path(model_dir)
         self.model = model = load_model(model_dir)
-        if isinstance(model, FeatureHead):
-            self.cam = "head"
-        elif isinstance(model, PixelNetwork):
-            self.cam = "network"
-        elif isinstance(model, KNNEstimator):
-            self.cam = None
-        else:
+        if not isinstance(model, FeatureHead | PixelNetwork | KNNEstimator):
             raise ExplainError(f"{model.method} cannot be explained: explain takes head, custom, "
                                "resnet34, lite (heat maps) and mlknn, ovr, mlknn_features "
                                "(neighbours)")
@@ -228,13 +215,7 @@ class Explainer:
             wanted = list(range(len(self.genres)))
         else:
             wanted = [int(j) for j in np.flatnonzero(decided)] or [int(np.argmax(scores))]
-        cams, view, region = {}, "", (0.0, 1.0)
-        X = sized[model.size]
-        if self.cam == "head":
-            cams, view = head_cams(model, X, inputs, wanted)
-            region = REGIONS[view]
-        elif self.cam == "network":
-            cams, view = network_cams(model, X, wanted), "squash"
+        cams, view, region = poster_maps(model, sized[model.size], inputs, wanted)
         out = Explanation(str(name or path), image, scores, decided, cams, region, view,
                           neighbours_note=self.neighbours_note)
         if self.index is not None:

@@ -52,18 +52,16 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
 
     from postergenre import dataset
     from postergenre.atomic import atomic_path, write_json
-    from postergenre.heatmaps import REGIONS, cam_view, font, head_cams, network_cams, overlay
+    from postergenre.heatmaps import font, overlay, poster_maps
     from postergenre.methods import load_model
-    from postergenre.methods.head import FeatureHead
     from postergenre.progress import Progress
 
     model = load_model(model_dir)
     genres = dataset.read_genres()
     data = model.inputs("test", genres)
     P = model.predict_proba(data.X)
-    is_head = isinstance(model, FeatureHead)
-    posters = dataset.load_split("test", model.size, genres).X if is_head else data.X
-    region = REGIONS[cam_view(model)] if is_head else (0.0, 1.0)
+    # the maps need the posters; a model on features read features, the others posters
+    posters = data.X if data.X.ndim == 4 else dataset.load_split("test", model.size, genres).X
     titles = dataset.read_titles()
     rows = []
     w, h = CELL
@@ -88,10 +86,7 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
             for r, i in enumerate(top):
                 x = label_w + r * (w + pad)
                 one = posters[i:i + 1]
-                if is_head:
-                    cams, _ = head_cams(model, one, data.X[i:i + 1], [g])
-                else:
-                    cams = network_cams(model, one, [g])
+                cams, _, region = poster_maps(model, one, data.X[i:i + 1], [g])
                 pic = Image.fromarray(np.asarray(one[0]))  # as the model read it, drawn 2:3
                 canvas.paste(overlay(pic, cams[g], region, CELL), (x, y + title_h))
                 colour = "#2e7d32" if truth[r] else "#c62828"

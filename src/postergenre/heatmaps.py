@@ -84,6 +84,22 @@ def network_cams(model, X: np.ndarray, genres: list[int]) -> dict[int, np.ndarra
         handle.remove()
 
 
+def poster_maps(model, X: np.ndarray, inputs: np.ndarray, genres: list[int]
+                ) -> tuple[dict[int, np.ndarray], str, tuple[float, float]]:
+    """Grad-CAM maps of `genres` for one poster (X [1, H, W, 3] at the model's size; `inputs`:
+    what its scores were computed from), the view they are of and the poster's rows they cover;
+    no maps for a model without a convolutional network of its own (the kNN methods)."""
+    from postergenre.methods.head import FeatureHead
+    from postergenre.methods.pixel_network import PixelNetwork
+
+    if isinstance(model, FeatureHead):
+        maps, view = head_cams(model, X, inputs, genres)
+        return maps, view, REGIONS[view]
+    if isinstance(model, PixelNetwork):
+        return network_cams(model, X, genres), "squash", REGIONS["squash"]
+    return {}, "", (0.0, 1.0)
+
+
 def colour(cam: np.ndarray) -> np.ndarray:
     """[h, w] in [0, 1] -> uint8 RGB [h, w, 3] along RAMP."""
     pos = np.clip(cam, 0, 1) * (len(RAMP) - 1)
