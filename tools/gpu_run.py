@@ -39,6 +39,8 @@ from pathlib import Path
 
 import yaml
 
+from postergenre.atomic import write_json
+
 log = logging.getLogger("gpu_run")
 # What every chunk may hold (the device tool sends at most 64 MiB a call, the repo included).
 CHUNK_BYTES = 60 * 2**20
@@ -147,7 +149,7 @@ def run(repo: Path, packed: Path, work: Path, out: Path, methods: list[str],
     with contextlib.chdir(work):
         result = _resize_train_evaluate(repo, out, methods, epochs, size)
     result["total_s"] = round(time.perf_counter() - t_start, 1)
-    write_result(out / "gpu_run.json", result)
+    write_json(out / "gpu_run.json", result)
     return result
 
 
@@ -206,19 +208,13 @@ def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: in
         }
         log.info("%s: %.1f s training (%s posters/s), test mAP %.4f", method, train_s,
                  result["methods"][method]["train_posters_per_s"], details["test"]["scores"]["mAP"])
-        write_result(out / "gpu_run.json", result)  # what is done so far survives a time-out
+        write_json(out / "gpu_run.json", result)  # what is done so far survives a time-out
     return result
-
-
-def write_result(path: Path, result: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # -- report (here) ---------------------------------------------------------------------------
 
-def report(result: dict, steps: dict | None = None) -> str:
+def report(result: dict) -> str:
     """Markdown: each method's test (and dev) numbers beside the label-frequency bar, timings."""
     lines = [
         "# Whole networks fine-tuned on a GPU (movielens posters)",
