@@ -209,24 +209,24 @@ def test_a_field_beyond_the_csv_limit_is_a_clear_error_naming_the_line(tmp_path)
         read_source(tmdb_data(tmp_path))
 
 
-def test_tmdb_sample_matches_837_real_posters(tmp_path):
+def test_tmdb_sample_matches_1048_real_posters(tmp_path):
     sample = shared_data("tmdb-sample")
     posters = shared_data("movielens-posters") / "posters"
     data = {**tmdb_data(sample), "posters": str(posters)}
     rows = read_source(data)
     assert rows.rows_in == 2996 and not rows.rejects
-    assert sum((posters / r["poster"]).is_file() for r in rows.records) == 837
+    assert sum((posters / r["poster"]).is_file() for r in rows.records) == 1048
     report = ingest(data, min_genre_count=10, out_dir=tmp_path / "interim")
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"] == 2996
-    # The 837 with a poster: 811 kept, 20 without genre, 3 duplicate titles, 3 with only rare
-    # genres. The 2,159 without: 2,103 poster_missing, the rest dropped by earlier rules.
+    # The 1,048 with a poster: 1,013 kept, 29 without genre, 3 duplicate titles, 3 with only rare
+    # genres. The 1,948 without: 1,901 poster_missing, the rest dropped by earlier rules.
     with_poster = {r["id"] for r in rows.records if (posters / r["poster"]).is_file()}
     dropped_with_poster = [d for d in report["dropped"] if d["id"] in with_poster]
-    assert report["rows_kept"] + len(dropped_with_poster) == 837
+    assert report["rows_kept"] + len(dropped_with_poster) == 1048
     assert report["dropped_by_reason"] == {
-        "duplicate_title": 3, "no_genre": 73, "only_rare_genres": 3, "poster_missing": 2103,
+        "duplicate_title": 3, "no_genre": 73, "only_rare_genres": 3, "poster_missing": 1901,
         "title_has_slash": 3}
-    assert report["rows_kept"] == 811
+    assert report["rows_kept"] == 1013
 
 
 def test_movielens_real_posters_are_all_accounted_for(tmp_path):
@@ -234,11 +234,11 @@ def test_movielens_real_posters_are_all_accounted_for(tmp_path):
     data = {"source": "movielens", "path": str(root), "posters": "", "poster_key": "imdb_id",
             "poster_ext": ".jpg"}
     report = ingest(data, min_genre_count=10, out_dir=tmp_path / "interim")
-    assert report["rows_in"] == 10796
+    assert report["rows_in"] == 13092
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"]
-    assert report["dropped_by_reason"]["no_links_row"] == 604
-    # The data's README counts 508 posters whose movie lists no genre: 507 are dropped for
+    assert report["dropped_by_reason"]["no_links_row"] == 724
+    # The data's README counts 621 posters whose movie lists no genre: 620 are dropped for
     # that, and one ("Recto / verso") earlier for the slash in its title.
     assert report["dropped_by_reason"] == {
-        "duplicate_title": 1, "no_genre": 507, "no_links_row": 604, "title_has_slash": 12}
-    assert report["rows_kept"] == 9672
+        "duplicate_title": 1, "no_genre": 620, "no_links_row": 724, "title_has_slash": 17}
+    assert report["rows_kept"] == 11730
