@@ -25,17 +25,17 @@ test: $(STAMP)
 # Experiments side by side, one table per headline metric (`dvc exp show` has a column per
 # method and metric); `make compare ARGS="-- -A"` passes options to `dvc exp show`.
 compare: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.compare $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.apps.compare $(ARGS)
 
 # dvc push / dvc pull, after asking the remote once whether it can be used (DVC itself retries
 # an unreachable endpoint for many minutes).
 push pull: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.remote
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.apps.remote
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc $@
 
 # The MLflow UI on this repository's runs; prints the address of the runs table.
 mlflow: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.mlflow_ui $(ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m postergenre.apps.mlflow_ui $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools

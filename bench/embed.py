@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from postergenre import backbone as bb
-from postergenre.images import load_rgb, resize_variants
+from postergenre.core import backbone as bb
+from postergenre.core.images import load_rgb, resize_variants
 
 
 def load_posters(folder: Path, n: int) -> np.ndarray:

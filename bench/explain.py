@@ -21,9 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-from postergenre import dataset
+from postergenre.core import dataset, paths
 from postergenre.data.sources import posters_root
-from postergenre.params import load
+from postergenre.methods.params import load
 
 
 def _timed(fn) -> float:
@@ -33,8 +33,8 @@ def _timed(fn) -> float:
 
 
 def main() -> int:
-    from postergenre.explain import Explainer
-    from postergenre.web import make_server
+    from postergenre.apps.explain import Explainer
+    from postergenre.apps.web import make_server
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="models/head")
@@ -42,8 +42,8 @@ def main() -> int:
     args = parser.parse_args()
     params = load()
     poster_of = dataset.read_poster_paths(posters_root(params["data"]))
-    ids = (dataset.SPLIT / "test.txt").read_text(encoding="utf-8").split()[:args.n]
-    paths = [poster_of[i] for i in ids]
+    ids = (paths.SPLIT / "test.txt").read_text(encoding="utf-8").split()[:args.n]
+    posters = [poster_of[i] for i in ids]
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         explainer = Explainer(args.model, cache=Path(cache))
@@ -73,18 +73,18 @@ def main() -> int:
                 "explain": lambda p: explainer.explain(p, cam_genres="decided"),
                 "page": page_one}
         for fn in runs.values():
-            fn(paths[0])  # warm-up
-        for path in paths:
+            fn(posters[0])  # warm-up
+        for path in posters:
             path.read_bytes()  # every file in the page cache: no one pays for the disk
         # In blocks (each step's cost depends on what ran just before it: the CPU's caches and
         # torch's allocator), predict before and after the others, so drift shows in its spread.
         times: dict[str, list[float]] = {name: [] for name in runs}
         for name in ("predict", "explain", "page", "predict"):
-            times[name] += [_timed(lambda p=path, fn=runs[name]: fn(p)) for path in paths]
+            times[name] += [_timed(lambda p=path, fn=runs[name]: fn(p)) for path in posters]
         server.shutdown()
         server.server_close()
     ref = statistics.median(times["predict"])
-    print(f"{len(paths)} posters, {model.method}; median per poster:")
+    print(f"{len(posters)} posters, {model.method}; median per poster:")
     for name, what in [("predict", "decode, resize, score, decide"),
                        ("explain", "+ heat maps of the named genres + 6 nearest posters"),
                        ("page", "upload -> JSON with every genre's map -> first heat map PNG")]:

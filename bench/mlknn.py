@@ -1,6 +1,6 @@
 """Benchmark: our vectorised ML-kNN against scikit-multilearn-ng's MLkNN, in one run.
 
-The issue's bar: k=40 at 100x150 on all real training posters (about 7,700 x 45,000 features),
+The bar: k=40 at 100x150 on all real training posters (about 7,700 x 45,000 features),
 fit + predict within 60 s and 4 GB peak memory on this 2-core machine. Needs the resized arrays
 and split of a movielens run:
 
@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from postergenre import dataset
+from postergenre.core import dataset
+from postergenre.methods.knn.neighbours import flatten
 from postergenre.methods.mlknn import MLkNN
-from postergenre.methods.neighbours import flatten
 
 
 def peak_rss_gb() -> float:

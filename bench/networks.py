@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from postergenre.methods.custom import CustomCNNEstimator
+from postergenre.methods.nets.training import torch_device as device
 from postergenre.methods.resnet34 import ResNet34Estimator
-from postergenre.methods.training import torch_device as device
 
 
 def throughput(cls, size: str, n: int, batch: int, force_cpu: bool) -> float:

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from postergenre import dataset
+from postergenre.apps.predict import predict_posters
+from postergenre.core import dataset, paths
 from postergenre.data.sources import posters_root
 from postergenre.methods import load_model, spec
-from postergenre.params import load
-from postergenre.predict import predict_posters
+from postergenre.methods.params import load
 
 
 def main() -> int:
@@ -46,11 +46,11 @@ def main() -> int:
     got = {Path(p["poster"]).stem: [p["scores"][g] for g in genres] for p in result["predictions"]}
     # What evaluate does: the model on the embed stage's features (or posters) of the same rows.
     if spec(model.method).input == "features" and model.cached_features_mismatch() is None:
-        rows = model.pool({(b, v): np.load(dataset.FEATURES / b / v / "features.npy",
+        rows = model.pool({(b, v): np.load(paths.FEATURES / b / v / "features.npy",
                                             mmap_mode="r")[:len(ids)]
                            for b in model.backbone_names for v in model.views})
     else:
-        posters = np.load(dataset.RESIZED / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
+        posters = np.load(paths.RESIZED / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
         rows = model.inputs_from_posters(np.array(posters))
     expected = model.predict_proba(np.array(rows))  # a writable copy
     diff = np.abs(np.array([got[i] for i in ids]) - expected).max()

@@ -1,9 +1,9 @@
 """Benchmark: the resize stage against a naive reference, on the real posters, in one run.
 
 Reference: one process, a separate open-decode-resize pass per size (what a first script does).
-Ours: `postergenre.images.resize_posters`, each poster decoded once, all sizes, every core,
+Ours: `postergenre.core.images.resize_posters`, each poster decoded once, all sizes, every core,
 antialiased bilinear through torch's uint8 kernel (within one grey level of Pillow's BILINEAR).
-Bar (issue 2): at least 3x the reference and at least 1,000 posters/s on 2 cores.
+Bar: at least 3x the reference and at least 1,000 posters/s on 2 cores.
 
     python bench/resize.py [--posters DIR] [--limit N]
 """
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from postergenre.images import resize_posters
-from postergenre.sizes import parse_size
+from postergenre.core.images import resize_posters
+from postergenre.core.sizes import parse_size
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = Path(os.environ.get("POSTERGENRE_SHARED_DATA", REPO.parent / "shared" / "data")) / \

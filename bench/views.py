@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from postergenre import backbone as bb
-from postergenre.images import load_rgb, resize_variants
-from postergenre.sizes import parse_size
+from postergenre.core import backbone as bb
+from postergenre.core.images import load_rgb, resize_variants
+from postergenre.core.sizes import parse_size
 
 
 def main() -> int:

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from postergenre import backbone as bb
+from postergenre.core import backbone as bb
 
 
 @pytest.fixture(scope="module")

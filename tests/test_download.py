@@ -171,7 +171,7 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(server, tmp_path):
     full = tmp_path / "full"
     download_posters(meta, full, settings(server), tmp_path / "r0.json", progress=False)
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "postergenre.cli", "download-posters", "--metadata", str(meta),
+    cmd = [sys.executable, "-m", "postergenre.apps.cli", "download-posters", "--metadata", str(meta),
            "--out", str(killed), "--base-url", server, "--concurrency", "4",
            "--report", str(tmp_path / "r1.json")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,7 +4,7 @@ models (weighted average, or a stacked second stage that learns genre co-occurre
 import numpy as np
 import pytest
 
-from postergenre import metrics
+from postergenre.core import metrics
 from postergenre.methods import load_model
 from postergenre.methods.ensemble import Ensemble, simplex_grid
 from postergenre.methods.mlknn import MLkNN
@@ -153,13 +153,13 @@ def test_the_dev_split_chooses_between_averaging_and_stacking(members):
 
 
 def test_an_ensemble_without_members_or_with_a_wrong_one_is_a_clear_error(default_params):
-    from postergenre.params import ParamsError, validate
+    from postergenre.methods.params import ParamsError, validate
 
-    with pytest.raises(ValueError, match="members must name at least one"):
+    with pytest.raises(ValueError, match="ensemble: 'members' must list at least 1 item"):
         Ensemble(GENRES, "8x8", members=[])
-    default_params["feature_methods"]["ensemble"]["members"] = ["head", "nonesuch"]
+    default_params["ensemble"]["members"] = ["head", "nonesuch"]
     with pytest.raises(ParamsError, match="ensemble.members names 'nonesuch'"):
         validate(default_params)
-    default_params["feature_methods"]["ensemble"]["members"] = ["ensemble"]
+    default_params["ensemble"]["members"] = ["ensemble"]
     with pytest.raises(ParamsError, match="ensemble.members names 'ensemble'"):
         validate(default_params)

@@ -18,10 +18,10 @@ import pytest
 import torch
 from PIL import Image
 
-from postergenre import cli
-from postergenre import explain as ex
-from postergenre import heatmaps as hm
-from postergenre.dataset import read_genres
+from postergenre.apps import cli
+from postergenre.apps import explain as ex
+from postergenre.core.dataset import read_genres
+from postergenre.methods import heatmaps as hm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,7 @@ def test_grad_cam_lights_the_region_a_genre_reads():
 
 
 def test_head_explanation_matches_predict_and_finds_itself(project, tmp_path, monkeypatch):
-    from postergenre.predict import predict_posters
+    from postergenre.apps.predict import predict_posters
 
     monkeypatch.chdir(project)
     train_id = (project / "data/split/train.txt").read_text().split()[0]
@@ -115,7 +115,7 @@ def server(project, tmp_path_factory):
     """`postergenre serve` on a free port of 127.0.0.1 with the head model, stopped after."""
     import os
 
-    from postergenre.web import make_server
+    from postergenre.apps.web import make_server
 
     cwd = os.getcwd()
     os.chdir(project)
@@ -229,13 +229,15 @@ def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path)
 
 
 def test_genre_maps_stage_shows_the_best_methods_top_posters(project):
-    from postergenre.dataset import label_matrix, read_labels
-    from postergenre.genre_maps import CAM_METHODS, precision_at_ranks
+    from postergenre.core.dataset import label_matrix, read_labels
+    from postergenre.methods import estimator_class, specs
+    from postergenre.pipeline.genre_maps import precision_at_ranks
 
     assert precision_at_ranks(np.array([1, 0, 1, 1])) == [1.0, 0.5, 0.6667, 0.75]
     result = json.loads((project / "plots/genres/genres.json").read_text())
     maps = {m: json.loads((project / f"metrics/{m}.json").read_text())["mAP"]
-            for m in CAM_METHODS if (project / f"metrics/{m}.json").is_file()}
+            for m in specs() if estimator_class(m).has_heatmaps
+            and (project / f"metrics/{m}.json").is_file()}
     assert result["method"] == max(maps, key=maps.get)
     genres = read_genres(project / "data/interim")
     labels = read_labels(project / "data/interim")

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from postergenre import backbone as bb
+from postergenre.core import backbone as bb
+from postergenre.core.metrics import ranking_metrics
 from postergenre.methods import load_model
 from postergenre.methods.head import FeatureHead, asymmetric_loss, loss_function, oversampling_weights
 from postergenre.methods.mlknn_features import FeatureMLkNN
-from postergenre.metrics import ranking_metrics
 
 GENRES = ["g0", "g1", "g2", "g3"]
 

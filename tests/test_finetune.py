@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from postergenre import backbone as bb
+from postergenre.core import backbone as bb
 from postergenre.methods import load_model
 from postergenre.methods.custom import CustomCNNEstimator
 from postergenre.methods.lite import LiteEstimator
-from postergenre.methods.pixel_network import augment, to_unit
-from postergenre.methods.training import warmup_factor
+from postergenre.methods.nets.pixel_network import augment, to_unit
+from postergenre.methods.nets.training import warmup_factor
 
 GENRES = ["g0", "g1", "g2"]
 

@@ -12,8 +12,8 @@ import random
 import numpy as np
 import pytest
 
+from postergenre.core.images import resize_posters
 from postergenre.data.ingest import ingest
-from postergenre.images import resize_posters
 from tests.conftest import SHARED_DATA, random_image
 
 GENRES = ["Drama", "Comedy", "Action", "Horror", "Romance", "Thriller"]

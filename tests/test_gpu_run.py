@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postergenre import dataset
+from postergenre.core import dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 

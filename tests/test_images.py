@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from postergenre.images import PosterError, load_rgb, resize_posters, resize_variants
+from postergenre.core.images import PosterError, load_rgb, resize_posters, resize_variants
 from tests.conftest import jpeg_bytes, random_image
 
 MAX_PIXELS = 50_000_000
@@ -168,7 +168,7 @@ def test_parallel_and_serial_resize_give_identical_arrays(tmp_path):
 
 def test_failed_resize_leaves_no_output(tmp_path, monkeypatch):
     ids, paths = make_poster_set(tmp_path / "posters")
-    import postergenre.images as images
+    import postergenre.core.images as images
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
@@ -207,7 +207,7 @@ def test_exif_orientation_is_applied(tmp_path):
 
 
 def test_a_big_file_is_streamed_not_read_whole(tmp_path, monkeypatch):
-    import postergenre.images as images
+    import postergenre.core.images as images
 
     monkeypatch.setattr(images, "READ_WHOLE", 1000)  # as if the file were over 16 MiB
     monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read whole"))

@@ -7,8 +7,8 @@ import torch
 
 from postergenre.methods import load_model
 from postergenre.methods.custom import CustomCNNEstimator
+from postergenre.methods.knn.neighbours import flatten, neighbours, self_neighbours
 from postergenre.methods.mlknn import MLkNN
-from postergenre.methods.neighbours import flatten, neighbours, self_neighbours
 from postergenre.methods.ovr import OneVsRestKNN
 from postergenre.methods.resnet34 import ResNet34Estimator, build_resnet34, resnet34_imagenet_state
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from postergenre.metrics import all_zeros, f1_metrics, label_set_metrics, study_metrics
+from postergenre.core.metrics import all_zeros, f1_metrics, label_set_metrics, study_metrics
 
 Y = np.array([[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]])
 P = np.array([[1, 0, 1], [1, 0, 0], [1, 0, 0], [0, 0, 0]])
@@ -42,7 +42,7 @@ def test_empty_test_split_is_a_clear_error():
 
 
 def test_genre_absent_from_test_split_has_no_ap_rather_than_zero():
-    from postergenre.metrics import ranking_metrics
+    from postergenre.core.metrics import ranking_metrics
 
     Y2 = np.array([[1, 0], [0, 0], [1, 0], [0, 0]])
     P2 = np.array([[0.9, 0.2], [0.1, 0.3], [0.8, 0.1], [0.2, 0.4]])
@@ -52,7 +52,7 @@ def test_genre_absent_from_test_split_has_no_ap_rather_than_zero():
 
 
 def test_top_k_and_bce_on_a_hand_worked_example():
-    from postergenre.metrics import bce_loss, top_k_accuracy
+    from postergenre.core.metrics import bce_loss, top_k_accuracy
 
     Pk = np.array([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8], [0.1, 0.7, 0.6], [0.3, 0.2, 0.1]])
     # top-1 genres: 0, 2, 1, 0 -> hits in rows 0 and 2
@@ -62,7 +62,7 @@ def test_top_k_and_bce_on_a_hand_worked_example():
 
 
 def test_tuned_thresholds_maximise_each_genres_f1():
-    from postergenre.metrics import tune_thresholds
+    from postergenre.core.metrics import tune_thresholds
 
     Yd = np.array([[1, 0], [1, 0], [0, 0], [0, 1]])
     Pd = np.array([[0.30, 0.9], [0.35, 0.1], [0.20, 0.2], [0.10, 0.6]])
@@ -73,7 +73,7 @@ def test_tuned_thresholds_maximise_each_genres_f1():
 
 
 def test_report_names_the_command_that_reproduces_it():
-    from postergenre.report import reproduce_command
+    from postergenre.pipeline.report import reproduce_command
 
     data = {"source": "movielens", "path": "../m", "posters": "", "poster_key": "imdb_id"}
     assert reproduce_command({"data": {**data, "source": "synthetic"}}) == "dvc repro"

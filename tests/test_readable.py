@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from postergenre import figures
+from postergenre.core import figures
 from tests.conftest import REPO
 
 GENRES = ["Drama", "Comedy", "Horror", "Action"]
@@ -95,7 +95,7 @@ def test_the_gallery_lists_predicted_genres_by_score(tmp_path, monkeypatch):
 
 
 def test_training_rows_draw_quarter_epochs_and_one_curve_pair_per_setting():
-    from postergenre.train import training_rows
+    from postergenre.pipeline.train import training_rows
 
     history = [{"epoch": 0, "dev_loss": 0.9, "dev_mAP": 0.1, "weight_decay": 1.0},
                {"epoch": 1, "train_loss": 0.5, "train_loss_quarters": [0.8, 0.6, 0.4, 0.2],
@@ -147,7 +147,7 @@ def _show_json(names_and_k):
 
 
 def test_compare_fits_three_experiments_in_120_columns():
-    from postergenre.compare import DEFAULT_METRICS, experiments, table
+    from postergenre.apps.compare import DEFAULT_METRICS, experiments, table
 
     text = table(experiments(_show_json([("workspace", 10), ("k40-a-rather-long-experiment-name", 40),
                                          ("k3", 3)])), DEFAULT_METRICS)
@@ -166,7 +166,7 @@ def test_compare_fits_three_experiments_in_120_columns():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "postergenre.cli", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "postergenre.apps.cli", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -191,6 +191,20 @@ def test_version_and_help_describe_every_subcommand():
     assert bad.returncode == 2 and "invalid choice: 'nosuchmethod'" in bad.stderr
 
 
+@pytest.mark.parametrize("command", [[], ["check-params"], ["synthesize"], ["ingest"], ["resize"],
+                                     ["split"], ["embed"], ["download-posters"], ["predict"]])
+def test_the_front_end_and_the_data_subcommands_help_without_torch(command):
+    # how fast: bench/cli.py; here, that the heavy imports stay out
+    code = ("import sys\nfrom postergenre.apps.cli import main\n"
+            f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('torch', 'sklearn', 'mlflow', 'dvc') if m in sys.modules]\n"
+            "sys.exit(f'imported {heavy}' if heavy else 0)\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "usage: postergenre" in out.stdout
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_params_option_works_before_or_after_the_subcommand(where, tmp_path):
     params = (REPO / "params.yaml").read_text().replace("k: 10", "k: 0")
@@ -198,7 +212,7 @@ def test_params_option_works_before_or_after_the_subcommand(where, tmp_path):
     p.write_text(params)
     args = ["--params", str(p), "check-params"] if where == "before" else ["check-params", "--params", str(p)]
     out = _cli(*args)
-    assert out.returncode == 2 and "k must be at least 1, got 0" in out.stderr
+    assert out.returncode == 2 and "'k' must be greater than or equal to 1, got 0" in out.stderr
 
 
 def test_embedding_a_read_only_array_gives_no_warning():
@@ -206,7 +220,7 @@ def test_embedding_a_read_only_array_gives_no_warning():
 
     import torch
 
-    from postergenre import backbone as bb
+    from postergenre.core import backbone as bb
 
     X = np.zeros((2, 8, 8, 3), dtype=np.uint8)
     X.flags.writeable = False  # as np.load(mmap_mode="r") gives
@@ -217,7 +231,7 @@ def test_embedding_a_read_only_array_gives_no_warning():
 
 
 def test_log_lines_carry_the_time():
-    out = subprocess.run([sys.executable, "-m", "postergenre.dag", "--check"], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "postergenre.pipeline.check"], cwd=REPO,
                          capture_output=True, text=True, timeout=120)
     line = out.stderr.strip().splitlines()[-1]
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|ERROR)", line), line
@@ -232,7 +246,7 @@ def test_progress_names_its_units_in_the_plural(monkeypatch):
 
 
 def test_quarter_losses_split_an_epochs_batches_in_four_or_fewer():
-    from postergenre.methods.training import quarter_losses
+    from postergenre.methods.nets.training import quarter_losses
 
     # 5 batches: ends after batches 2, 3, 4, 5 (ceil(5 q / 4)); each part's loss per poster
     assert quarter_losses([2.0, 4.0, 3.0, 8.0, 1.0], [2, 2, 1, 4, 1]) == [1.5, 3.0, 2.0, 1.0]

@@ -238,7 +238,7 @@ def test_a_real_mlflow_server_keeps_runs_and_artifacts_on_s3(team, s3, tmp_path)
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from postergenre.predict import predict_posters
+    from postergenre.apps.predict import predict_posters
 
     a = team["a"]
     store = bucket(s3, "mlflow")
@@ -250,9 +250,9 @@ def test_a_real_mlflow_server_keeps_runs_and_artifacts_on_s3(team, s3, tmp_path)
     with server(mlflow_server, f"{uri}/health", {**CREDS, "MLFLOW_S3_ENDPOINT_URL": s3}):
         env = {"MLFLOW_TRACKING_URI": uri, "DVC_EXP_NAME": "server-check"}  # no S3 keys: proxied
         model, plots = tmp_path / "model", tmp_path / "plots"
-        run(["python", "-m", "postergenre.train", "mlknn", "--out", str(model), "--plots",
+        run(["python", "-m", "postergenre.pipeline.train", "mlknn", "--out", str(model), "--plots",
              str(plots)], a, env=env)
-        run(["python", "-m", "postergenre.evaluate", "mlknn", "--model", str(model), "--out",
+        run(["python", "-m", "postergenre.pipeline.evaluate", "mlknn", "--model", str(model), "--out",
              str(tmp_path / "metrics" / "mlknn.json"), "--plots", str(plots)], a, env=env)
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name("postergenre")
@@ -282,7 +282,7 @@ def test_a_real_mlflow_server_keeps_runs_and_artifacts_on_s3(team, s3, tmp_path)
 
 def test_a_stage_fails_by_name_when_the_tracking_server_is_down(team, tmp_path):
     started = time.perf_counter()
-    out = run(["python", "-m", "postergenre.train", "baseline", "--out", str(tmp_path / "m"),
+    out = run(["python", "-m", "postergenre.pipeline.train", "baseline", "--out", str(tmp_path / "m"),
                "--plots", str(tmp_path / "p")], team["a"], check=False, timeout=120,
               env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
     assert out.returncode == 2 and time.perf_counter() - started < 60

@@ -9,12 +9,12 @@ from tests.conftest import REPO
 def test_a_killed_stage_run_is_marked_failed_by_the_next_one(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from postergenre import tracking
+    from postergenre.runtime import tracking
 
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
     killed = ("import os, signal\n"
-              "from postergenre.tracking import stage_run\n"
+              "from postergenre.runtime.tracking import stage_run\n"
               "with stage_run('train-x', {'seed': 1}):\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")
     out = subprocess.run([sys.executable, "-c", killed], cwd=REPO, capture_output=True,
@@ -41,7 +41,7 @@ def _free_port() -> int:
 
 
 def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatch):
-    """`python -m postergenre.mlflow_ui` (make mlflow) serves the store on 127.0.0.1 and prints
+    """`python -m postergenre.apps.mlflow_ui` (make mlflow) serves the store on 127.0.0.1 and prints
     an address that headless Chromium renders as the runs table, evaluate runs under train."""
     import os
     import shutil
@@ -51,7 +51,7 @@ def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatc
 
     import pytest
 
-    from postergenre import tracking
+    from postergenre.runtime import tracking
 
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -65,7 +65,7 @@ def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatc
     with tracking.stage_run("evaluate-probe", {"seed": 1}) as evaluate:
         assert evaluate.link_to_training("train-probe", "abc") == train.run_id
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "postergenre.mlflow_ui", "--port", str(port)],
+    server = subprocess.Popen([sys.executable, "-m", "postergenre.apps.mlflow_ui", "--port", str(port)],
                               cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": db},
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                               start_new_session=True)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from postergenre.methods import training
 from postergenre.methods.custom import CustomCNNEstimator
 from postergenre.methods.head import FeatureHead
+from postergenre.methods.nets import training
 from tests.conftest import BIN, run
 
 GENRES = ["g0", "g1", "g2", "g3", "g4"]
@@ -36,7 +36,7 @@ def test_the_kept_epoch_is_the_best_dev_map_not_the_last():
     model = CustomCNNEstimator(GENRES, "16x16", seed=2, epochs=4, batch_size=32, lr=0.01)
     model.fit(X[:96], Y[:96], dev=(X[96:], Y[96:]))
     best = max(model.history, key=lambda r: r["dev_mAP"])
-    from postergenre.metrics import mean_average_precision
+    from postergenre.core.metrics import mean_average_precision
 
     assert mean_average_precision(Y[96:], model.predict_proba(X[96:])) == pytest.approx(best["dev_mAP"])
     assert all("dev_loss" in r and "train_loss" in r for r in model.history)
@@ -126,9 +126,10 @@ def torchrun_runs(project, tmp_path_factory):
     logs = {}
     for method in ("custom", "head"):
         common = [method, "--params", str(out / "params.yaml"), "--plots", str(out / "plots" / method)]
-        logs[method] = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m", "postergenre.train",
-                            *common, "--out", str(out / "ddp" / method)], project, env=env).stderr
-        run(["python", "-m", "postergenre.train", *common, "--out", str(out / "single" / method)],
+        logs[method] = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m",
+                            "postergenre.pipeline.train", *common, "--out", str(out / "ddp" / method)],
+                           project, env=env).stderr
+        run(["python", "-m", "postergenre.pipeline.train", *common, "--out", str(out / "single" / method)],
             project, env=env)
     return out, logs
 
@@ -136,7 +137,7 @@ def torchrun_runs(project, tmp_path_factory):
 @pytest.mark.parametrize("method, tolerance", [("custom", 1e-5), ("head", 1e-5)])
 def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, monkeypatch, method,
                                                        tolerance):
-    from postergenre import dataset
+    from postergenre.core import dataset
     from postergenre.methods import load_model
 
     out, logs = torchrun_runs
@@ -153,7 +154,7 @@ def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, m
 
 
 def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp_path, monkeypatch):
-    """A real `kill -9` of `python -m postergenre.train custom` mid-run, then the same command."""
+    """A real `kill -9` of `python -m postergenre.pipeline.train custom` mid-run, then the same command."""
     import os
     import signal
     import subprocess
@@ -167,8 +168,9 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     def train(out):
-        return ["python", "-m", "postergenre.train", "custom", "--params", str(tmp_path / "params.yaml"),
-                "--out", str(tmp_path / out), "--plots", str(tmp_path / "plots" / out)]
+        return ["python", "-m", "postergenre.pipeline.train", "custom", "--params",
+                str(tmp_path / "params.yaml"), "--out", str(tmp_path / out), "--plots",
+                str(tmp_path / "plots" / out)]
 
     run(train("whole"), project)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
@@ -196,10 +198,10 @@ def test_one_and_two_threads_agree_within_the_readme_tolerance(project, monkeypa
     custom's metrics agree within 0.02 (measured on the 2,000-poster pipeline: 0.019)."""
     import yaml
 
-    from postergenre import dataset
+    from postergenre.core import dataset
+    from postergenre.core.metrics import mean_average_precision
     from postergenre.methods import estimator_class
-    from postergenre.metrics import mean_average_precision
-    from postergenre.params import method_settings
+    from postergenre.methods.params import method_settings
 
     monkeypatch.chdir(project)
     params = yaml.safe_load((project / "params.yaml").read_text())

@@ -2,7 +2,7 @@
 pipeline's ensemble, each on the dev split and the test split.
 
 Run inside a repository whose pipeline ran with every backbone and view the steps use (the
-movielens experiment applied, see README "Results on real posters"):
+movielens experiment applied, see docs/results.md):
 
     python tools/accuracy_steps.py --out reports/movielens-steps.md
 
@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from postergenre import dataset, entry
+from postergenre.core import dataset
+from postergenre.runtime import entry
 
 log = logging.getLogger("accuracy_steps")
 LITE0, LITE1, LITE2 = "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"
@@ -48,15 +49,15 @@ def pick(block: dict) -> dict[str, float]:
 
 def numbers(Y: np.ndarray, P: np.ndarray, model, Y_train: np.ndarray) -> dict[str, float]:
     """What the evaluate stage would report for these scores (its own `split_block`)."""
-    from postergenre.evaluate import split_block
-    from postergenre.metrics import score_metrics
+    from postergenre.core.metrics import score_metrics
+    from postergenre.pipeline.evaluate import split_block
 
     return pick(split_block(model, Y, P, Y_train, score_metrics(Y, P))[0])
 
 
 def head_step(params: dict, backbones, views, pool) -> dict:
     from postergenre.methods.head import FeatureHead
-    from postergenre.params import method_settings
+    from postergenre.methods.params import method_settings
 
     kwargs, size, _ = method_settings(params, "head")
     kwargs.update(backbones=backbones, views=views, pool=pool)

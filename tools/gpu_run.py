@@ -1,4 +1,4 @@
-"""Whole networks fine-tuned on the movielens posters where a GPU is lent: the study's ResNet34
+"""Whole networks fine-tuned on the movielens posters on a GPU machine: the study's ResNet34
 (224x224, 50 epochs, random init) and a whole EfficientNet-Lite0 (the `lite` method), trained and
 evaluated by the pipeline's own `train_model` and `evaluate_model` on the movielens experiment's
 genres and split, on a machine that has torch but neither dvc nor mlflow.
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import yaml
 
-from postergenre.atomic import write_json
+from postergenre.core.atomic import write_json
 
 log = logging.getLogger("gpu_run")
 # What every chunk may hold (the device tool sends at most 64 MiB a call, the repo included).
@@ -47,13 +47,15 @@ CHUNK_BYTES = 60 * 2**20
 META = ["data/interim/genres.json", "data/interim/movies.csv", "data/split/train.txt",
         "data/split/dev.txt", "data/split/test.txt", "data/resized/manifest.csv"]
 SIZE = "224x224"
-# The settings (README "GPUs"): the study's ResNet34 from random init with this repo's
+# The settings (docs/gpus.md): the study's ResNet34 from random init with this repo's
 # augmentation and warm-up, and the whole Lite0 from its ImageNet weights with a slower trunk.
 METHODS = {
-    "resnet34": {"size": SIZE, "epochs": 50, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0,
+    "resnet34": {"family": "nets", "reads": "training", "size": SIZE, "epochs": 50,
+                 "batch_size": 64, "lr": 0.001, "weight_decay": 0.0,
                  "augment": True, "warmup_epochs": 2, "trunk_lr_factor": 1.0, "weights": "none"},
-    "lite": {"size": SIZE, "backbone": "efficientnet_lite0", "epochs": 15, "batch_size": 64,
-             "lr": 0.001, "weight_decay": 0.0001, "dropout": 0.2, "augment": True,
+    "lite": {"family": "nets", "reads": "training", "size": SIZE, "backbone": "efficientnet_lite0",
+             "epochs": 15, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0001, "dropout": 0.2,
+             "augment": True,
              "warmup_epochs": 1, "trunk_lr_factor": 0.1},
 }
 
@@ -65,7 +67,7 @@ def pack(run: Path, posters: Path, out_root: Path, limit: int = 0,
     """Tar the experiment's posters (original bytes, manifest order) into .gpu1, .gpu2, ... under
     `out_root`, the small files in the first; `limit` keeps the first N posters (a smoke run).
     `first_chunk_spare` leaves that many bytes free in the last chunk (for what travels with it)."""
-    from postergenre.dataset import read_poster_paths
+    from postergenre.core.dataset import read_poster_paths
 
     poster_of = read_poster_paths(Path(), run / "data/interim")  # file names, relative
     with open(run / "data/resized/manifest.csv", encoding="utf-8", newline="") as f:
@@ -127,7 +129,7 @@ def unpack(packed: Path, work: Path) -> None:
 
 
 def gpu_params(repo: Path, epochs: int | None, methods: list[str], size: str) -> dict:
-    from postergenre.params import validate
+    from postergenre.methods.params import validate
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["data"].update(source="movielens", path="../shared/data/movielens-posters")
@@ -136,6 +138,7 @@ def gpu_params(repo: Path, epochs: int | None, methods: list[str], size: str) ->
     params["methods"] = {m: {**METHODS[m], "size": size,
                              **({"epochs": epochs} if epochs else {})} for m in methods}
     params["feature_methods"] = {}
+    params.pop("ensemble", None)
     return validate(params)
 
 
@@ -157,11 +160,11 @@ def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: in
                            size: str) -> dict:
     import torch
 
-    from postergenre import dataset
-    from postergenre.evaluate import evaluate_model
-    from postergenre.images import resize_posters
+    from postergenre.core import dataset
+    from postergenre.core.images import resize_posters
     from postergenre.methods import load_model
-    from postergenre.train import train_model
+    from postergenre.pipeline.evaluate import evaluate_model
+    from postergenre.pipeline.train import train_model
 
     poster_of = dataset.read_poster_paths(Path("posters"))
     ids = dataset.read_manifest()

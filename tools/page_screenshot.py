@@ -1,7 +1,7 @@
 """Drive `postergenre serve`'s page in headless Chromium (Debian's `chromium`, through
 Playwright; no browser is downloaded): upload a poster, wait for the scores, read what the page
 shows, record every request it makes, save a screenshot. The browser test uses `drive`; run
-as a script it makes the README's screenshot:
+as a script it makes the screenshot in docs/explain.md:
 
     python tools/page_screenshot.py --model models/head --poster POSTER --out docs/serve.png
 
@@ -91,7 +91,7 @@ def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | N
 
 
 def main(argv: list[str] | None = None) -> int:
-    from postergenre.web import make_server
+    from postergenre.apps.web import make_server
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from postergenre.atomic import write_json
+from postergenre.core.atomic import write_json
 from postergenre.data.sources import TMDB_POSTER_PATH, read_csv_rows, tmdb_poster_name
 from postergenre.progress import Progress
 

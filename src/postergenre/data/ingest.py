@@ -14,7 +14,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-from postergenre.atomic import atomic_path, write_json
+from postergenre.core.atomic import atomic_path, write_json
 from postergenre.data import cleaning
 from postergenre.data.sources import posters_root, read_source
 

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postergenre.core.paths import resolve_data_path
 from postergenre.data.cleaning import Record, safe_filename
 from postergenre.data.vocab import MOVIELENS_GENRES, MOVIELENS_NO_GENRE, TMDB_GENRES
-from postergenre.paths import resolve_data_path
 
 # The Kaggle file has overviews longer than csv's default 128 KiB field limit in its bad rows;
 # a field longer than this one still ends the read with a clear error rather than unbounded

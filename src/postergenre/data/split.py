@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from skmultilearn.model_selection import IterativeStratification
 
-from postergenre.atomic import atomic_path, write_json
+from postergenre.core.atomic import atomic_path, write_json
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from postergenre.atomic import atomic_path
+from postergenre.core.atomic import atomic_path
 from postergenre.data.vocab import STUDY_GENRE_COUNTS, STUDY_N_MOVIES
 from postergenre.progress import Progress
 

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from postergenre.methods.base import Estimator
-from postergenre.metrics import label_frequency
+from postergenre.core.metrics import label_frequency
+from postergenre.methods.base import BaseSettings, Estimator
 
-SPEC = {
-    "estimator": "RandomBaseline",
-    "input": "pixels",
-    "reads": [],
-    "params": {"size": "size"},
-}
+
+class Settings(BaseSettings):
+    """methods.baseline: the study's random baseline."""
+
+    study: ClassVar[bool] = True
 
 
 class RandomBaseline(Estimator):
@@ -24,6 +23,7 @@ class RandomBaseline(Estimator):
     """
 
     method = "baseline"
+    Settings = Settings
     probabilistic = False
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:

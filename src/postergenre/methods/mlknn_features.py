@@ -3,27 +3,31 @@ cosine neighbours) instead of pixels: what better features do to the study's own
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from postergenre.methods.feature_input import FeatureInput
-from postergenre.methods.mlknn import MLkNN
-
-SPEC = {
-    "estimator": "FeatureMLkNN",
-    "input": "features",
-    "reads": ["k"],
-    "params": {"s": "nonneg_number"},
-}
+from postergenre.core.settings import NonNegativeFloat
+from postergenre.methods.features.feature_input import FeatureInput
+from postergenre.methods.knn.neighbours import KNNSettings
+from postergenre.methods.knn.posterior import MLkNNPosterior
 
 
-class FeatureMLkNN(FeatureInput, MLkNN):
+class Settings(KNNSettings):
+    """feature_methods.mlknn_features: the study's ML-kNN on the backbones' features."""
+
+    input: ClassVar[str] = "features"
+    s: NonNegativeFloat = 1.0  # Laplace smoothing
+
+
+class FeatureMLkNN(FeatureInput, MLkNNPosterior):
     method = "mlknn_features"
+    space_described = "ML-kNN's own space: normalised backbone features"
+    neighbour_space = MLkNNPosterior.neighbour_space  # its own neighbours, not the features'
+    Settings = Settings
 
-    def __init__(self, genres: list[str], size: str, seed: int = 0, k: int = 10, s: float = 1.0,
-                 embed_batch_size: int = 16, **params: Any):
-        super().__init__(genres, size, seed, k=k, s=s, embed_batch_size=embed_batch_size, **params)
+    def __init__(self, genres: list[str], size: str, seed: int = 0, **params: Any):
+        super().__init__(genres, size, seed, **params)
         self._init_backbone()
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
@@ -31,7 +35,7 @@ class FeatureMLkNN(FeatureInput, MLkNN):
             self.backbone(name)  # records the weights' sha256
         super()._fit(X, Y)
 
-    def _vectors(self, X: np.ndarray) -> np.ndarray:
+    def vectors(self, X: np.ndarray) -> np.ndarray:
         F = np.asarray(X, dtype=np.float32)
         return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
 

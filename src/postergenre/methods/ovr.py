@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 
-from postergenre.methods.neighbours import KNNEstimator
+from postergenre.core.settings import Size
+from postergenre.methods.knn.neighbours import KNNEstimator, KNNSettings
 
-SPEC = {
-    "estimator": "OneVsRestKNN",
-    "input": "pixels",
-    "reads": ["k"],
-    "params": {"size": "size"},
-}
+
+class Settings(KNNSettings):
+    """methods.ovr: one binary kNN per genre, on pixels at `size`."""
+
+    study: ClassVar[bool] = True
+    size: Size = "64x64"
 
 
 class OneVsRestKNN(KNNEstimator):
@@ -19,6 +22,7 @@ class OneVsRestKNN(KNNEstimator):
     score of a genre is the share of a poster's k nearest training posters that carry it."""
 
     method = "ovr"
+    Settings = Settings
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
         self._store(X, Y)

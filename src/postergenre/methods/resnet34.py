@@ -5,20 +5,38 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import ClassVar
 
-import torch
-from torch import nn
+from postergenre.core.lazy import lazy_module
+from postergenre.core.settings import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Share,
+    Size,
+)
+from postergenre.methods.nets.pixel_network import NetworkSettings, PixelNetwork
 
-from postergenre.methods.pixel_network import PixelNetwork
+torch = lazy_module("torch")  # imported on first use (core/lazy.py)
+nn = lazy_module("torch.nn")
 
-SPEC = {
-    "estimator": "ResNet34Estimator",
-    "input": "pixels",
-    "reads": ["training"],
-    "params": {"size": "size", "epochs": "pos_int", "batch_size": "pos_int", "lr": "pos_number",
-               "weight_decay": "nonneg_number", "augment": "bool", "warmup_epochs": "nonneg_int",
-               "trunk_lr_factor": {"type": "number", "min": 0, "max": 1}, "weights": "str"},
-}
+
+
+class Settings(NetworkSettings):
+    """methods.resnet34: torchvision's ResNet34, its last layer one logit per genre."""
+
+    study: ClassVar[bool] = True
+    size: Size = "64x64"  # the study: 224x224
+    epochs: PositiveInt = 1  # the study: 50
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 0.001
+    weight_decay: NonNegativeFloat = 0.0
+    augment: bool = False
+    warmup_epochs: NonNegativeInt = 0
+    trunk_lr_factor: Share = 1.0
+    # imagenet (downloaded once into the torch cache) | none | /path/to/state_dict.pth
+    weights: str = "none"
 
 
 def resnet34_imagenet_state(timeout: float = 5.0) -> dict[str, torch.Tensor]:
@@ -76,9 +94,7 @@ def build_resnet34(n_genres: int, weights: str) -> nn.Module:
 
 class ResNet34Estimator(PixelNetwork):
     method = "resnet34"
-
-    def __init__(self, genres, size, seed=0, weights: str = "none", **params):
-        super().__init__(genres, size, seed, weights=weights, **params)
+    Settings = Settings
 
     def build(self, pretrained: bool = True) -> nn.Module:
         return build_resnet34(len(self.genres), self.params["weights"] if pretrained else "none")

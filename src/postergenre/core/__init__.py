@@ -1,0 +1,2 @@
+"""The ground floor: decode and resize, the backbones, every metric, the split arrays,
+paths, atomic writes."""

@@ -1,0 +1,77 @@
+"""Where things are: the repository root, and data paths as the user meant them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def _queued_exp_origin(cwd: Path) -> Path | None:
+    """The repository a `dvc exp run --queue` temporary copy (`<repo>/.dvc/tmp/exps/...`) came from."""
+    for parent in [cwd, *cwd.parents]:
+        if parent.name == "exps" and parent.parent.name == "tmp" and parent.parent.parent.name == ".dvc":
+            return parent.parent.parent.parent
+    return None
+
+
+def repo_root() -> Path:
+    """The user's repository, also when a stage runs inside a queued experiment's temporary copy."""
+    cwd = Path.cwd().resolve()
+    return _queued_exp_origin(cwd) or cwd
+
+
+def resolve_data_path(path: str | Path) -> Path:
+    """A data path as the user meant it.
+
+    Relative paths are relative to the working directory (the repository root, where DVC runs
+    stages). Queued experiments run in a temporary copy under `<repo>/.dvc/tmp/exps/`, where a
+    relative path such as `../shared/data` means nothing; it is then taken from the repository
+    the copy was made from.
+    """
+    path = Path(os.path.expanduser(str(path)))
+    if path.is_absolute() or path.exists():
+        return path
+    origin = _queued_exp_origin(Path.cwd().resolve())
+    if origin is not None and (origin / path).exists():
+        return origin / path
+    return path
+
+
+# -- the repository's layout: every stage, app and method finds its files here -----------------
+# Relative to the working directory: DVC runs every stage from the repository root.
+INTERIM = Path("data/interim")  # ingest: movies.csv, genres.json, ingest_report.json
+RESIZED = Path("data/resized")  # resize: one array per size, manifest.csv
+SPLIT = Path("data/split")  # split: train.txt, dev.txt, test.txt
+FEATURES = Path("data/features")  # embed: <backbone>/<view>/features.npy
+MODELS = Path("models")
+METRICS = Path("metrics")
+PLOTS = Path("plots")
+CHECKPOINTS = Path(".checkpoints")  # a killed training run resumes from here
+EXPLAIN_CACHE = Path(".cache/explain")  # explain's neighbour index, once per model folder
+
+
+def model_dir(method: str) -> Path:
+    return MODELS / method
+
+
+def metrics_file(method: str) -> Path:
+    """The headline metrics (`dvc metrics diff` shows these)."""
+    return METRICS / f"{method}.json"
+
+
+def details_file(headline: str | Path) -> Path:
+    """Every number beside a headline file: metrics/head.json -> metrics/details/head.json."""
+    headline = Path(headline)
+    return headline.parent / "details" / headline.name
+
+
+def plots_dir(method: str) -> Path:
+    return PLOTS / method
+
+
+def features_dir(backbone: str, view: str, root: Path = FEATURES) -> Path:
+    return root / backbone / view
+
+
+def embed_timing(backbone: str, view: str) -> Path:
+    return METRICS / "embed" / f"{backbone}-{view}.json"

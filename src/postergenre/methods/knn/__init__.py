@@ -1,0 +1,1 @@
+"""The neighbour methods' shared code: one exact neighbour search, ML-kNN's posterior."""

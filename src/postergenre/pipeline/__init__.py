@@ -1,0 +1,1 @@
+"""Every stage of dvc.yaml, one module each: `python -m postergenre.pipeline.<stage>`."""

@@ -1,0 +1,107 @@
+"""embed: every resized poster through one pretrained backbone in one view -> a cached array.
+
+One stage per backbone and view (a DVC matrix over `embed.backbones` x `embed.views`), so adding
+a backbone or a view computes only that one. `data/features/<backbone>/<view>/features.npy` is
+float32 [n_posters, 1280] in the row order of `data/resized/manifest.csv`; `embed.json` beside it
+says which weights made it (their sha256), from which poster size, in which view at which side.
+How fast it ran goes to a separate, uncached file (`metrics/embed/<backbone>-<view>.json`), so a
+re-run gives a byte-identical cached output and re-runs nothing downstream. Heads on these
+features train in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from postergenre.core import paths
+from postergenre.core.atomic import atomic_path, write_json
+from postergenre.runtime import entry
+
+log = logging.getLogger(__name__)
+INFO = "embed.json"
+ARRAY = "features.npy"
+
+
+def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view: str, size: str,
+                  batch_size: int, timing: str | Path | None = None, threads: int = 0
+                  ) -> dict[str, Any]:
+    """Write the features folder of one backbone and view whole (array + embed.json) or not at
+    all, and the timing to `timing`; return embed.json's content."""
+    import torch
+
+    from postergenre.core import backbone as bb
+
+    array_path = Path(resized) / f"{size}.npy"
+    if not array_path.is_file():
+        raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
+    if batch_size < 1:
+        raise ValueError(f"embed.batch_size must be at least 1, got {batch_size}")
+    if view not in bb.VIEWS:
+        raise ValueError(f"unknown view {view!r}; known: {', '.join(bb.VIEWS)}")
+    if threads:  # a fixed count: how the convolutions split their sums depends on it
+        torch.set_num_threads(threads)
+    posters = np.load(array_path, mmap_mode="r")
+    weights = bb.wheel_weights_path(backbone)
+    plain = bb.load_backbone(backbone, weights)
+    temple, flower = bb.check_imagenet(plain)
+    log.info("embed: %s weights check: temple -> %s %.2f, flower -> %s", backbone, temple[0][0],
+             temple[0][1], ", ".join(name for name, _ in flower[:2]))
+    net = bb.fused(plain)
+    side = bb.resolution(backbone)
+    log.info("embed: %d posters at %s, view %s at side %d, through %s (%d threads, batches of %d)",
+             len(posters), size, view, side, backbone, torch.get_num_threads(), batch_size)
+    start = time.perf_counter()
+    features = bb.embed(net, posters, batch_size, progress=True, view=view, side=side)
+    seconds = time.perf_counter() - start
+    if not np.isfinite(features).all():
+        raise ValueError("the backbone produced non-finite features; nothing written")
+    info = {"backbone": backbone, "view": view, "side": side,
+            "weights_sha256": bb.file_sha256(weights), "size": size,
+            "n_posters": int(len(posters)), "dim": int(features.shape[1]), "batch_size": batch_size}
+    speed = {"seconds": round(seconds, 2), "threads": torch.get_num_threads(),
+             "posters_per_s": round(len(posters) / seconds, 1) if seconds > 0 else None}
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir(parents=True)
+        np.save(tmp / ARRAY, features)
+        write_json(tmp / INFO, info)
+    if timing is not None:
+        Path(timing).parent.mkdir(parents=True, exist_ok=True)
+        write_json(timing, speed)
+    log.info("embed: %d x %d features (%s, %s) in %.1f s (%.1f posters/s)", len(features),
+             features.shape[1], backbone, view, seconds, speed["posters_per_s"] or 0)
+    return info
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backbone", required=True, help="one of embed.backbones")
+    parser.add_argument("--view", required=True, help="one of embed.views")
+    parser.add_argument("--resized", default="data/resized", help="the resize stage's folder")
+    parser.add_argument("--out", default=None,
+                        help="features folder (default data/features/BACKBONE/VIEW)")
+    parser.add_argument("--timing", default=None,
+                        help="where the run's seconds and posters/s go, kept out of --out "
+                             "(default metrics/embed/BACKBONE-VIEW.json)")
+    entry.add_params_option(parser)
+
+
+def run(args: argparse.Namespace, params: dict) -> None:
+    embed = params["embed"]
+    for name, value, known in (("backbone", args.backbone, embed["backbones"]),
+                               ("view", args.view, embed["views"])):
+        if value not in known:
+            raise ValueError(f"--{name} {value!r} is not in embed.{name}s {known}")
+    out = args.out or paths.features_dir(args.backbone, args.view)
+    timing = args.timing or paths.embed_timing(args.backbone, args.view)
+    embed_posters(args.resized, out, args.backbone, args.view, embed["size"], embed["batch_size"],
+                  timing=timing, threads=embed["threads"])
+
+
+if __name__ == "__main__":
+    sys.exit(entry.main("embed", __doc__, add_arguments, run))
