@@ -43,14 +43,33 @@ def test_every_tensor_of_the_wheel_lands_in_the_network(tmp_path, net):
         bb.load_backbone(state_path=tmp_path / "partial.pth")
 
 
-def test_same_padding_puts_the_odd_pixel_after():
-    conv = bb.SameConv(1, 1, 3, 2, bias=False)
-    x = torch.randn(1, 1, 8, 8)
+def test_same_padding_puts_the_odd_pixel_after(net):
+    conv = net.stem[0]  # timm's TensorFlow-"same" convolution, stride 2, as the weights were trained
+    x = torch.randn(1, 3, 8, 8)
     expected = F.conv2d(F.pad(x, [0, 1, 0, 1]), conv.weight, stride=2)
-    assert conv(x).shape[-2:] == (4, 4)
-    assert torch.allclose(conv(x), expected)
-    odd = torch.randn(1, 1, 7, 7)  # 7 -> ceil(7/2) = 4, padding 1 each side
-    assert torch.allclose(conv(odd), F.conv2d(F.pad(odd, [1, 1, 1, 1]), conv.weight, stride=2))
+    with torch.no_grad():
+        assert conv(x).shape[-2:] == (4, 4)
+        assert torch.allclose(conv(x), expected, atol=1e-6)
+        odd = torch.randn(1, 3, 7, 7)  # 7 -> ceil(7/2) = 4, padding 1 each side
+        assert torch.allclose(conv(odd), F.conv2d(F.pad(odd, [1, 1, 1, 1]), conv.weight, stride=2),
+                              atol=1e-6)
+
+
+def test_the_backbone_is_timms_network_with_the_wheels_weights(net):
+    import timm
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    state = torch.load(bb.wheel_weights_path(), map_location="cpu", weights_only=True)
+    renamed = bb.timm_state(state, model)
+    assert len(renamed) == len(state)  # one to one
+    model.load_state_dict(renamed, strict=True)
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in model.parameters())
+    X = sample_images(224)
+    with torch.inference_mode():
+        ours = net(bb.to_input(X))
+        theirs = model.eval()(bb.to_input(X))
+    assert torch.allclose(ours, theirs, atol=1e-5)  # timm's own forward: pool, classifier
+    assert net.n_blocks == 16
 
 
 def test_folded_batch_norm_and_batching_change_nothing_but_rounding(net):

@@ -47,7 +47,7 @@ def test_a_slower_trunk_gets_its_own_learning_rate():
     assert groups[1]["params"][0] is net.head[-1].weight
     one = CustomCNNEstimator(GENRES, "16x16", lr=1e-3).optimiser(net).param_groups
     assert len(one) == 1  # the study's way: one group, as before
-    with pytest.raises(ValueError, match="trunk_lr_factor must be from 0 to 1"):
+    with pytest.raises(ValueError, match="'trunk_lr_factor' must be less than or equal to 1"):
         CustomCNNEstimator(GENRES, "16x16", trunk_lr_factor=2.0)
 
 

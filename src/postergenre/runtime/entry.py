@@ -11,6 +11,14 @@ from collections.abc import Callable
 from postergenre import __version__
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_params_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None, help="params file (default params.yaml)")
 
