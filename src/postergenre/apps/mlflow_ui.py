@@ -13,7 +13,10 @@ import argparse
 import subprocess
 import sys
 
+from mlflow.tracking import MlflowClient
+
 from postergenre.runtime import entry
+from postergenre.runtime.tracking import EXPERIMENT, tracking_uri
 
 
 def runs_table_url(base: str, experiment_id: str) -> str:
@@ -22,10 +25,6 @@ def runs_table_url(base: str, experiment_id: str) -> str:
 
 
 def experiment_id(uri: str) -> str:
-    from mlflow.tracking import MlflowClient
-
-    from postergenre.runtime.tracking import EXPERIMENT
-
     experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         raise ValueError(f"no {EXPERIMENT!r} experiment in {uri} yet: run `dvc repro` first")
@@ -41,8 +40,6 @@ NEEDS_PARAMS = False
 
 
 def run(args: argparse.Namespace, params: dict | None) -> None:
-    from postergenre.runtime.tracking import tracking_uri
-
     uri = tracking_uri()
     url = runs_table_url(f"http://{args.host}:{args.port}", experiment_id(uri))
     print(f"MLflow runs of this repository: {url}", flush=True)

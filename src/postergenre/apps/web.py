@@ -31,6 +31,11 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import numpy as np
 
+from postergenre.apps.explain import CACHE, THUMB, Explainer
+from postergenre.core import dataset
+from postergenre.core.images import PosterError
+from postergenre.methods.heatmaps import overlay, png_bytes
+
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = 20 * 2**20  # bytes
@@ -42,8 +47,6 @@ class App:
     """The model, its explainer and what the pages ask for, shared by the request threads."""
 
     def __init__(self, model_dir: str | Path, cache: Path | None = None):
-        from postergenre.apps.explain import CACHE, Explainer
-
         self.explainer = Explainer(model_dir, cache=cache or CACHE)
         self.lock = threading.Lock()  # torch and the explainer: one request at a time
         self.recent: OrderedDict[str, Any] = OrderedDict()
@@ -75,8 +78,6 @@ class App:
                 "neighbours_note": out.get("neighbours_note", "")}
 
     def heat_map(self, key: str, genre: int | None) -> bytes | None:
-        from postergenre.methods.heatmaps import overlay, png_bytes
-
         with self.lock:
             e = self.recent.get(key)
         if e is None:
@@ -88,17 +89,12 @@ class App:
 
     # -- the repository's posters --------------------------------------------------------------
     def picture(self, movie_id: str) -> bytes | None:
-        from postergenre.apps.explain import THUMB
-        from postergenre.methods.heatmaps import png_bytes
-
         posters = self.explainer.posters
         pic = posters.picture(movie_id) if posters is not None else None
         return None if pic is None else png_bytes(pic.resize(THUMB))
 
     def test_split(self) -> list[dict[str, Any]]:
         """Every test poster's true and predicted genres (scored once, on first use)."""
-        from postergenre.core import dataset
-
         with self.lock:
             if self._test is None:
                 model = self.explainer.model
@@ -174,8 +170,6 @@ class Handler(BaseHTTPRequestHandler):
             self._error(400, str(exc))
 
     def do_POST(self) -> None:  # noqa: N802
-        from postergenre.core.images import PosterError
-
         if urlparse(self.path).path != "/api/explain":
             self._error(404, f"nothing to post at {self.path}")
             return
