@@ -51,6 +51,26 @@ def test_genre_absent_from_test_split_has_no_ap_rather_than_zero():
     assert m["mAP"] == 1.0 and m["macro_roc_auc"] == 1.0
 
 
+def test_average_precision_is_scikit_learns_to_the_last_bit():
+    from sklearn.metrics import average_precision_score
+
+    from postergenre.core.metrics import average_precision, per_genre_ap
+
+    rng = np.random.default_rng(7)
+    for trial in range(500):
+        n = int(rng.integers(1, 200))
+        y = (rng.random(n) < rng.random()).astype(int)
+        y[rng.integers(n)] = 1
+        p = rng.random(n).astype(np.float32 if trial % 2 else np.float64)
+        if trial % 3 == 0:  # ties, many of them
+            p = np.round(p, int(rng.integers(0, 3)))
+        assert average_precision(y, p) == average_precision_score(y, p), trial
+    assert average_precision(np.array([0, 1, 1, 0]), np.array([0.1, 0.4, 0.35, 0.8])) == (
+        pytest.approx((1 / 2 + 2 / 3) / 2))
+    with pytest.raises(ValueError, match="finite"):
+        per_genre_ap(np.ones((3, 1)), np.array([[0.1], [np.nan], [0.3]]))
+
+
 def test_top_k_and_bce_on_a_hand_worked_example():
     from postergenre.core.metrics import bce_loss, top_k_accuracy
 

@@ -75,13 +75,31 @@ def _mean_defined(values: np.ndarray) -> float | None:
     return _round(np.nanmean(values)) if np.isfinite(values).any() else None
 
 
+def average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    """One genre's average precision: scikit-learn's `average_precision_score` step for step
+    (the same arrays summed in the same order, so the same float; tests/test_metrics.py holds
+    them equal), without its input checks, which cost about 3.5 ms a call where this takes
+    0.1 ms. Training scores dev mAP every epoch (the head: 40 epochs x 3 weight decays x each
+    genre) and the ensemble every fold and candidate: 8 of the head's 26 s on 160 posters."""
+    order = np.argsort(p, kind="stable")[::-1]  # descending (ties in any order: read per tie)
+    s, t = p[order], y[order].astype(np.float64)
+    ends = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last movie of each distinct score
+    tps = np.cumsum(t, dtype=np.float64)[ends]
+    fps = 1 + ends.astype(np.float64) - tps
+    precision = np.concatenate([(tps / (tps + fps))[::-1], [1.0]])
+    recall = np.concatenate([(tps / tps[-1])[::-1], [0.0]])
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
+
+
 def per_genre_ap(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
     """Each genre's average precision; NaN for a genre with no positive movie in Y."""
     _check(Y, P)
+    if not np.isfinite(P).all():
+        raise ValueError("scores must be finite (NaN or infinity given)")
     ap = np.full(Y.shape[1], np.nan)
     for j in range(Y.shape[1]):
         if Y[:, j].any():
-            ap[j] = sklearn_metrics.average_precision_score(Y[:, j], P[:, j])
+            ap[j] = average_precision(Y[:, j], P[:, j])
     return ap
 
 

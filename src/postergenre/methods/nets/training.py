@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,15 +66,26 @@ def configured(settings: dict[str, Any] | None) -> Iterator[None]:
     before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
               torch.get_float32_matmul_precision())
     torch.set_num_threads(settings["threads"])
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    deterministic(True, warn_only=True)
     torch.set_float32_matmul_precision("highest")
     try:
         yield
     finally:
         threads, algorithms, precision = before
         torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(algorithms)
+        deterministic(algorithms)
         torch.set_float32_matmul_precision(precision)
+
+
+def deterministic(mode: bool, warn_only: bool = False) -> None:
+    """`torch.use_deterministic_algorithms`, without its import of torch._inductor where nothing
+    compiles: that import is 1.9 s of every train and evaluate process here (`python -X
+    importtime`), for a setting of torch.compile alone. Where torch._inductor is loaded (a
+    compiled model), the public function sets both."""
+    if "torch._inductor" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
 
 
 def world() -> tuple[int, int]:
