@@ -98,14 +98,58 @@ def scratch_project(root: Path, edit_params=None) -> Path:
     return root
 
 
+def _relocate(root: Path, old: Path) -> None:
+    """A copied project names itself: MLflow keeps absolute artifact paths in its database and
+    in each logged model's MLmodel file."""
+    import sqlite3
+
+    before, after = str(old), str(root)
+    with sqlite3.connect(root / "mlflow.db") as db:
+        for (table,) in db.execute("select name from sqlite_master where type = 'table'").fetchall():
+            for column in db.execute(f"pragma table_info('{table}')").fetchall():
+                if column[2].upper() in ("TEXT", "VARCHAR") or column[2].upper().startswith("VARCHAR"):
+                    db.execute(f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
+                               f'where instr("{column[1]}", ?) > 0', (before, after, before))
+    for mlmodel in (root / "mlartifacts").rglob("MLmodel"):
+        mlmodel.write_text(mlmodel.read_text().replace(before, after))
+
+
 @pytest.fixture(scope="session")
 def project(tmp_path_factory):
-    """One `dvc repro` of the whole pipeline that many tests read (and commit on top of)."""
+    """One `dvc repro` of the whole pipeline that many tests read (and commit on top of).
+
+    Built once for the whole run: under pytest-xdist the first worker to ask builds it (the
+    others wait on a file lock), and each worker gets its own copy to change."""
+    from filelock import FileLock
+
     if shutil.which("dvc", path=str(BIN)) is None:
         pytest.skip("dvc is not installed beside this Python")
-    root = scratch_project(tmp_path_factory.mktemp("project"))
-    out = run(["dvc", "repro"], root)
-    (root.parent / "repro.log").write_text(out.stdout + out.stderr)  # for the tests of the logs
-    run(["git", "add", "-A"], root)
-    run(["git", "commit", "-qm", "first run"], root)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's base folder, above every worker's own
+    built = shared / "built" / "project"
+    with FileLock(str(shared / "project.lock")):
+        if not (shared / "built" / "repro.log").exists():  # written last: the build finished
+            if built.parent.exists():
+                shutil.rmtree(built.parent)
+            built.mkdir(parents=True)
+            scratch_project(built)
+            out = run(["dvc", "repro"], built)
+            run(["git", "add", "-A"], built)
+            run(["git", "commit", "-qm", "first run"], built)
+            (built.parent / "repro.log").write_text(out.stdout + out.stderr)  # the logs' tests
+    root = tmp_path_factory.mktemp("copy") / "project"
+    shutil.copytree(built, root, symlinks=True)
+    shutil.copy(built.parent / "repro.log", root.parent / "repro.log")
+    _relocate(root, built)
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """Modules that do not read the shared pipeline run go first: under pytest-xdist one worker
+    works through them while another builds it."""
+    needs: dict[str, bool] = {}
+    for item in items:
+        name = item.nodeid.split("::")[0]
+        needs[name] = needs.get(name, False) or "project" in item.fixturenames
+    items.sort(key=lambda item: needs[item.nodeid.split("::")[0]])

@@ -1,0 +1,100 @@
+"""Experiments and branches as a DVC user makes them, in the shared scratch run: `dvc exp run -S`,
+`postergenre compare`, `dvc metrics diff`, and what a bad setting does to the workspace."""
+
+import json
+
+import yaml
+
+from tests.conftest import run, tracking_uri
+
+
+def test_a_run_from_a_changed_workspace_is_marked_dirty(project):
+    from mlflow.tracking import MlflowClient
+
+    from postergenre.runtime import tracking
+
+    params = project / "params.yaml"
+    original = params.read_text()
+    uri = tracking_uri(project)
+    code = ("from postergenre.runtime.tracking import stage_run\n"
+            "with stage_run('train-probe', {'seed': 1}):\n    pass\n")
+    try:
+        run(["python", "-c", code], project)
+        params.write_text(original + "# an edit\n")
+        run(["python", "-c", code], project)
+    finally:
+        params.write_text(original)
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
+    clean, dirty = sorted(client.search_runs([experiment.experiment_id],
+                                             filter_string="tags.stage = 'train-probe'"),
+                          key=lambda r: r.info.start_time)
+    assert clean.data.tags["git_dirty"] == "false" and clean.data.tags["git_dirty_files"] == ""
+    assert dirty.data.tags["git_dirty"] == "true"
+    assert dirty.data.tags["git_dirty_files"] == "params.yaml"
+
+
+def test_misspelt_key_from_exp_run_fails_with_its_name(project):
+    # DVC refuses `-S data.sorce=...` itself; `+data.sorce=...` adds the key, which we refuse.
+    out = run(["dvc", "exp", "run", "-S", "+data.sorce=tmdb"], project, check=False)
+    run(["git", "checkout", "--", "params.yaml"], project)
+    assert out.returncode != 0
+    assert "unknown key 'data.sorce'" in out.stdout + out.stderr
+
+
+def test_exp_run_with_new_k_reruns_only_the_knn_stages_and_its_branch_diffs(project):
+    out = run(["dvc", "exp", "run", "-S", "k=5"], project)
+    ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"check-params", "train@mlknn", "train@ovr", "evaluate@mlknn", "evaluate@ovr",
+                   "train-features@mlknn_features", "evaluate-features@mlknn_features",
+                   "train-ensemble", "evaluate-ensemble", "report"}
+    # the README's comparison: the experiment beside the workspace and its commit, in 120 columns
+    shown = run(["postergenre", "compare"], project).stdout
+    lines = shown.splitlines()
+    assert max(map(len, lines)) <= 120
+    assert lines[0] == "params that differ: k"
+    header = next(line for line in lines if line.startswith("mAP"))
+    assert "mlknn" in header and "head" in header and "embed" not in header
+    assert sum(line.split()[1:] == ["k=5"] for line in lines) == 2  # workspace and the experiment
+    # the experiment as a branch, against the commit it started from: what `dvc metrics diff
+    # main <branch>` shows a reviewer
+    base = run(["git", "rev-parse", "--abbrev-ref", "HEAD"], project).stdout.strip()
+    name = run(["dvc", "exp", "list", "--name-only"], project).stdout.split()[0]
+    run(["dvc", "exp", "branch", name, "k5"], project)
+    run(["git", "checkout", "--", "."], project)
+    run(["dvc", "checkout", "-q"], project)
+    diff = json.loads(run(["dvc", "metrics", "diff", base, "k5", "--json"], project).stdout)
+    changed = {path for path, rows in diff.items() if any(r.get("diff") for r in rows.values())}
+    assert "metrics/mlknn.json" in changed and "metrics/ovr.json" in changed
+    assert "metrics/baseline.json" not in changed and "metrics/head.json" not in changed
+
+
+def test_a_new_view_puts_only_its_embed_stage_and_the_feature_methods_out_of_date(project):
+    # what `dvc exp run -S embed.views=[squash,flip]` would run, asked of DVC without running it
+    # (a full run here costs a minute of the suite)
+    path = project / "params.yaml"
+    saved = path.read_bytes()
+    params = yaml.safe_load(saved)
+    params["embed"]["views"] = ["squash", "flip"]
+    try:
+        path.write_text(yaml.safe_dump(params, sort_keys=False))
+        stale = set(json.loads(run(["dvc", "status", "--json"], project).stdout or "{}"))
+    finally:
+        path.write_bytes(saved)
+    # the evaluate stages follow once their models change; embed@...-squash stays as it is
+    assert stale == {"check-params", "embed@efficientnet_lite0-flip", "train-features@head",
+                     "train-features@mlknn_features", "train-ensemble", "report"}
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout or "{}") == {}
+
+
+def test_exp_run_with_a_missing_data_path_changes_nothing(project):
+    interim = (project / "data" / "interim" / "movies.csv").read_bytes()
+    lock = (project / "dvc.lock").read_bytes()
+    out = run(["dvc", "exp", "run", "-S", "data.source=movielens", "-S", "data.path=/nowhere/posters"],
+              project, check=False)
+    run(["git", "checkout", "--", "params.yaml"], project)
+    assert out.returncode != 0
+    assert "data.path '/nowhere/posters' does not exist" in out.stdout + out.stderr
+    assert (project / "data" / "interim" / "movies.csv").read_bytes() == interim
+    assert (project / "dvc.lock").read_bytes() == lock
+    assert "up to date" in run(["dvc", "status"], project).stdout
