@@ -13,6 +13,13 @@ Uploads are read whole up to 20 MB and decoded as the pipeline decodes posters: 
 not a usable raster image (text, SVG, a truncated JPEG, a header claiming more pixels than
 `resize.max_pixels`) is answered with the reason, and the server goes on serving. Requests are
 served on threads; the model is used by one at a time.
+
+What a request may be, checked before its body is read: a POST says its length (411 without
+Content-Length or with a chunked body; 400 for a length that is not a number of bytes; 413 over
+the cap, the connection then closed unread); a request must arrive within `--timeout` seconds
+(408); the Host header must name the address the server listens on (403 otherwise: a page
+elsewhere cannot reach it through a DNS name pointed at 127.0.0.1). Every request is logged in
+one line: method, path, status, bytes sent, milliseconds.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -39,7 +47,7 @@ from postergenre.methods.heatmaps import overlay, png_bytes
 log = logging.getLogger(__name__)
 
 MAX_UPLOAD = 20 * 2**20  # bytes
-_DRAIN = 128 * 2**20  # an over-large upload is read (and dropped) up to this, then the link closed
+TIMEOUT = 10.0  # seconds a request's headers or body may take to arrive
 KEEP = 64  # explanations kept for their heat maps
 
 
@@ -112,8 +120,24 @@ class App:
 class Handler(BaseHTTPRequestHandler):
     server_version = "postergenre"
     app: App  # set on the class made per server
+    hosts: frozenset[str] | None  # the Host values taken; None: any (listening on every address)
+    timeout = TIMEOUT  # the socket's (socketserver's): a request that stalls ends in a timeout
 
-    def log_message(self, fmt: str, *args) -> None:  # the server's own log, not stderr
+    def handle_one_request(self) -> None:
+        """One request, then its log line (a connection that closes unasked logs nothing)."""
+        self._started, self._status, self._sent = time.perf_counter(), None, 0
+        try:
+            super().handle_one_request()
+        except TimeoutError:  # the request line or headers stopped arriving
+            self.close_connection = True
+        if self._status is not None:
+            log.info("%s %s %s %d B %.0f ms", self.command or "-", (self.path or "-")[:200],
+                     self._status, self._sent, 1000 * (time.perf_counter() - self._started))
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self._status = int(code) if str(code).isdigit() else code  # logged whole, once, above
+
+    def log_message(self, fmt: str, *args) -> None:  # http.server's own lines: the debug log
         log.debug("%s %s", self.address_string(), fmt % args)
 
     def _send(self, status: int, body: bytes, kind: str) -> None:
@@ -121,9 +145,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+            self._sent = len(body)
 
     def _json(self, status: int, obj: Any) -> None:
         self._send(status, json.dumps(obj).encode("utf-8"), "application/json")
@@ -131,7 +158,23 @@ class Handler(BaseHTTPRequestHandler):
     def _error(self, status: int, message: str) -> None:
         self._json(status, {"error": message})
 
+    def _refuse(self, status: int, message: str) -> None:
+        """An answer before the body is read: the connection closes, so what follows the
+        headers is never taken for another request."""
+        self.close_connection = True
+        self._error(status, message)
+
+    def _host_ok(self) -> bool:
+        host = self.headers.get("Host", "")
+        if self.hosts is None or host.lower() in self.hosts:
+            return True
+        self._refuse(403, f"Host {host[:100]!r} is not this server's address "
+                     f"(open {sorted(self.hosts)[0]})")
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 (the http.server interface)
+        if not self._host_ok():
+            return
         url = urlparse(self.path)
         parts = [p for p in url.path.split("/") if p]
         try:
@@ -170,23 +213,37 @@ class Handler(BaseHTTPRequestHandler):
             self._error(400, str(exc))
 
     def do_POST(self) -> None:  # noqa: N802
+        if not self._host_ok():
+            return
         if urlparse(self.path).path != "/api/explain":
-            self._error(404, f"nothing to post at {self.path}")
+            self._refuse(404, f"nothing to post at {self.path[:200]}")
             return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._error(411, "the upload must say its length (Content-Length)")
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self._refuse(411, "the upload must say its length (Content-Length), not be chunked")
             return
+        given = self.headers.get("Content-Length")
+        if given is None:
+            self._refuse(411, "the upload must say its length (Content-Length)")
+            return
+        if not given.strip().isdigit():
+            self._refuse(400, f"Content-Length {given[:40]!r} is not a number of bytes")
+            return
+        length = int(given)
         if length > MAX_UPLOAD:
-            self._drain(length)
-            self._error(413, f"the file is {length / 2**20:.1f} MB; posters up to "
-                        f"{MAX_UPLOAD // 2**20} MB are taken")
+            self._refuse(413, f"the file is {length / 2**20:.1f} MB; posters up to "
+                         f"{MAX_UPLOAD // 2**20} MB are taken")
             return
         if length == 0:
             self._error(400, "the file is empty")
             return
-        data = self.rfile.read(length)
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError:
+            self._refuse(408, f"the upload did not arrive within {self.timeout:g} s")
+            return
+        if len(data) < length:
+            self._refuse(400, f"the upload ended after {len(data)} of {length} bytes")
+            return
         name = unquote(self.headers.get("X-Filename", "upload"))[:200]
         try:
             result = self.app.explain_upload(data, name)
@@ -199,27 +256,28 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._json(200, result)
 
-    def _drain(self, length: int) -> None:
-        """Read and drop an over-large body (so the browser sees the answer, not a reset), up
-        to a bound; past it the connection is closed after the answer."""
-        left = min(length, _DRAIN)
-        while left > 0:
-            chunk = self.rfile.read(min(left, 2**20))
-            if not chunk:
-                break
-            left -= len(chunk)
-        if length > _DRAIN:
-            self.close_connection = True
+
+def allowed_hosts(host: str, port: int) -> frozenset[str] | None:
+    """The Host headers that name this server: its address and port (and `localhost` for a
+    loopback address); None where it listens on every address (its names are not known)."""
+    if host in ("", "0.0.0.0", "::"):
+        return None
+    names = {host, f"[{host}]"} if ":" in host else {host}
+    if host.startswith("127.") or host == "::1":
+        names |= {"localhost"}
+    return frozenset(n.lower() + suffix for n in names
+                     for suffix in ([f":{port}"] + ([""] if port == 80 else [])))
 
 
 def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-                cache: Path | None = None) -> ThreadingHTTPServer:
+                cache: Path | None = None, timeout: float = TIMEOUT) -> ThreadingHTTPServer:
     """The server, bound (port 0: a free one) but not yet serving; `cache`: where the neighbour
-    index is kept (default .cache/explain)."""
+    index is kept (default .cache/explain); `timeout`: seconds a request may take to arrive."""
     app = App(model_dir, cache=cache)
-    handler = type("BoundHandler", (Handler,), {"app": app})
+    handler = type("BoundHandler", (Handler,), {"app": app, "hosts": None, "timeout": timeout})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
+    handler.hosts = allowed_hosts(host, server.server_address[1])
     return server
 
 
@@ -228,13 +286,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+    parser.add_argument("--timeout", type=float, default=TIMEOUT,
+                        help=f"seconds a request may take to arrive (default {TIMEOUT:g})")
 
 
 NEEDS_PARAMS = False
 
 
 def run(args: argparse.Namespace, params: dict | None = None) -> None:
-    server = make_server(args.model, args.host, args.port)
+    server = make_server(args.model, args.host, args.port, timeout=args.timeout)
     host, port = server.server_address[:2]
     print(f"postergenre: serving {args.model} at http://{host}:{port}/ (Ctrl-C stops)",
           flush=True)
@@ -325,7 +385,13 @@ function show(result) {
   }
 }
 async function upload(file) {
-  $('error').textContent = ''; $('status').textContent = 'scoring ' + file.name + '...';
+  $('error').textContent = '';
+  if (file.size > __MAX_UPLOAD__) {  // the server refuses it unread: say why here
+    $('error').textContent = 'the file is ' + (file.size / 1048576).toFixed(1)
+      + ' MB; posters up to ' + (__MAX_UPLOAD__ / 1048576) + ' MB are taken';
+    return;
+  }
+  $('status').textContent = 'scoring ' + file.name + '...';
   try {
     const r = await fetch('/api/explain', {method: 'POST', body: file,
       headers: {'X-Filename': encodeURIComponent(file.name).slice(0, 200)}});
@@ -344,7 +410,7 @@ drop.ondragleave = () => drop.classList.remove('over');
 drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove('over');
   if (ev.dataTransfer.files[0]) upload(ev.dataTransfer.files[0]); };
 </script></body></html>
-"""
+""".replace("__MAX_UPLOAD__", str(MAX_UPLOAD))
 
 BROWSE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>postergenre: test split</title>
