@@ -3,9 +3,10 @@
 
 import json
 
+import pytest
 import yaml
 
-from tests.conftest import run, tracking_uri
+from tests.conftest import out_of_date, run, stages_run, tracking_uri
 
 
 def test_a_run_from_a_changed_workspace_is_marked_dirty(project):
@@ -44,7 +45,7 @@ def test_misspelt_key_from_exp_run_fails_with_its_name(project):
 
 def test_exp_run_with_new_k_reruns_only_the_knn_stages_and_its_branch_diffs(project):
     out = run(["dvc", "exp", "run", "-S", "k=5"], project)
-    ran = {line.split("'")[1] for line in out.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(out.stdout)
     assert ran == {"check-params", "train@mlknn", "train@ovr", "evaluate@mlknn", "evaluate@ovr",
                    "train-features@mlknn_features", "evaluate-features@mlknn_features",
                    "train-ensemble", "evaluate-ensemble", "report"}
@@ -78,13 +79,13 @@ def test_a_new_view_puts_only_its_embed_stage_and_the_feature_methods_out_of_dat
     params["embed"]["views"] = ["squash", "flip"]
     try:
         path.write_text(yaml.safe_dump(params, sort_keys=False))
-        stale = set(json.loads(run(["dvc", "status", "--json"], project).stdout or "{}"))
+        stale = out_of_date(project)
     finally:
         path.write_bytes(saved)
     # the evaluate stages follow once their models change; embed@...-squash stays as it is
     assert stale == {"check-params", "embed@efficientnet_lite0-flip", "train-features@head",
                      "train-features@mlknn_features", "train-ensemble", "report"}
-    assert json.loads(run(["dvc", "status", "--json"], project).stdout or "{}") == {}
+    assert out_of_date(project) == set()
 
 
 def test_exp_run_with_a_missing_data_path_changes_nothing(project):
@@ -97,4 +98,31 @@ def test_exp_run_with_a_missing_data_path_changes_nothing(project):
     assert "data.path '/nowhere/posters' does not exist" in out.stdout + out.stderr
     assert (project / "data" / "interim" / "movies.csv").read_bytes() == interim
     assert (project / "dvc.lock").read_bytes() == lock
-    assert "up to date" in run(["dvc", "status"], project).stdout
+    assert out_of_date(project) == set()
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_a_synthetic_run_with_another_data_path_is_refused_before_anything_is_removed(project):
+    before = _files(project / "data")
+    out = run(["dvc", "exp", "run", "-S", "data.path=/nonexistent"], project, check=False)
+    run(["git", "checkout", "--", "params.yaml"], project)
+    assert out.returncode != 0
+    assert ("data.source synthetic reads the synthesize stage's output data/raw/synthetic, so "
+            "data.path must be 'data/raw/synthetic', not '/nonexistent'") in out.stdout + out.stderr
+    assert _files(project / "data") == before
+    assert out_of_date(project) == set()
+
+
+def test_a_missing_real_data_path_says_what_the_source_reads_there(tmp_path):
+    from postergenre.pipeline.check import check_data_paths
+
+    data = {"source": "movielens", "path": str(tmp_path / "nowhere"), "posters": ""}
+    with pytest.raises(ValueError) as err:
+        check_data_paths(data, "data/raw/synthetic")
+    message = str(err.value)
+    assert message.count(str(tmp_path / "nowhere")) == 1  # absolute: not repeated as "resolved"
+    assert "links.csv" in message and "docs/data.md" in message and "nothing was changed" in message

@@ -137,7 +137,7 @@ def test_csv_source_without_required_columns_is_a_clear_error(tmp_path):
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path):
-    with pytest.raises(SourceError, match="not found"):
+    with pytest.raises(SourceError, match="does not exist$"):  # absolute: said once
         read_source(tmdb_data(tmp_path / "nowhere"))
 
 
@@ -184,11 +184,47 @@ def test_movielens_side_file_rows_that_cannot_be_used_are_reported(tmp_path):
     data = {"source": "movielens", "path": str(tmp_path), "posters": "", "poster_key": "imdb_id",
             "poster_ext": ".jpg"}
     report = ingest(data, 1, tmp_path / "interim")
-    ignored = {(i["file"], i["row"], i["reason"]) for i in report["metadata_rows_ignored"]}
-    assert ignored == {("links.csv", 3, "bad_imdb_id"), ("links.csv", 5, "duplicate_imdb_id"),
-                       ("movies.csv", 4, "duplicate_movie_id"), ("movies.csv", 5, "wrong_field_count")}
+    ignored = {(i["file"], i["row"], i["reason"], i["id"], i["title"])
+               for i in report["metadata_rows_ignored"]}
+    # each names its movie: the movieId, and the title where movies.csv has one
+    assert ignored == {("links.csv", 3, "bad_imdb_id", "2", ""),
+                       ("links.csv", 5, "duplicate_imdb_id", "9", ""),
+                       ("movies.csv", 4, "duplicate_movie_id", "3", "Heat again (1995)"),
+                       ("movies.csv", 5, "wrong_field_count", "4", "Short")}
     assert report["metadata_rows_ignored_by_reason"]["links.csv: bad_imdb_id"] == 1
     assert report["rows_kept"] == 2  # the first rows won; both posters kept
+
+
+def test_a_malformed_links_row_names_its_movie_and_title(tmp_path):
+    write_poster(tmp_path / "posters" / "114709.jpg")
+    (tmp_path / "links.csv").write_text("movieId,imdbId,tmdbId\n1,0114709,862\n"
+                                        "777777,tt-not-a-number,5\n", encoding="utf-8")
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n"
+                                         "777777,Lost Reel (1931),Drama\n", encoding="utf-8")
+    rows = read_movielens(tmp_path, tmp_path / "posters")
+    assert rows.ignored == [{"file": "links.csv", "row": 3, "id": "777777",
+                             "title": "Lost Reel (1931)", "reason": "bad_imdb_id",
+                             "detail": "imdbId 'tt-not-a-number' is not a number"}]
+
+
+def test_a_source_refused_whole_still_writes_its_report(tmp_path):
+    write_poster(tmp_path / "src" / "posters" / "1.jpg")
+    (tmp_path / "src" / "movies.csv").write_text("id,title,genres,poster\n1,A/B,Drama,1.jpg\n"
+                                                 "2,Gone,Drama,2.jpg\n", encoding="utf-8")
+    data = {"source": "csv", "path": str(tmp_path / "src"), "posters": "",
+            "poster_key": "imdb_id", "poster_ext": ".jpg"}
+    with pytest.raises(ValueError, match="no movie survived cleaning") as err:
+        ingest(data, 1, tmp_path / "interim")
+    refused = tmp_path / "interim_report.refused.json"
+    assert str(refused) in str(err.value) and not (tmp_path / "interim").exists()
+    report = json.loads(refused.read_text())
+    assert report["rows_in"] == 2 and report["rows_kept"] == 0
+    assert sorted(d["id"] for d in report["dropped"]) == ["1", "2"]
+    # a later run that reads the source removes the refusal's report
+    (tmp_path / "src" / "movies.csv").write_text("id,title,genres,poster\n1,A,Drama,1.jpg\n",
+                                                 encoding="utf-8")
+    ingest(data, 1, tmp_path / "interim")
+    assert not refused.exists() and (tmp_path / "interim" / "ingest_report.json").is_file()
 
 
 def test_a_huge_tmdb_genres_field_is_rejected_before_it_is_parsed(tmp_path):
@@ -199,7 +235,7 @@ def test_a_huge_tmdb_genres_field_is_rejected_before_it_is_parsed(tmp_path):
                           ["False", g("Drama"), "2", "tt0000002", "x", "/b.jpg", "Small"]])
     rows = read_source(tmdb_data(tmp_path))
     assert [r["id"] for r in rows.records] == ["2"]
-    assert rows.rejects[0]["reason"] == "genres_not_a_list" and "more than a genres list" in \
+    assert rows.rejects[0]["reason"] == "genres_too_long" and "more than a genres list" in \
         rows.rejects[0]["detail"]
 
 

@@ -39,6 +39,7 @@ def resolve_data_path(path: str | Path) -> Path:
 
 # -- the repository's layout: every stage, app and method finds its files here -----------------
 # Relative to the working directory: DVC runs every stage from the repository root.
+SYNTHETIC = Path("data/raw/synthetic")  # synthesize: the synthetic source's folder (data.path)
 INTERIM = Path("data/interim")  # ingest: movies.csv, genres.json, ingest_report.json
 RESIZED = Path("data/resized")  # resize: one array per size, manifest.csv
 SPLIT = Path("data/split")  # split: train.txt, dev.txt, test.txt
@@ -73,5 +74,3 @@ def features_dir(backbone: str, view: str, root: Path = FEATURES) -> Path:
     return root / backbone / view
 
 
-def embed_timing(backbone: str, view: str) -> Path:
-    return METRICS / "embed" / f"{backbone}-{view}.json"

@@ -31,6 +31,10 @@ class SourceError(ValueError):
     """A source cannot be read at all (missing file, missing required column)."""
 
 
+class GenresTooLong(ValueError):
+    """A genres field longer than GENRES_LIMIT: refused unread."""
+
+
 @dataclass
 class SourceRows:
     records: list[Record] = field(default_factory=list)
@@ -40,8 +44,12 @@ class SourceRows:
     # lost by them directly, but each is listed with its reason in the ingest report.
     ignored: list[dict] = field(default_factory=list)
 
-    def ignore(self, file: str, row: int, reason: str, detail: str = "") -> None:
-        self.ignored.append({"file": file, "row": row, "reason": reason, "detail": detail})
+    def ignore(self, file: str, row: int, reason: str, detail: str = "", movie_id: str = "",
+               title: str = "") -> None:
+        """A side-file row left out, with the movie it named (movieId, and its title where
+        movies.csv has one)."""
+        self.ignored.append({"file": file, "row": row, "id": movie_id, "title": title,
+                             "reason": reason, "detail": detail})
 
     @property
     def rows_in(self) -> int:
@@ -100,7 +108,7 @@ def parse_tmdb_genres(text: str) -> list[str]:
     Raises ValueError when the field is not such a list, or longer than GENRES_LIMIT.
     """
     if len(text) > GENRES_LIMIT:
-        raise ValueError(f"{len(text)} characters, more than a genres list ({GENRES_LIMIT}): "
+        raise GenresTooLong(f"{len(text)} characters, more than a genres list ({GENRES_LIMIT}): "
                          f"{text[:60]!r}")
     try:
         value = ast.literal_eval(text)
@@ -162,6 +170,9 @@ def read_tmdb(path: Path, poster_key: str, ext: str) -> SourceRows:
             continue
         try:
             genres = parse_tmdb_genres(row["genres"])
+        except GenresTooLong as exc:
+            out.reject(line, "genres_too_long", str(exc), id=movie_id, title=title)
+            continue
         except ValueError as exc:
             out.reject(line, "genres_not_a_list", str(exc), id=movie_id, title=title)
             continue
@@ -182,26 +193,32 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
     _, link_rows = read_csv_rows(path / "links.csv", ("movieId", "imdbId", "tmdbId"))
     header, movie_rows = read_csv_rows(path / "movies.csv", ("movieId", "title", "genres"))
     out = SourceRows(known_genres=MOVIELENS_GENRES)
-    imdb_to_movie: dict[int, str] = {}
-    for line, fields in link_rows:
-        imdb = fields[1].strip() if len(fields) >= 2 else ""
-        if not imdb.isdigit():
-            out.ignore("links.csv", line, "bad_imdb_id", f"imdbId {imdb[:30]!r} is not a number")
-        elif int(imdb) in imdb_to_movie:
-            out.ignore("links.csv", line, "duplicate_imdb_id",
-                       f"imdbId {imdb} already names movieId {imdb_to_movie[int(imdb)]}; kept that")
-        else:
-            imdb_to_movie[int(imdb)] = fields[0].strip()
-    movies: dict[str, tuple[str, str]] = {}
+    movies: dict[str, tuple[str, str]] = {}  # first: the titles that name each ignored row
     for line, fields in movie_rows:
+        movie_id = fields[0].strip()
+        title = fields[1].strip() if len(fields) > 1 else ""
         if len(fields) != len(header):
             out.ignore("movies.csv", line, "wrong_field_count",
-                       f"{len(fields)} fields, header has {len(header)}")
-        elif fields[0].strip() in movies:
+                       f"{len(fields)} fields, header has {len(header)}", movie_id, title)
+        elif movie_id in movies:
             out.ignore("movies.csv", line, "duplicate_movie_id",
-                       f"movieId {fields[0].strip()} already seen; kept the first row")
+                       f"movieId {movie_id} already seen; kept the first row", movie_id, title)
         else:
-            movies[fields[0].strip()] = (fields[1].strip(), fields[2].strip())
+            movies[movie_id] = (title, fields[2].strip())
+    imdb_to_movie: dict[int, str] = {}
+    for line, fields in link_rows:
+        movie_id = fields[0].strip()
+        title = movies.get(movie_id, ("", ""))[0]
+        imdb = fields[1].strip() if len(fields) >= 2 else ""
+        if not imdb.isdigit():
+            out.ignore("links.csv", line, "bad_imdb_id", f"imdbId {imdb[:30]!r} is not a number",
+                       movie_id, title)
+        elif int(imdb) in imdb_to_movie:
+            out.ignore("links.csv", line, "duplicate_imdb_id",
+                       f"imdbId {imdb} already names movieId {imdb_to_movie[int(imdb)]}; kept that",
+                       movie_id, title)
+        else:
+            imdb_to_movie[int(imdb)] = movie_id
     names = sorted(os.listdir(posters_root))
     for line, name in enumerate(names, start=1):
         stem = Path(name).stem
@@ -238,7 +255,8 @@ def read_source(data: dict) -> SourceRows:
     """Dispatch on `data.source`."""
     path = resolve_data_path(data["path"])
     if not path.exists():
-        raise SourceError(f"data.path {data['path']!r}: not found (resolved to {path})")
+        where = "" if str(path) == data["path"] else f" (resolved to {path})"
+        raise SourceError(f"data.path {data['path']!r} does not exist{where}")
     source = data["source"]
     if source == "synthetic":
         return read_csv_source(path / "movies.csv", known=TMDB_GENRES)

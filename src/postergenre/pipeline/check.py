@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
 import yaml
 
 from postergenre.core.atomic import write_json
-from postergenre.core.paths import resolve_data_path
+from postergenre.core.paths import SYNTHETIC, resolve_data_path
 from postergenre.methods import estimator_class
 from postergenre.methods.params import all_methods
 from postergenre.runtime import entry
@@ -69,16 +70,44 @@ def check_listed_stages(dvc_yaml: dict, params: dict) -> None:
                              "match")
 
 
+# What each source reads from data.path (docs/data.md: where to get each)
+READS = {"movielens": "a folder with MovieLens' links.csv and movies.csv, and posters/",
+         "tmdb": "The Movies Dataset's movies_metadata.csv (or its folder, with posters/)",
+         "csv": "movies.csv (id, title, genres, poster), or its folder"}
+
+
+def check_data_paths(data: dict, synthetic_out: str) -> None:
+    """The folders the source reads exist, or a ValueError that says what was expected there.
+    The synthetic source reads the synthesize stage's output (made later in the same run), so
+    its data.path must be that folder: any other would be removed and missed by ingest."""
+    if data["source"] == "synthetic":
+        for key, want in (("path", synthetic_out), ("posters", "")):
+            given = data[key]
+            if os.path.normpath(given) != os.path.normpath(want) and given != want:
+                raise ValueError(
+                    f"data.source synthetic reads the synthesize stage's output {synthetic_out}"
+                    f"{'/posters' if key == 'posters' else ''}, so data.{key} must be "
+                    f"{want!r}, not {given!r} (for other posters set data.source too: "
+                    "docs/data.md); nothing was changed")
+        return
+    for key in ("path", "posters"):
+        if data[key] and not resolve_data_path(data[key]).exists():
+            resolved = resolve_data_path(data[key])
+            where = "" if str(resolved) == data[key] else f" (resolved to {resolved})"
+            what = READS.get(data["source"], "") if key == "path" else "the folder of posters"
+            raise ValueError(f"data.{key} {data[key]!r} does not exist{where}; the "
+                             f"{data['source']} source reads {what} there (docs/data.md says "
+                             "where to get it); nothing was changed")
+
+
 def run(args: argparse.Namespace, params: dict) -> None:
+    synthetic_out = str(SYNTHETIC)
     if Path("dvc.yaml").is_file():
-        check_listed_stages(yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8")), params)
+        dvc_yaml = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))
+        check_listed_stages(dvc_yaml, params)
+        synthetic_out = dvc_yaml["stages"].get("synthesize", {}).get("outs", [synthetic_out])[0]
     data = params["data"]
-    # The synthetic source's folder is the synthesize stage's output, made later in the run.
-    if data["source"] != "synthetic":
-        for key in ("path", "posters"):
-            if data[key] and not resolve_data_path(data[key]).exists():
-                raise ValueError(f"data.{key} {data[key]!r} does not exist (resolved to "
-                                 f"{resolve_data_path(data[key])}); nothing was changed")
+    check_data_paths(data, synthetic_out)
     if args.out:
         write_json(args.out, {"params": "valid"})
     log.info("params: %s is valid (source %s, methods %s)", args.params or "params.yaml",

@@ -6,12 +6,13 @@ import argparse
 import logging
 import sys
 
+from postergenre.core.paths import SYNTHETIC
 from postergenre.data.synthetic import generate
 from postergenre.runtime import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/raw/synthetic", help="movies.csv and posters/ go here")
+    parser.add_argument("--out", default=str(SYNTHETIC), help="movies.csv and posters/ go here")
     entry.add_params_option(parser)
 
 
