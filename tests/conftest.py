@@ -75,6 +75,23 @@ def run(args, cwd, check=True, env=None, timeout=600):
     return out
 
 
+# dvc.yaml's stage that runs on every repro (always_changed), so `dvc status` always lists it
+ALWAYS_RUN = {"tidy"}
+
+
+def out_of_date(project: Path) -> set[str]:
+    """The stages `dvc status` says are out of date, less the one that runs every time."""
+    import json
+
+    return set(json.loads(run(["dvc", "status", "--json"], project).stdout or "{}")) - ALWAYS_RUN
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `dvc repro` / `dvc exp run` output says it ran, less the every-time one."""
+    return {line.split("'")[1] for line in output.splitlines()
+            if line.startswith("Running stage")} - ALWAYS_RUN
+
+
 def scratch_project(root: Path, edit_params=None) -> Path:
     """A git + DVC repository with this one's code, dvc.yaml and params (160 synthetic posters,
     one epoch for the custom CNN), not yet run."""

@@ -6,7 +6,7 @@ import sys
 from tests.conftest import REPO
 
 
-def test_a_killed_stage_run_is_marked_failed_by_the_next_one(tmp_path, monkeypatch):
+def test_a_killed_stage_run_is_marked_killed_by_the_next_one(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     from postergenre.runtime import tracking
@@ -27,7 +27,7 @@ def test_a_killed_stage_run_is_marked_failed_by_the_next_one(tmp_path, monkeypat
     with tracking.stage_run("evaluate-x", {"seed": 1}):
         pass
     runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
-    assert runs["train-x"].info.status == "FAILED"
+    assert runs["train-x"].info.status == "KILLED"
     assert "was gone" in runs["train-x"].data.tags["ended_by"]
     assert runs["evaluate-x"].info.status == "FINISHED"
 

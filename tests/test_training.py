@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 from postergenre.methods.custom import CustomCNNEstimator
 from postergenre.methods.head import FeatureHead
 from postergenre.methods.nets import training
-from tests.conftest import BIN, run
+from tests.conftest import BIN, run, stages_run, tracking_uri
 
 GENRES = ["g0", "g1", "g2", "g3", "g4"]
 
@@ -79,6 +80,28 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path, caplog):
     other = CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=3, batch_size=32, lr=0.01)
     other.fit(X, Y, checkpoints=tmp_path)
     assert "starting afresh" in caplog.text and len(other.history) == 3
+
+
+class _Planted:
+    """What a planted checkpoint could hold: an object whose unpickling runs code."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_planted_checkpoint_runs_no_code_and_training_starts_afresh(tmp_path, caplog):
+    X, Y = posters()
+    marker = tmp_path / "code-ran"
+    torch.save({"fingerprint": _Planted(marker), "epoch": 1}, tmp_path / "custom.pt")
+    caplog.set_level("INFO")
+    model = CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=2, batch_size=32).fit(
+        X, Y, checkpoints=tmp_path)
+    assert not marker.exists()
+    assert "is not a checkpoint this code wrote (UnpicklingError" in caplog.text
+    assert len(model.history) == 2 and "resuming" not in caplog.text
 
 
 def test_a_killed_head_resumes_mid_weight_decay_sweep(tmp_path):
@@ -191,6 +214,57 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
     assert again.history == whole.history
     for key, value in whole.net.state_dict().items():
         assert torch.equal(value, again.net.state_dict()[key]), key
+
+
+def test_what_killed_runs_leave_is_gone_after_the_next_repro(project, tmp_path):
+    """A real `kill -9` of a training run (its checkpoint and a RUNNING MLflow run left), and the
+    temporary folder a killed resize leaves; the next `dvc repro` has nothing to rerun, and its
+    tidy stage removes both and marks the run KILLED."""
+    import os
+    import signal
+    import subprocess
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    from postergenre.runtime.tracking import EXPERIMENT
+
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["methods"]["custom"].update(epochs=8, batch_size=32)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
+           "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": tracking_uri(project)}
+    proc = subprocess.Popen(["python", "-m", "postergenre.pipeline.train", "custom", "--params",
+                             str(tmp_path / "params.yaml"), "--out", str(tmp_path / "killed"),
+                             "--plots", str(tmp_path / "plots")], cwd=project, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "custom epoch 2/8: train loss" in line:  # epoch 1's checkpoint is written
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert (project / ".checkpoints" / "custom" / "custom.pt").is_file()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    resize_tmp = project / "data" / f".resized.tmp-{gone.pid}"  # as atomic_path names it
+    (resize_tmp / "sub").mkdir(parents=True)
+    (resize_tmp / "64x64.npy").write_bytes(b"\0" * 4096)
+    client = MlflowClient(tracking_uri=tracking_uri(project))
+    experiment = client.get_experiment_by_name(EXPERIMENT).experiment_id
+    assert client.search_runs([experiment], "attributes.status = 'RUNNING'")
+
+    out = run(["dvc", "repro"], project)
+    assert stages_run(out.stdout) == set()
+    log = out.stdout + out.stderr
+    assert f"tidy: removed data/.resized.tmp-{gone.pid}" in log
+    assert "tidy: removed .checkpoints/custom" in log
+    assert not resize_tmp.exists() and not (project / ".checkpoints").exists()
+    assert client.search_runs([experiment], "attributes.status = 'RUNNING'") == []
+    (killed,) = client.search_runs([experiment], "attributes.status = 'KILLED'")
+    assert killed.data.tags["stage"] == "train-custom"
+    assert run(["git", "status", "--porcelain"], project).stdout == ""
+    again = run(["dvc", "repro"], project)
+    assert "tidy: nothing left behind by a killed run" in again.stdout + again.stderr
 
 
 def test_one_and_two_threads_agree_within_the_readme_tolerance(project, monkeypatch):

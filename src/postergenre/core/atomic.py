@@ -6,6 +6,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,18 +23,18 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)
     tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    _remove(tmp)
+    remove(tmp)
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)
             os.replace(tmp, target)
-            _remove(old)
+            remove(old)
         else:
             os.replace(tmp, target)
     finally:
-        _remove(tmp)
+        remove(tmp)
 
 
 def process_alive(pid: int) -> bool:
@@ -46,20 +47,28 @@ def process_alive(pid: int) -> bool:
     return True
 
 
+# what atomic_path writes beside its target: `.<name>.tmp-<pid>` (the new one), `.<name>.old-<pid>`
+TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
+
+
+def left_by_dead_writer(path: Path) -> bool:
+    """Whether `path` is a temporary of atomic_path whose writing process is gone."""
+    m = TEMPORARY.match(path.name)
+    return bool(m) and int(m["pid"]) != os.getpid() and not process_alive(int(m["pid"]))
+
+
 def remove_stale_temporaries(target: Path) -> list[Path]:
-    """Remove the temporaries a killed writer of `target` left (`.<name>.tmp-<pid>`,
-    `.<name>.old-<pid>` whose process is gone); return what was removed."""
+    """Remove the temporaries a killed writer of `target` left; return what was removed."""
     removed = []
     for path in target.parent.glob(f".{glob.escape(target.name)}.*-*"):
-        kind, _, pid = path.name[len(target.name) + 2:].partition("-")
-        stale = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
-        if kind in ("tmp", "old") and stale:
-            _remove(path)
+        m = TEMPORARY.match(path.name)
+        if m and m["name"] == target.name and left_by_dead_writer(path):
+            remove(path)
             removed.append(path)
     return removed
 
 
-def _remove(path: Path) -> None:
+def remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():

@@ -123,6 +123,8 @@ def run(args: argparse.Namespace, params: dict) -> None:
             mlrun.set_tags({"pyfunc_uri": log_pyfunc(out)})
     if main_rank:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: nothing to resume
+        with contextlib.suppress(OSError):  # and .checkpoints/ itself, once empty
+            checkpoints.parent.rmdir()
         log.info("train-%s: saved to %s", args.method, out)
 
 

@@ -142,9 +142,10 @@ class StageRun:
         return train_id
 
 
-def fail_orphaned_runs(experiment_id: str) -> list[str]:
-    """Mark FAILED the runs still RUNNING whose stage process, on this host, is gone (killed:
-    it never got to end its run); return their ids."""
+def end_orphaned_runs(experiment_id: str) -> list[str]:
+    """Mark KILLED the runs still RUNNING whose stage process, on this host, is gone (killed:
+    it never got to end its run); return their ids. Every stage run does this as it starts,
+    and so does the tidy stage at the end of every `dvc repro`."""
     from mlflow.tracking import MlflowClient
 
     from postergenre.core.atomic import process_alive
@@ -158,10 +159,10 @@ def fail_orphaned_runs(experiment_id: str) -> list[str]:
         pid = run.data.tags.get("pid", "")
         if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
             client.set_tag(run.info.run_id, "ended_by", f"a later stage run: process {pid} was gone")
-            client.set_terminated(run.info.run_id, status="FAILED")
+            client.set_terminated(run.info.run_id, status="KILLED")
             failed.append(run.info.run_id)
     if failed:
-        logging.getLogger(__name__).warning("MLflow: %d run(s) of killed stages marked FAILED",
+        logging.getLogger(__name__).warning("MLflow: %d run(s) of killed stages marked KILLED",
                                             len(failed))
     return failed
 
@@ -174,6 +175,9 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     # bounded waits on a server that goes away mid-run (MLflow's defaults retry for minutes)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
+    # logging a model copies its folder through MLflow's download helper, which draws a
+    # "Downloading artifacts" bar for a copy that downloads nothing
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     # after the import, which sets mlflow's own level (its INFO lines carry no time stamp)
@@ -182,7 +186,7 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
 
     mlflow.set_tracking_uri(uri)
     experiment_id = _experiment(mlflow, uri)
-    fail_orphaned_runs(experiment_id)
+    end_orphaned_runs(experiment_id)
     exp_name = os.environ.get("DVC_EXP_NAME", "")
     dirty, changed = git_dirty()
     with mlflow.start_run(experiment_id=experiment_id,

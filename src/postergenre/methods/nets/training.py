@@ -204,9 +204,9 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
     ckpt = settings.checkpoints / f"{settings.name}.pt" if settings.checkpoints else None
     history: list[dict[str, Any]] = []
     best_state, best_score, first = None, -math.inf, 1
-    if ckpt is not None and ckpt.is_file():
-        saved = torch.load(ckpt, map_location=device, weights_only=False)
-        if saved["fingerprint"] == settings.fingerprint:
+    saved = load_checkpoint(ckpt) if ckpt is not None and ckpt.is_file() else None
+    if saved is not None:
+        if saved.get("fingerprint") == settings.fingerprint:
             module.load_state_dict(saved["model"])
             optimiser.load_state_dict(saved["optimiser"])
             history, best_state, best_score = saved["history"], saved["best_state"], saved["best_score"]
@@ -284,9 +284,29 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
     return history
 
 
+def load_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A checkpoint this loop wrote: tensors and plain values only (`weights_only=True`, so a
+    file planted in .checkpoints/ cannot run code when loaded). Anything else is logged with
+    its reason and None returned: training starts afresh and overwrites it."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for code in the file, others for damage
+        log.warning("%s is not a checkpoint this code wrote (%s: %s); starting afresh",
+                    path, type(exc).__name__, str(exc).splitlines()[0][:200])
+        return None
+    if not isinstance(saved, dict):
+        log.warning("%s holds no checkpoint (a %s); starting afresh", path, type(saved).__name__)
+        return None
+    return saved
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Written whole (a temporary file, then a rename), in plain values: the history and the
+    scores go through JSON, so no numpy scalar needs pickling to load it back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    state = {**state, "history": json.loads(json.dumps(state["history"])),
+             "best_score": float(state["best_score"])}
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill mid-write leaves the previous epoch's checkpoint intact
 
