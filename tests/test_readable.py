@@ -158,7 +158,7 @@ def test_compare_fits_three_experiments_in_120_columns():
     assert any(line.split() == ["workspace", "k=10"] for line in lines)
     header = next(line for line in lines if line.startswith("mAP"))
     assert header.split()[1:] == ["baseline", "mlknn", "ovr", "custom", "resnet34", "head",
-                                  "mlknn_features"]  # the embed timing is no method
+                                  "mlknn_features"]  # a metrics file of no method is left out
     row = next(line for line in lines[lines.index(header):] if line.startswith("k3"))
     assert row.split()[1:3] == ["0.3000", "0.3100"]
     missing = lines[lines.index(next(x for x in lines if x.startswith("macro_roc_auc"))) + 1]

@@ -45,7 +45,6 @@ def publish(run: Path, name: str, repo: Path = REPO) -> list[Path]:
                         "Links below are to the pictures of the last run in this working copy "
                         "(`dvc exp apply` the experiment to see its own).\n\n"
                         "| method | precision-recall |", 1)
-    text += embed_speed(run)
     maps = genre_maps(run, out_dir, name)
     if maps:
         text += maps
@@ -77,26 +76,6 @@ def genre_maps(run: Path, out_dir: Path, name: str) -> str:
         f"![top posters per genre with heat maps](../docs/{name}/genres.jpg)", "",
         "| genre | test posters with it | " + " | ".join(f"P@{k}" for k in range(1, ranks + 1))
         + " |", "|---|---|" + "---|" * ranks, *rows, ""])
-
-
-def embed_speed(run: Path) -> str:
-    """The embed stages' speed in that run (metrics/embed/*.json: not part of the cached
-    outputs, so not in the report stage's text), as a table."""
-    import json
-
-    rows = []
-    for path in sorted((run / "metrics" / "embed").glob("*.json")):
-        t = json.loads(path.read_text(encoding="utf-8"))
-        backbone, view = path.stem.rsplit("-", 1)
-        rows.append(f"| {backbone} | {view} | {t['seconds']:.0f} | {t['posters_per_s']} | "
-                    f"{t['threads']} |")
-    if not rows:
-        return ""
-    return "\n".join(["", "## Embed stages' speed in this run", "",
-                      "One stage per backbone and view, on this run's machine (CPU threads as "
-                      "shown; other work may have shared the cores).", "",
-                      "| backbone | view | seconds | posters/s | threads |", "|---|---|---|---|---|",
-                      *rows, ""])
 
 
 def main() -> None:

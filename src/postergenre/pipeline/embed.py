@@ -4,9 +4,9 @@ One stage per backbone and view (a DVC matrix over `embed.backbones` x `embed.vi
 a backbone or a view computes only that one. `data/features/<backbone>/<view>/features.npy` is
 float32 [n_posters, 1280] in the row order of `data/resized/manifest.csv`; `embed.json` beside it
 says which weights made it (their sha256), from which poster size, in which view at which side.
-How fast it ran goes to a separate, uncached file (`metrics/embed/<backbone>-<view>.json`), so a
-re-run gives a byte-identical cached output and re-runs nothing downstream. Heads on these
-features train in seconds.
+How fast it ran goes to the log alone (`bench/embed.py` measures speed against a reference), so a
+re-run gives byte-identical files, tracked or cached, and re-runs nothing downstream. Heads on
+these features train in seconds.
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ ARRAY = "features.npy"
 
 
 def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view: str, size: str,
-                  batch_size: int, timing: str | Path | None = None, threads: int = 0
-                  ) -> dict[str, Any]:
+                  batch_size: int, threads: int = 0) -> dict[str, Any]:
     """Write the features folder of one backbone and view whole (array + embed.json) or not at
-    all, and the timing to `timing`; return embed.json's content."""
+    all, and log how long it took (in no file: a rerun changes nothing); return embed.json's
+    content."""
     import torch
 
     from postergenre.core import backbone as bb
@@ -65,17 +65,14 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
     info = {"backbone": backbone, "view": view, "side": side,
             "weights_sha256": bb.file_sha256(weights), "size": size,
             "n_posters": int(len(posters)), "dim": int(features.shape[1]), "batch_size": batch_size}
-    speed = {"seconds": round(seconds, 2), "threads": torch.get_num_threads(),
-             "posters_per_s": round(len(posters) / seconds, 1) if seconds > 0 else None}
+    per_s = len(posters) / seconds if seconds > 0 else 0.0
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         np.save(tmp / ARRAY, features)
         write_json(tmp / INFO, info)
-    if timing is not None:
-        Path(timing).parent.mkdir(parents=True, exist_ok=True)
-        write_json(timing, speed)
-    log.info("embed: %d x %d features (%s, %s) in %.1f s (%.1f posters/s)", len(features),
-             features.shape[1], backbone, view, seconds, speed["posters_per_s"] or 0)
+    log.info("embed: %d x %d features (%s, %s) in %.1f s (%.1f posters/s, %d threads)",
+             len(features), features.shape[1], backbone, view, seconds, per_s,
+             torch.get_num_threads())
     return info
 
 
@@ -85,9 +82,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resized", default="data/resized", help="the resize stage's folder")
     parser.add_argument("--out", default=None,
                         help="features folder (default data/features/BACKBONE/VIEW)")
-    parser.add_argument("--timing", default=None,
-                        help="where the run's seconds and posters/s go, kept out of --out "
-                             "(default metrics/embed/BACKBONE-VIEW.json)")
     entry.add_params_option(parser)
 
 
@@ -98,9 +92,8 @@ def run(args: argparse.Namespace, params: dict) -> None:
         if value not in known:
             raise ValueError(f"--{name} {value!r} is not in embed.{name}s {known}")
     out = args.out or paths.features_dir(args.backbone, args.view)
-    timing = args.timing or paths.embed_timing(args.backbone, args.view)
     embed_posters(args.resized, out, args.backbone, args.view, embed["size"], embed["batch_size"],
-                  timing=timing, threads=embed["threads"])
+                  threads=embed["threads"])
 
 
 if __name__ == "__main__":
