@@ -216,6 +216,7 @@ def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path)
     assert shown["heat_map_width"] == hm.DISPLAY[0] and "(heat map)" in shown["heat_title"]
     assert shown["neighbours"] == ex.NEIGHBOURS and shown["error"] == ""
     assert shown["named"] and shown["named"] != "(none)"
+    assert "synthetic posters" in shown["warning"] and "never saw a real one" in shown["warning"]
     # every request the page made stayed on this server: no CDN, font or analytics
     assert len(shown["requests"]) >= 3
     assert all(url.startswith(base) for url in shown["requests"]), shown["requests"]

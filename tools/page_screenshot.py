@@ -65,6 +65,7 @@ def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | N
                 heat_map_width: document.getElementById('heat').naturalWidth,
                 heat_title: document.getElementById('heat-title').textContent,
                 error: document.getElementById('error').textContent,
+                warning: document.getElementById('warning').textContent,
                 neighbours: document.querySelectorAll('#neighbours .nb').length,
             })""")
             if screenshot is not None:

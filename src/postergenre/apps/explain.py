@@ -309,14 +309,14 @@ def explain_posters(model_dir: str | Path, inputs: list[str | Path], out_dir: st
                     cam_genres: str = "decided") -> dict[str, Any]:
     """Write `<out>/<poster stem>.png` per usable poster and `<out>/explain.json`; return it."""
     explainer = Explainer(model_dir)
-    warning = training_warning(model_dir, explainer.model.trained_on)
+    paths = collect_posters(inputs)
+    warning = training_warning(model_dir, explainer.model.trained_on, paths)
     if warning:
         log.warning("%s", warning)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = collect_posters(inputs)
     entries, errors, used = [], [], set()
-    with Progress("explain", len(paths), "poster") as bar:
+    with Progress("explain", len(paths), "file") as bar:  # the unusable ones too
         for path in paths:
             try:
                 e = explainer.explain(path, cam_genres=cam_genres)
@@ -337,6 +337,8 @@ def explain_posters(model_dir: str | Path, inputs: list[str | Path], out_dir: st
     result = {"model": str(model_dir), "method": explainer.model.method, "warning": warning,
               "explanations": entries, "errors": errors}
     write_json(out / "explain.json", result)
+    log.info("explain: %d of %d files explained, %d not (%s)", len(entries), len(paths),
+             len(errors), out / "explain.json")
     return result
 
 
@@ -356,6 +358,6 @@ NEEDS_PARAMS = False
 def run(args: argparse.Namespace, params: dict | None) -> None:
     result = explain_posters(args.model, args.paths, args.out, cam_genres=args.genres)
     for e in result["explanations"]:
-        print(f"{e['poster']}: {', '.join(e['genres']) or '-'} -> {args.out}/{e['png']}")
+        print(f"{e['poster']}: {', '.join(e['genres']) or '-'} -> {Path(args.out) / e['png']}")
     if not result["explanations"]:
         raise ValueError("no poster could be explained")

@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 
 from postergenre.core.images import MAX_PIXELS, PosterError, load_rgb, resize_variants
+from postergenre.core.metrics import raised_thresholds
+from postergenre.core.paths import SYNTHETIC
 from postergenre.core.sizes import parse_size
 from postergenre.methods import load_model
 from postergenre.progress import Progress
@@ -65,15 +67,16 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     model = load_model(model_dir)
-    warning = training_warning(model_dir, model.trained_on)
+    paths = collect_posters(inputs)
+    warning = training_warning(model_dir, model.trained_on, paths)
     if warning:
         log.warning("%s", warning)
     reader = PosterReader(model)
     sizes = reader.sizes
-    paths = collect_posters(inputs)
+    thresholds = raised_thresholds(model.thresholds, float(model.operating_point["lift"]))
     predictions: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
-    bar = Progress("predict", len(paths), "poster")
+    bar = Progress("predict", len(paths), "file")  # the unusable ones too: listed in errors
     for start in range(0, len(paths), _BATCH):
         chunk = paths[start:start + _BATCH]
         batch: list[list[np.ndarray]] = []
@@ -102,15 +105,24 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     bar.close()
     return {"model": str(model_dir), "method": model.method, "genres": model.genres,
             "trained_on": model.trained_on, "warning": warning,
+            # what names a genre: its score at or above its threshold, or among the top_k
+            "thresholds": {g: round(float(t), 6) for g, t in zip(model.genres, thresholds,
+                                                                  strict=True)},
+            "top_k_named": int(model.operating_point["top_k"]),
             "predictions": predictions, "errors": errors}
 
 
-def training_warning(model_dir: str | Path, trained_on: dict[str, Any]) -> str | None:
-    """What a user must know before trusting the scores: a model that never saw a real poster."""
+def training_warning(model_dir: str | Path, trained_on: dict[str, Any],
+                     posters: list[Path] | None = None) -> str | None:
+    """What a user must know before trusting the scores: a model that never saw a real poster
+    (said unless every poster given is one of the synthetic set it was trained on)."""
     if not trained_on:
         return (f"{model_dir}/model.json does not say what the model was trained on (a model "
                 "saved before that was recorded); retrain it to know")
     if trained_on.get("source") == "synthetic":
+        folder = Path(trained_on.get("path") or SYNTHETIC).resolve()
+        if posters and all(folder in Path(p).resolve().parents for p in posters):
+            return None
         return (f"{model_dir} was trained on {trained_on.get('posters', '?')} synthetic posters "
                 "(data.source=synthetic) and never saw a real one: its scores on real posters "
                 "mean nothing. Train on real posters first (docs/results.md)")
@@ -118,18 +130,30 @@ def training_warning(model_dir: str | Path, trained_on: dict[str, Any]) -> str |
 
 
 def format_table(result: dict[str, Any]) -> str:
-    """A plain-text table: poster, predicted genres (by score, none cut), top-k with scores."""
+    """A plain-text table: poster, predicted genres (by score, none cut), top-k with each score
+    against its genre's threshold (`>=`: named by it), then what names a genre."""
     rows = []
+    thresholds = result.get("thresholds") or {}
+
+    def scored(genre: str, score: float) -> str:
+        if genre not in thresholds:
+            return f"{genre} {score:.3f}"
+        return f"{genre} {score:.3f} {'>=' if score >= thresholds[genre] else '<'} {thresholds[genre]:.3f}"
+
     for p in result["predictions"]:
         picked = sorted(p["genres"], key=lambda g: -p["scores"][g])
         rows.append((Path(p["poster"]).name, ", ".join(picked) or "-",
-                     ", ".join(f"{g} {s:.2f}" for g, s in p["top_k"])))
+                     ", ".join(scored(g, s) for g, s in p["top_k"])))
     name_w = max([len("poster")] + [len(r[0]) for r in rows] + [0])
     genre_w = max([len("predicted genres")] + [len(r[1]) for r in rows])
-    lines = [f"{'poster':{name_w}s}  {'predicted genres':{genre_w}s}  top-k"]
+    lines = [f"{'poster':{name_w}s}  {'predicted genres':{genre_w}s}  top-k: score vs threshold"]
     lines += [f"{name:{name_w}s}  {genres:{genre_w}s}  {top}" for name, genres, top in rows]
     for e in result["errors"]:
         lines.append(f"{Path(e['poster']).name:{name_w}s}  not predicted: {e['reason']} {e['detail']}")
+    if thresholds:
+        forced = result.get("top_k_named", 0)
+        lines.append("named: a genre scored at or above its threshold (tuned on dev)"
+                     + (f", and each poster's {forced} highest-scored" if forced else ""))
     return "\n".join(lines)
 
 
@@ -149,8 +173,6 @@ NEEDS_PARAMS = False  # a model folder is all it reads
 
 def run(args: argparse.Namespace, params: dict | None) -> None:
     result = predict_posters(args.model, args.paths, top_k=args.top_k)
-    print(to_json(result) if args.json else format_table(result))
-    for error in result["errors"]:
-        log.warning("not predicted: %s (%s %s)", error["poster"], error["reason"], error["detail"])
+    print(to_json(result) if args.json else format_table(result))  # errors included, once
     if not result["predictions"]:
         raise ValueError("no poster could be predicted")

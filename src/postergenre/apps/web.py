@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, unquote, urlparse
 import numpy as np
 
 from postergenre.apps.explain import CACHE, THUMB, Explainer
+from postergenre.apps.predict import training_warning
 from postergenre.core import dataset
 from postergenre.core.images import PosterError
 from postergenre.methods.heatmaps import overlay, png_bytes
@@ -55,6 +56,7 @@ class App:
     """The model, its explainer and what the pages ask for, shared by the request threads."""
 
     def __init__(self, model_dir: str | Path, cache: Path | None = None):
+        self.model_dir = str(model_dir)
         self.explainer = Explainer(model_dir, cache=cache or CACHE)
         self.lock = threading.Lock()  # torch and the explainer: one request at a time
         self.recent: OrderedDict[str, Any] = OrderedDict()
@@ -185,7 +187,8 @@ class Handler(BaseHTTPRequestHandler):
             elif url.path == "/api/model":
                 m = self.app.explainer.model
                 self._json(200, {"method": m.method, "genres": m.genres,
-                                 "trained_on": m.trained_on})
+                                 "trained_on": m.trained_on,
+                                 "warning": training_warning(self.app.model_dir, m.trained_on)})
             elif parts[:2] == ["api", "heatmap"] and len(parts) == 4:
                 genre = None if parts[3] == "poster" else int(parts[3])
                 png = self.app.heat_map(parts[2], genre)
@@ -312,6 +315,8 @@ header{background:#263238;color:#fff;padding:10px 18px}header a{color:#b3e5fc;ma
 main{padding:16px 18px}#drop{border:2px dashed #90a4ae;border-radius:8px;padding:22px;
 text-align:center;background:#fff;cursor:pointer}#drop.over{background:#e1f5fe}
 #error{color:#b71c1c;font-weight:600;margin:10px 0;white-space:pre-wrap}
+#warning{background:#fff3e0;border-left:4px solid #ef6c00;padding:8px 12px;margin:0 0 12px}
+#warning:empty{display:none}
 .cols{display:flex;gap:18px;flex-wrap:wrap;margin-top:14px}
 .row{display:flex;align-items:center;gap:8px;cursor:pointer;padding:1px 0}
 .row .name{width:120px;font-size:13px}.row.named .name{font-weight:700}
@@ -332,6 +337,7 @@ PAGE = """<!doctype html>
 <header><b>postergenre</b> <span id="method"></span><a href="/">a poster</a>
 <a href="/browse">the test split</a></header>
 <main>
+<div id="warning" role="note"></div>
 <div id="drop">Drop a poster here, or <label><u>pick a file</u>
 <input id="file" type="file" accept="image/*" hidden></label></div>
 <div id="status"></div><div id="error" role="alert"></div>
@@ -346,7 +352,8 @@ threshold (raised by the operating point); red: named. Click a genre for its hea
 </div></main>
 <script>
 const $ = (id) => document.getElementById(id);
-fetch('/api/model').then(r => r.json()).then(m => { $('method').textContent = m.method; });
+fetch('/api/model').then(r => r.json()).then(m => { $('method').textContent = m.method;
+  $('warning').textContent = m.warning || ''; });
 function chooseGenre(result, row) {
   document.querySelectorAll('.row').forEach(el =>
     el.classList.toggle('chosen', el.dataset.index == row.index));
