@@ -387,4 +387,5 @@ def test_a_model_folder_cannot_raise_the_decompression_bomb_limit(project, tmp_p
     Image.new("RGB", (8000, 7000)).save(tmp_path / "big.png")  # 56 megapixels
     out = run(["postergenre", "predict", "--json", "--model", str(folder), str(tmp_path / "big.png")],
               project, check=False)
-    assert out.returncode == 2 and "too_many_pixels" in out.stderr
+    assert out.returncode == 2 and "no poster could be predicted" in out.stderr
+    assert [e["reason"] for e in json.loads(out.stdout)["errors"]] == ["too_many_pixels"]
