@@ -160,22 +160,3 @@ def project(tmp_path_factory):
     shutil.copy(built.parent / "repro.log", root.parent / "repro.log")
     _relocate(root, built)
     return root
-
-
-def pytest_collection_modifyitems(items):
-    """The order `make test` hands modules to its two pytest-xdist workers (`--dist loadscope
-    --no-loadscope-reorder`: a module at a time, in this order, two each to start): a module
-    that reads the shared pipeline run first, so one worker starts building it at once, and a
-    second; then every module that does not need it, for the other worker while the build
-    runs; then the rest. Run without xdist, the same order only moves the modules that need the run later."""
-    needs: dict[str, bool] = {}
-    for item in items:
-        name = item.nodeid.split("::")[0]
-        needs[name] = needs.get(name, False) or "project" in item.fixturenames
-    # the two longest (each builds a fixture of its own on the run) go to the building worker
-    longest = ["tests/test_team.py", "tests/test_training.py"]
-    reading = sorted((m for m in needs if needs[m]), key=lambda m: m not in longest)
-    others = [m for m in needs if not needs[m]]
-    order = reading[:1] + others[:1] + reading[1:2] + others[1:] + reading[2:]
-    rank = {m: i for i, m in enumerate(order)}
-    items.sort(key=lambda item: rank[item.nodeid.split("::")[0]])

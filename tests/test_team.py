@@ -129,6 +129,7 @@ def test_a_second_clone_pulls_everything_and_recomputes_nothing(team, tmp_path):
     seconds = time.perf_counter() - started
     assert status == set()
     assert stages_run(repro.stdout) == set()  # tidy alone ran, as on every repro
+    assert run(["git", "status", "--porcelain"], b).stdout == ""  # and the clone stays clean
     print(f"\nsecond clone, git clone to up to date: {seconds:.1f} s (dvc push from A: "
           f"{team['push_s']:.1f} s)")
     # the second clone's models give the first clone's scores, to the digit
