@@ -108,7 +108,10 @@ def test_malformed_requests_are_refused_before_their_bodies_are_read(served, pro
         (post_head(served.host, "Content-Length: 100") + b"only ten b", 400, "ended after 10"),
         (b"GET / HTTP/1.1\r\nHost: rebound.example.com\r\n\r\n", 403, "not this server's"),
         (b"GET /api/model HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 403, "not this server's"),
+        (b"PUT / HTTP/1.1\r\nHost: rebound.example.com\r\n\r\n", 403, "not this server's"),
     ]
+    # a request line that does not parse: a status line still, and the server goes on
+    assert status(exchange(served.port, b"GARBAGE\r\n\r\n")) == 400
     for request, code, words in cases:
         answer = exchange(served.port, request)
         assert status(answer) == code, (request[:80], answer[:300])

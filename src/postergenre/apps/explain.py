@@ -35,11 +35,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from postergenre.apps.predict import PosterReader, collect_posters, training_warning
+from postergenre.apps.predict import PosterReader, collect_posters, named_thresholds, training_warning
 from postergenre.core import dataset, paths
 from postergenre.core.atomic import atomic_path, write_json
 from postergenre.core.images import PosterError
-from postergenre.core.metrics import raised_thresholds
 from postergenre.methods import estimator_class, load_model, specs
 from postergenre.methods.base import Estimator
 from postergenre.methods.heatmaps import DISPLAY, font, overlay, poster_maps
@@ -181,8 +180,7 @@ class Explainer:
         self.reader = PosterReader(model)
         self.genres = model.genres
         # the bar each genre's score must reach to be named without the top-k rule
-        self.thresholds = raised_thresholds(np.asarray(model.thresholds, dtype=np.float64),
-                                            float(model.operating_point.get("lift", 0.0)))
+        self.thresholds = named_thresholds(model)
         self.top_k = int(model.operating_point.get("top_k", 0))
         self.posters = self.index = None
         self.neighbours_note = ""

@@ -73,7 +73,7 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
         log.warning("%s", warning)
     reader = PosterReader(model)
     sizes = reader.sizes
-    thresholds = raised_thresholds(model.thresholds, float(model.operating_point["lift"]))
+    thresholds = named_thresholds(model)
     predictions: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     bar = Progress("predict", len(paths), "file")  # the unusable ones too: listed in errors
@@ -110,6 +110,13 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
                                                                   strict=True)},
             "top_k_named": int(model.operating_point["top_k"]),
             "predictions": predictions, "errors": errors}
+
+
+def named_thresholds(model) -> np.ndarray:
+    """Each genre's threshold as the model's operating point applies it (raised by its lift):
+    a score at or above it names the genre (as do the top_k highest, where top_k > 0)."""
+    return raised_thresholds(np.asarray(model.thresholds, dtype=np.float64),
+                             float(model.operating_point.get("lift", 0.0)))
 
 
 def training_warning(model_dir: str | Path, trained_on: dict[str, Any],

@@ -56,8 +56,8 @@ class App:
     """The model, its explainer and what the pages ask for, shared by the request threads."""
 
     def __init__(self, model_dir: str | Path, cache: Path | None = None):
-        self.model_dir = str(model_dir)
         self.explainer = Explainer(model_dir, cache=cache or CACHE)
+        self.warning = training_warning(model_dir, self.explainer.model.trained_on)
         self.lock = threading.Lock()  # torch and the explainer: one request at a time
         self.recent: OrderedDict[str, Any] = OrderedDict()
         self._test: list[dict[str, Any]] | None = None
@@ -124,16 +124,16 @@ class Handler(BaseHTTPRequestHandler):
     app: App  # set on the class made per server
     hosts: frozenset[str] | None  # the Host values taken; None: any (listening on every address)
     timeout = TIMEOUT  # the socket's (socketserver's): a request that stalls ends in a timeout
+    default_request_version = "HTTP/1.0"  # so a request line that does not parse gets a status
 
     def handle_one_request(self) -> None:
         """One request, then its log line (a connection that closes unasked logs nothing)."""
         self._started, self._status, self._sent = time.perf_counter(), None, 0
-        try:
-            super().handle_one_request()
-        except TimeoutError:  # the request line or headers stopped arriving
-            self.close_connection = True
+        super().handle_one_request()  # a request line or headers that stall: closed there
         if self._status is not None:
-            log.info("%s %s %s %d B %.0f ms", self.command or "-", (self.path or "-")[:200],
+            # a request line that did not parse sets neither command nor path
+            log.info("%s %s %s %d B %.0f ms", getattr(self, "command", None) or "-",
+                     (getattr(self, "path", None) or "-")[:200],
                      self._status, self._sent, 1000 * (time.perf_counter() - self._started))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -166,7 +166,10 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._error(status, message)
 
-    def _host_ok(self) -> bool:
+    def parse_request(self) -> bool:
+        """http.server's parsing, then the Host check, for every method alike."""
+        if not super().parse_request():
+            return False
         host = self.headers.get("Host", "")
         if self.hosts is None or host.lower() in self.hosts:
             return True
@@ -175,8 +178,6 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server interface)
-        if not self._host_ok():
-            return
         url = urlparse(self.path)
         parts = [p for p in url.path.split("/") if p]
         try:
@@ -188,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
                 m = self.app.explainer.model
                 self._json(200, {"method": m.method, "genres": m.genres,
                                  "trained_on": m.trained_on,
-                                 "warning": training_warning(self.app.model_dir, m.trained_on)})
+                                 "warning": self.app.warning})
             elif parts[:2] == ["api", "heatmap"] and len(parts) == 4:
                 genre = None if parts[3] == "poster" else int(parts[3])
                 png = self.app.heat_map(parts[2], genre)
@@ -216,8 +217,6 @@ class Handler(BaseHTTPRequestHandler):
             self._error(400, str(exc))
 
     def do_POST(self) -> None:  # noqa: N802
-        if not self._host_ok():
-            return
         if urlparse(self.path).path != "/api/explain":
             self._refuse(404, f"nothing to post at {self.path[:200]}")
             return

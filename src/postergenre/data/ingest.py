@@ -74,15 +74,14 @@ def ingest(data: dict, min_genre_count: int, out_dir: str | Path) -> dict:
     }
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"], "rows lost in ingest"
     out_dir = Path(out_dir)
-    if not records:  # no output; the report says why, beside where the output would have gone
-        refused = out_dir.parent / f"{out_dir.name}_report.refused.json"
+    refused = out_dir.parent / f"{out_dir.name}_report.refused.json"  # beside the output
+    if not records:  # no output; the report says why
         write_json(refused, report)
         raise ValueError(f"no movie survived cleaning ({report['rows_in']} rows in, dropped by "
                          f"reason: {report['dropped_by_reason']}; each row in {refused}); check "
                          "data.source and data.path")
-    stale = out_dir.parent / f"{out_dir.name}_report.refused.json"
-    if stale.exists():  # a refusal's report, out of date now that the source is read
-        stale.unlink()
+    if refused.exists():  # a refusal's report, out of date now that the source is read
+        refused.unlink()
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         with open(tmp / "movies.csv", "w", newline="", encoding="utf-8") as f:

@@ -83,7 +83,7 @@ def check_data_paths(data: dict, synthetic_out: str) -> None:
     if data["source"] == "synthetic":
         for key, want in (("path", synthetic_out), ("posters", "")):
             given = data[key]
-            if os.path.normpath(given) != os.path.normpath(want) and given != want:
+            if os.path.normpath(given) != os.path.normpath(want):
                 raise ValueError(
                     f"data.source synthetic reads the synthesize stage's output {synthetic_out}"
                     f"{'/posters' if key == 'posters' else ''}, so data.{key} must be "

@@ -39,22 +39,22 @@ def _size(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def _walk(root: Path, depth: int):
-    """Every entry under `root` down to `depth` levels, not following links."""
-    if depth < 1 or not root.is_dir() or root.is_symlink():
-        return
-    for entry_ in sorted(root.iterdir()):
-        yield entry_
-        if entry_.is_dir() and not entry_.is_symlink():
-            yield from _walk(entry_, depth - 1)
-
-
 def dead_temporaries(roots: dict[Path, int] = WRITTEN) -> list[Path]:
+    """Temporaries of dead writers under each root, down to its depth (links not followed, a
+    temporary folder not entered)."""
     found: list[Path] = []
-    for root, depth in roots.items():
-        for path in _walk(root, depth):
-            if left_by_dead_writer(path) and not any(p in found for p in path.parents):
+
+    def visit(folder: Path, depth: int) -> None:
+        if depth < 1 or not folder.is_dir() or folder.is_symlink():
+            return
+        for path in sorted(folder.iterdir()):
+            if left_by_dead_writer(path):
                 found.append(path)
+            elif path.is_dir() and not path.is_symlink():
+                visit(path, depth - 1)
+
+    for root, depth in roots.items():
+        visit(root, depth)
     return found
 
 
