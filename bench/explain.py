@@ -42,7 +42,7 @@ def main() -> int:
     args = parser.parse_args()
     params = load()
     poster_of = dataset.read_poster_paths(posters_root(params["data"]))
-    ids = (paths.SPLIT / "test.txt").read_text(encoding="utf-8").split()[:args.n]
+    ids = (paths.split() / "test.txt").read_text(encoding="utf-8").split()[:args.n]
     posters = [poster_of[i] for i in ids]
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()

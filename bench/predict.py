@@ -46,11 +46,11 @@ def main() -> int:
     got = {Path(p["poster"]).stem: [p["scores"][g] for g in genres] for p in result["predictions"]}
     # What evaluate does: the model on the embed stage's features (or posters) of the same rows.
     if spec(model.method).input == "features" and model.cached_features_mismatch() is None:
-        rows = model.pool({(b, v): np.load(paths.FEATURES / b / v / "features.npy",
+        rows = model.pool({(b, v): np.load(paths.features_dir(b, v) / "features.npy",
                                             mmap_mode="r")[:len(ids)]
                            for b in model.backbone_names for v in model.views})
     else:
-        posters = np.load(paths.RESIZED / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
+        posters = np.load(paths.resized() / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
         rows = model.inputs_from_posters(np.array(posters))
     expected = model.predict_proba(np.array(rows))  # a writable copy
     diff = np.abs(np.array([got[i] for i in ids]) - expected).max()

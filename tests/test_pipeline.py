@@ -147,9 +147,14 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
 def test_mlflow_runs_say_what_data_and_model_they_are_about_and_are_linked(project):
     from mlflow.tracking import MlflowClient
 
+    from postergenre.runtime.tracking import folder_sha256
+
     client = MlflowClient(tracking_uri=tracking_uri(project))
     experiment = client.get_experiment_by_name("postergenre")
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    # the runs of the model in models/custom (other tests train custom elsewhere in this project)
+    model_sha = folder_sha256(project / "models" / "custom")
+    runs = client.search_runs([experiment.experiment_id], f"tags.model_sha256 = '{model_sha}'",
+                              order_by=["attributes.start_time DESC"])
     card = json.loads((project / "models" / "custom" / "model.json").read_text())
     train = next(r for r in runs if r.data.tags["stage"] == "train-custom")
     evaluate = next(r for r in runs if r.data.tags["stage"] == "evaluate-custom")
@@ -185,6 +190,22 @@ def test_evaluate_refuses_a_model_from_another_vocabulary(project, tmp_path):
                str(tmp_path / "m.json")], project, check=False)
     assert out.returncode == 2 and "another genre vocabulary" in out.stderr
     assert not (tmp_path / "m.json").exists()
+
+
+def test_a_method_stage_reads_the_data_its_command_names(project, tmp_path):
+    """dvc.yaml's `--data data`: the same stage pointed at another copy of the data stages'
+    outputs reads that copy (here, one whose test split is its first 30 posters)."""
+    other = tmp_path / "data"
+    for sub in ("interim", "resized", "split"):
+        shutil.copytree(project / "data" / sub, other / sub)
+    ids = (other / "split" / "test.txt").read_text().split()
+    (other / "split" / "test.txt").write_text("\n".join(ids[:30]) + "\n")
+    run(["python", "-m", "postergenre.pipeline.evaluate", "baseline", "--data", str(other),
+         "--model", "models/baseline", "--out", str(tmp_path / "m.json"), "--plots",
+         str(tmp_path / "plots")], project)
+    ours = json.loads((project / "metrics" / "details" / "baseline.json").read_text())
+    theirs = json.loads((tmp_path / "details" / "m.json").read_text())
+    assert ours["n_test"] == len(ids) > 30 and theirs["n_test"] == 30
 
 
 def test_evaluate_on_an_empty_test_split_is_a_clear_error(project, tmp_path):

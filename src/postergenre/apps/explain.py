@@ -75,7 +75,7 @@ class TrainingPosters:
     """The repository's posters (pictures at one resize variant), titles and genres, and the
     training split's ids; read, as every stage reads them, from the working directory."""
     def __init__(self):
-        interim, resized, split = paths.INTERIM, paths.RESIZED, paths.SPLIT
+        interim, resized, split = paths.interim(), paths.resized(), paths.split()
         if not (interim / "movies.csv").is_file() or not (split / "train.txt").is_file():
             raise ExplainError(f"no {interim}/movies.csv or {split}/train.txt here: run it in the "
                                "repository that trained the model, after `dvc repro`")

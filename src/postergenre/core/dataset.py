@@ -1,4 +1,7 @@
-"""What training and evaluation read: poster arrays, label matrices and the genre vocabulary."""
+"""What training and evaluation read: poster arrays, label matrices and the genre vocabulary.
+
+Each reader takes its folder, or reads the one `paths` names (`data/` unless a stage's `--data` said
+otherwise)."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from postergenre.core.paths import FEATURES, INTERIM, RESIZED, SPLIT
+from postergenre.core import paths
 
 
 def content_sha256(*arrays: np.ndarray) -> str:
@@ -24,39 +27,39 @@ def content_sha256(*arrays: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def read_genres(interim: Path = INTERIM) -> list[str]:
+def read_genres(interim: Path | None = None) -> list[str]:
     """The genre vocabulary in model order."""
-    return json.loads((interim / "genres.json").read_text(encoding="utf-8"))["genres"]
+    return json.loads(((interim or paths.interim()) / "genres.json").read_text(encoding="utf-8"))["genres"]
 
 
-def read_labels(interim: Path = INTERIM) -> dict[str, list[str]]:
+def read_labels(interim: Path | None = None) -> dict[str, list[str]]:
     """id -> genre names, from the interim table."""
-    with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
+    with open((interim or paths.interim()) / "movies.csv", encoding="utf-8", newline="") as f:
         return {row["id"]: [g for g in row["genres"].split("|") if g] for row in csv.DictReader(f)}
 
 
-def read_poster_paths(posters: Path, interim: Path = INTERIM) -> dict[str, Path]:
+def read_poster_paths(posters: Path, interim: Path | None = None) -> dict[str, Path]:
     """id -> poster file under the posters folder `posters`, in the interim table's order."""
-    with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
+    with open((interim or paths.interim()) / "movies.csv", encoding="utf-8", newline="") as f:
         return {row["id"]: posters / row["poster"] for row in csv.DictReader(f)}
 
 
-def read_titles(interim: Path = INTERIM) -> dict[str, str]:
+def read_titles(interim: Path | None = None) -> dict[str, str]:
     """id -> title, from the interim table."""
-    with open(interim / "movies.csv", encoding="utf-8", newline="") as f:
+    with open((interim or paths.interim()) / "movies.csv", encoding="utf-8", newline="") as f:
         return {row["id"]: row["title"] for row in csv.DictReader(f)}
 
 
-def read_manifest(resized: Path = RESIZED) -> list[str]:
+def read_manifest(resized: Path | None = None) -> list[str]:
     """The ids of the resized arrays' rows, in row order."""
-    with open(resized / "manifest.csv", encoding="utf-8", newline="") as f:
+    with open((resized or paths.resized()) / "manifest.csv", encoding="utf-8", newline="") as f:
         return [row["id"] for row in csv.DictReader(f)]
 
 
-def read_embed_info(backbone: str, view: str, features: Path = FEATURES) -> dict:
+def read_embed_info(backbone: str, view: str, features: Path | None = None) -> dict:
     """What the embed stage recorded for one backbone and view: weights' sha256, poster size,
     view, side, feature size."""
-    path = features / backbone / view / "embed.json"
+    path = paths.features_dir(backbone, view, features) / "embed.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no {backbone} features in view {view}; run the embed "
                                 "stage (`dvc repro embed`)")
@@ -74,10 +77,10 @@ def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:
     return Y
 
 
-def load_labels(name: str, genres: list[str], split_dir: Path = SPLIT,
-                interim: Path = INTERIM) -> np.ndarray:
+def load_labels(name: str, genres: list[str], split_dir: Path | None = None,
+                interim: Path | None = None) -> np.ndarray:
     """One split's label matrix, without reading any posters."""
-    ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()
+    ids = ((split_dir or paths.split()) / f"{name}.txt").read_text(encoding="utf-8").split()
     labels = read_labels(interim)
     return label_matrix([labels[i] for i in ids], genres)
 
@@ -89,31 +92,32 @@ class Split:
     Y: np.ndarray  # uint8 [n, n_genres]
 
 
-def load_split(name: str, size: str, genres: list[str], resized: Path = RESIZED,
-               split_dir: Path = SPLIT, interim: Path = INTERIM, limit: int | None = None) -> Split:
+def load_split(name: str, size: str, genres: list[str], resized: Path | None = None,
+               split_dir: Path | None = None, interim: Path | None = None,
+               limit: int | None = None) -> Split:
     """One split's posters at one size, with labels in `genres` order (its first `limit` only,
     if given)."""
-    array_path = resized / f"{size}.npy"
+    array_path = (resized or paths.resized()) / f"{size}.npy"
     if not array_path.is_file():
         raise FileNotFoundError(f"{array_path}: no posters at size {size}; add it to resize.sizes")
     return _load_rows(array_path, name, genres, resized, split_dir, interim, limit)
 
 
 def load_features(name: str, backbone: str, view: str, genres: list[str],
-                  features: Path = FEATURES, resized: Path = RESIZED, split_dir: Path = SPLIT,
-                  interim: Path = INTERIM) -> Split:
+                  features: Path | None = None, resized: Path | None = None,
+                  split_dir: Path | None = None, interim: Path | None = None) -> Split:
     """One split's features of one backbone and view (the embed stage's rows follow the resize
     manifest)."""
-    array_path = features / backbone / view / "features.npy"
+    array_path = paths.features_dir(backbone, view, features) / "features.npy"
     if not array_path.is_file():
         raise FileNotFoundError(f"{array_path}: no {backbone} features in view {view}; run the "
                                 "embed stage")
     return _load_rows(array_path, name, genres, resized, split_dir, interim)
 
 
-def _load_rows(array_path: Path, name: str, genres: list[str], resized: Path, split_dir: Path,
-               interim: Path, limit: int | None = None) -> Split:
-    ids = (split_dir / f"{name}.txt").read_text(encoding="utf-8").split()[:limit]
+def _load_rows(array_path: Path, name: str, genres: list[str], resized: Path | None,
+               split_dir: Path | None, interim: Path | None, limit: int | None = None) -> Split:
+    ids = ((split_dir or paths.split()) / f"{name}.txt").read_text(encoding="utf-8").split()[:limit]
     manifest = read_manifest(resized)
     row_of = {movie_id: row for row, movie_id in enumerate(manifest)}
     missing = [i for i in ids if i not in row_of]

@@ -40,10 +40,36 @@ def resolve_data_path(path: str | Path) -> Path:
 # -- the repository's layout: every stage, app and method finds its files here -----------------
 # Relative to the working directory: DVC runs every stage from the repository root.
 SYNTHETIC = Path("data/raw/synthetic")  # synthesize: the synthetic source's folder (data.path)
-INTERIM = Path("data/interim")  # ingest: movies.csv, genres.json, ingest_report.json
-RESIZED = Path("data/resized")  # resize: one array per size, manifest.csv
-SPLIT = Path("data/split")  # split: train.txt, dev.txt, test.txt
-FEATURES = Path("data/features")  # embed: <backbone>/<view>/features.npy
+DATA = Path("data")  # the data stages' outputs, below; a stage's `--data` names another folder
+_data = DATA
+
+
+def use_data(root: str | Path) -> None:
+    """Read the data stages' outputs from `root` (a stage's `--data`) from now on."""
+    global _data
+    _data = Path(root)
+
+
+def interim() -> Path:
+    """ingest: movies.csv, genres.json, ingest_report.json"""
+    return _data / "interim"
+
+
+def resized() -> Path:
+    """resize: one array per size, manifest.csv"""
+    return _data / "resized"
+
+
+def split() -> Path:
+    """split: train.txt, dev.txt, test.txt, split_report.json"""
+    return _data / "split"
+
+
+def features() -> Path:
+    """embed: <backbone>/<view>/features.npy and embed.json"""
+    return _data / "features"
+
+
 MODELS = Path("models")
 METRICS = Path("metrics")
 PLOTS = Path("plots")
@@ -70,7 +96,7 @@ def plots_dir(method: str) -> Path:
     return PLOTS / method
 
 
-def features_dir(backbone: str, view: str, root: Path = FEATURES) -> Path:
-    return root / backbone / view
+def features_dir(backbone: str, view: str, root: Path | None = None) -> Path:
+    return (root or features()) / backbone / view
 
 

@@ -79,7 +79,7 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", required=True, help="one of embed.backbones")
     parser.add_argument("--view", required=True, help="one of embed.views")
-    parser.add_argument("--resized", default="data/resized", help="the resize stage's folder")
+    parser.add_argument("--resized", default=str(paths.resized()), help="the resize stage's folder")
     parser.add_argument("--out", default=None,
                         help="features folder (default data/features/BACKBONE/VIEW)")
     entry.add_params_option(parser)

@@ -204,10 +204,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model folder (default models/METHOD)")
     parser.add_argument("--out", default=None, help="metrics JSON (default metrics/METHOD.json)")
     parser.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
+    entry.add_data_option(parser)
     entry.add_params_option(parser)
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
+    paths.use_data(args.data)
     method = args.method
     _, _, reads = method_settings(params, method)
     model = Path(args.model or paths.model_dir(method))

@@ -108,10 +108,12 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="plots/genres", help="folder for genres.png / .json")
     parser.add_argument("--ranks", type=int, default=RANKS, help="posters per genre")
+    entry.add_data_option(parser)
     entry.add_params_option(parser)
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
+    paths.use_data(args.data)
     torch.set_num_threads(params["training"]["threads"])  # the same maps on every run
     method, maps = best_method(params)
     log.info("genre-maps: %s has the highest test mAP of %s", method,

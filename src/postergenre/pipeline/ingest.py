@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+from postergenre.core import paths
 from postergenre.data.ingest import ingest
 from postergenre.runtime import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="data/interim", help="movies.csv, genres.json, the report")
+    parser.add_argument("--out", default=str(paths.interim()), help="movies.csv, genres.json, the report")
     entry.add_params_option(parser)
 
 

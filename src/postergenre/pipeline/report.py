@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from postergenre.core import paths
 from postergenre.core.atomic import write_text
 from postergenre.methods import spec as method_spec
 from postergenre.methods.params import all_methods
@@ -85,9 +86,8 @@ def pictures(results: dict[str, dict], plots: str = "../plots") -> list[str]:
     return lines + [""]
 
 
-def build_report(params: dict, metrics_dir: Path = Path("metrics/details"),
-                 ingest_report: Path = Path("data/interim/ingest_report.json"),
-                 split_dir: Path = Path("data/split")) -> str:
+def build_report(params: dict, metrics_dir: Path = paths.METRICS / "details",
+                 ingest_report: Path | None = None, split_dir: Path | None = None) -> str:
     """The markdown of reports/results.md for the methods in params."""
     results = {}
     for method in all_methods(params):
@@ -98,6 +98,8 @@ def build_report(params: dict, metrics_dir: Path = Path("metrics/details"),
     first = next(iter(results.values()))
     test = first["test"]
     data = params["data"]
+    ingest_report = ingest_report or paths.interim() / "ingest_report.json"
+    split_dir = split_dir or paths.split()
     ingest = json.loads(ingest_report.read_text(encoding="utf-8")) if ingest_report.is_file() else {}
     lines = [
         "# Results",
@@ -250,17 +252,17 @@ def reproduce_command(params: dict) -> str:
     return "dvc exp run " + " \\\n  ".join(parts)
 
 
-def write_report(params: dict, out: str | Path) -> None:
-    write_text(out, build_report(params))
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="reports/results.md", help="the markdown report")
+    parser.add_argument("--metrics", default=str(paths.METRICS / "details"),
+                        help="the evaluate stages' metrics/details folder")
+    entry.add_data_option(parser)
     entry.add_params_option(parser)
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
-    write_report(params, args.out)
+    paths.use_data(args.data)
+    write_text(args.out, build_report(params, Path(args.metrics)))
     logging.getLogger(__name__).info("report: %s", args.out)
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from postergenre.core import paths
 from postergenre.core.dataset import read_poster_paths
 from postergenre.core.images import resize_posters
 from postergenre.data.sources import posters_root
@@ -13,8 +14,8 @@ from postergenre.runtime import entry
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--interim", default="data/interim", help="the ingest stage's folder")
-    parser.add_argument("--out", default="data/resized", help="an array per size, manifest, report")
+    parser.add_argument("--interim", default=str(paths.interim()), help="the ingest stage's folder")
+    parser.add_argument("--out", default=str(paths.resized()), help="an array per size, manifest, report")
     entry.add_params_option(parser)
 
 

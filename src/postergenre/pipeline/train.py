@@ -102,10 +102,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     entry.add_method_argument(parser)
     parser.add_argument("--out", default=None, help="model folder (default models/METHOD)")
     parser.add_argument("--plots", default=None, help="plots folder (default plots/METHOD)")
+    entry.add_data_option(parser)
     entry.add_params_option(parser)
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
+    paths.use_data(args.data)
     out = args.out or paths.model_dir(args.method)
     plots = args.plots or paths.plots_dir(args.method)
     _, _, reads = method_settings(params, args.method)

@@ -23,6 +23,12 @@ def add_params_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None, help="params file (default params.yaml)")
 
 
+def add_data_option(parser: argparse.ArgumentParser) -> None:
+    """Where the data stages' outputs are read from (the stage calls `paths.use_data`)."""
+    parser.add_argument("--data", default="data",
+                        help="the data stages' folder: interim/, resized/, split/, features/")
+
+
 def add_method_argument(parser: argparse.ArgumentParser) -> None:
     """The METHOD positional: one of the method modules, with its section in the params file."""
     # here, not at the top: the method registry and its settings (pydantic, numpy) cost 0.3 s

@@ -127,7 +127,7 @@ class FeatureInput:
                                              view=view, side=bb.resolution(name))
         return self.pool(parts)
 
-    def cached_features_mismatch(self, features: Path = paths.FEATURES) -> str | None:
+    def cached_features_mismatch(self, features: Path | None = None) -> str | None:
         """None if the embed stage's features are exactly what this model's backbones compute
         from its posters; otherwise why not."""
         for name in self.backbone_names:
