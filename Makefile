@@ -19,13 +19,12 @@ $(STAMP): pyproject.toml requirements.lock
 repro: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/dvc repro
 
-# Two pytest-xdist workers, a test module each at a time (module fixtures are built once); the
-# one shared pipeline run is built by the first worker that needs it (tests/conftest.py).
-# pytest-xdist's own order (the modules with most tests first) measured best on 2 cores: 15 min
-# 53 s and 16 min 21 s, against 17 min 13 s handing the longest modules to the building worker.
+# Two pytest-xdist workers, a test module each at a time (module fixtures are built once), handed
+# out in the order tests/conftest.py sets: the shared pipeline run is built by one worker while
+# the other runs the modules that do not read it.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 # Experiments side by side, one table per headline metric (`dvc exp show` has a column per
 # method and metric); `make compare ARGS="-- -A"` passes options to `dvc exp show`.

@@ -132,11 +132,13 @@ def test_a_second_clone_pulls_everything_and_recomputes_nothing(team, tmp_path):
     assert run(["git", "status", "--porcelain"], b).stdout == ""  # and the clone stays clean
     print(f"\nsecond clone, git clone to up to date: {seconds:.1f} s (dvc push from A: "
           f"{team['push_s']:.1f} s)")
-    # the second clone's models give the first clone's scores, to the digit
+    # the second clone's models give the first clone's scores, to the digit (`postergenre
+    # predict` is this function; tests/test_pipeline.py runs the command)
+    from postergenre.apps.predict import predict_posters
+
     poster = team["a"] / "data" / "raw" / "synthetic" / "posters" / "1.jpg"
     for method in ("custom", "head", "mlknn"):
-        got = [json.loads(run(["postergenre", "predict", "--json", "--model", f"models/{method}",
-                               str(poster)], repo).stdout)["predictions"][0]["scores"]
+        got = [predict_posters(repo / "models" / method, [poster])["predictions"][0]["scores"]
                for repo in (team["a"], b)]
         assert got[0] == got[1], method
     assert (b / "metrics" / "head.json").read_bytes() == (team["a"] / "metrics" / "head.json").read_bytes()
@@ -246,7 +248,7 @@ def test_a_real_mlflow_server_keeps_runs_and_artifacts_on_s3(team, s3, tmp_path)
     uri = f"http://127.0.0.1:{port}"
     mlflow_server = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
                      "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                     "--artifacts-destination", "s3://mlflow/artifacts"]
+                     "--artifacts-destination", "s3://mlflow/artifacts", "--workers", "1"]
     with server(mlflow_server, f"{uri}/health", {**CREDS, "MLFLOW_S3_ENDPOINT_URL": s3}):
         env = {"MLFLOW_TRACKING_URI": uri, "DVC_EXP_NAME": "server-check"}  # no S3 keys: proxied
         model, plots = tmp_path / "model", tmp_path / "plots"

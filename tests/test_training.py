@@ -143,7 +143,7 @@ def torchrun_runs(project, tmp_path_factory):
     out = tmp_path_factory.mktemp("torchrun")
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["methods"]["custom"].update(dropout=0.0, epochs=2, batch_size=32)
-    params["feature_methods"]["head"].update(dropout=0.0, epochs=5, weight_decay=[1.0])
+    params["feature_methods"]["head"].update(dropout=0.0, epochs=2, weight_decay=[1.0])
     (out / "params.yaml").write_text(yaml.safe_dump(params))
     env = {"OMP_NUM_THREADS": "1"}
     logs = {}
@@ -187,7 +187,7 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
     from postergenre.methods import load_model
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["methods"]["custom"].update(epochs=8, batch_size=32)
+    params["methods"]["custom"].update(epochs=3, batch_size=32)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     def train(out):
@@ -200,7 +200,7 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
            "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
     proc = subprocess.Popen(train("resumed"), cwd=project, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if "custom epoch 2/8: train loss" in line:
+        if "custom epoch 2/3: train loss" in line:
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
@@ -230,7 +230,7 @@ def test_what_killed_runs_leave_is_gone_after_the_next_repro(project, tmp_path):
     from postergenre.runtime.tracking import EXPERIMENT
 
     params = yaml.safe_load((project / "params.yaml").read_text())
-    params["methods"]["custom"].update(epochs=8, batch_size=32)
+    params["methods"]["custom"].update(epochs=3, batch_size=32)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
            "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": tracking_uri(project)}
@@ -239,7 +239,7 @@ def test_what_killed_runs_leave_is_gone_after_the_next_repro(project, tmp_path):
                              "--plots", str(tmp_path / "plots")], cwd=project, env=env,
                             stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
-        if "custom epoch 2/8: train loss" in line:  # epoch 1's checkpoint is written
+        if "custom epoch 2/3: train loss" in line:  # epoch 1's checkpoint is written
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
