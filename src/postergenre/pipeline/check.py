@@ -22,8 +22,6 @@ import yaml
 
 from postergenre.core.atomic import write_json
 from postergenre.core.paths import SYNTHETIC, resolve_data_path
-from postergenre.methods import estimator_class
-from postergenre.methods.params import all_methods
 from postergenre.runtime import entry
 
 log = logging.getLogger(__name__)
@@ -42,6 +40,11 @@ def check_listed_stages(dvc_yaml: dict, params: dict) -> None:
     """The stages whose model folders dvc.yaml lists by hand read the right ones: the ensemble's
     (its members, or neither stage without an ensemble section) and genre-maps' (every method of
     params.yaml with heat maps)."""
+    # here, not at the top: the method registry builds its settings models (pydantic) on import,
+    # about 0.35 s that `postergenre check-params --help` does not need (bench/cli.py)
+    from postergenre.methods import estimator_class
+    from postergenre.methods.params import all_methods
+
     stages = (dvc_yaml or {}).get("stages") or {}
     members = (params.get("ensemble") or {}).get("members")
     for name in ("train-ensemble", "evaluate-ensemble"):
@@ -101,6 +104,8 @@ def check_data_paths(data: dict, synthetic_out: str) -> None:
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
+    from postergenre.methods.params import all_methods  # as in check_listed_stages
+
     synthetic_out = str(SYNTHETIC)
     if Path("dvc.yaml").is_file():
         dvc_yaml = yaml.safe_load(Path("dvc.yaml").read_text(encoding="utf-8"))
