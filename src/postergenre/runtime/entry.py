@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 
 from postergenre import __version__
+from postergenre.core import paths
 
 
 def positive_int(text: str) -> int:
@@ -25,7 +26,7 @@ def add_params_option(parser: argparse.ArgumentParser) -> None:
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
     """Where the data stages' outputs are read from (the stage calls `paths.use_data`)."""
-    parser.add_argument("--data", default="data",
+    parser.add_argument("--data", default=str(paths.DATA),
                         help="the data stages' folder: interim/, resized/, split/, features/")
 
 
