@@ -58,17 +58,61 @@ def test_average_precision_is_scikit_learns_to_the_last_bit():
 
     rng = np.random.default_rng(7)
     for trial in range(500):
-        n = int(rng.integers(1, 200))
-        y = (rng.random(n) < rng.random()).astype(int)
-        y[rng.integers(n)] = 1
-        p = rng.random(n).astype(np.float32 if trial % 2 else np.float64)
-        if trial % 3 == 0:  # ties, many of them
-            p = np.round(p, int(rng.integers(0, 3)))
+        y, p = _random_genre(rng, trial)
         assert average_precision(y, p) == average_precision_score(y, p), trial
     assert average_precision(np.array([0, 1, 1, 0]), np.array([0.1, 0.4, 0.35, 0.8])) == (
         pytest.approx((1 / 2 + 2 / 3) / 2))
     with pytest.raises(ValueError, match="finite"):
         per_genre_ap(np.ones((3, 1)), np.array([[0.1], [np.nan], [0.3]]))
+
+
+def _random_genre(rng, trial):
+    """Random labels (both classes present) and scores, float32 or 64, often with many ties."""
+    n = int(rng.integers(2, 200))
+    y = (rng.random(n) < rng.random()).astype(int)
+    y[rng.choice(n, 2, replace=False)] = [0, 1]
+    p = rng.random(n).astype(np.float32 if trial % 2 else np.float64)
+    if trial % 3 == 0:
+        p = np.round(p, int(rng.integers(0, 3)))
+    return y, p
+
+
+def test_roc_auc_and_the_pr_curve_are_scikit_learns_to_the_last_bit():
+    from sklearn.metrics import precision_recall_curve, roc_auc_score
+
+    from postergenre.core.metrics import pr_curve, roc_auc
+
+    rng = np.random.default_rng(11)
+    for trial in range(500):
+        y, p = _random_genre(rng, trial)
+        assert roc_auc(y, p) == roc_auc_score(y, p), trial
+        precision, recall = pr_curve(y, p)
+        theirs = precision_recall_curve(y, p)
+        assert np.array_equal(precision, theirs[0]) and np.array_equal(recall, theirs[1]), trial
+    assert roc_auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+
+
+def test_f1_precision_and_recall_are_scikit_learns_to_the_last_bit():
+    from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+    from postergenre.core.metrics import per_genre
+
+    rng = np.random.default_rng(3)
+    for trial in range(200):
+        n, g = int(rng.integers(1, 60)), int(rng.integers(2, 8))  # one column reads as binary
+        Yt = (rng.random((n, g)) < rng.random()).astype(np.uint8)
+        Yp = (rng.random((n, g)) < rng.random()).astype(np.uint8)
+        ours = f1_metrics(Yt, Yp)
+        for average in ("micro", "macro", "samples"):
+            assert ours[f"{average}_f1"] == round(f1_score(Yt, Yp, average=average,
+                                                           zero_division=0), 6), (trial, average)
+        table = per_genre(Yt, Yp, [f"g{j}" for j in range(g)])
+        theirs = precision_recall_fscore_support(Yt, Yp, average=None, zero_division=0)
+        for j in range(g):
+            row = table[f"g{j}"]
+            assert [row["precision"], row["recall"], row["f1"]] == [
+                round(float(v[j]), 6) for v in theirs[:3]], (trial, j)
+            assert row["support"] == theirs[3][j]
 
 
 def test_top_k_and_bce_on_a_hand_worked_example():

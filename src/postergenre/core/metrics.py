@@ -2,17 +2,18 @@
 
 All inputs are 0/1 arrays [n_movies, n_genres]. Values are plain floats rounded to 6 places so
 metrics files are byte-identical across repeated runs.
+
+The F1, precision/recall, average-precision and ROC-AUC functions are scikit-learn's (1.9)
+step for step, written here in numpy: the same counts divided and summed in the same order, so
+the same floats (tests/test_metrics.py holds each equal to scikit-learn's on random labels and
+tied scores). Importing `sklearn.metrics` takes about 2.2 s (scipy.stats and pandas with it), in
+every stage process that scores a model; its per-call input checks cost about 3.5 ms, where
+training scores dev mAP every epoch.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from postergenre.core.lazy import lazy_module
-
-# imported on first use (core/lazy.py): scikit-learn takes about 1.4 s, which reading the method
-# registry and every `postergenre ... --help` do not need
-sklearn_metrics = lazy_module("sklearn.metrics")
 
 
 def _round(value: float) -> float:
@@ -41,12 +42,31 @@ def study_metrics(Y: np.ndarray, Yhat: np.ndarray) -> dict[str, float]:
     }
 
 
+def _divide(numerator, denominator) -> np.ndarray:
+    """numerator / denominator in float64, 0 where the denominator is 0 (scikit-learn's
+    `zero_division=0`)."""
+    numerator = np.asarray(numerator, dtype=np.float64)
+    denominator = np.asarray(denominator, dtype=np.float64)
+    out = np.zeros(np.broadcast(numerator, denominator).shape)
+    np.divide(numerator, denominator, out=out, where=denominator != 0)
+    return out
+
+
+def _counts(Y: np.ndarray, Yhat: np.ndarray, axis: int):
+    """True positives, predicted and true counts, per genre (axis 0) or per movie (axis 1)."""
+    Y, Yhat = Y.astype(bool), Yhat.astype(bool)
+    return (Y & Yhat).sum(axis=axis), Yhat.sum(axis=axis), Y.sum(axis=axis)
+
+
 def f1_metrics(Y: np.ndarray, Yhat: np.ndarray) -> dict[str, float]:
     """Micro, macro and samples F1; an empty prediction or label set scores 0, not an error."""
     _check(Y, Yhat)
+    tp, predicted, true = _counts(Y, Yhat, 0)
+    per_movie = _counts(Y, Yhat, 1)
     return {
-        f"{avg}_f1": _round(sklearn_metrics.f1_score(Y, Yhat, average=avg, zero_division=0))
-        for avg in ("micro", "macro", "samples")
+        "micro_f1": _round(_divide(2.0 * tp.sum(), true.sum() + predicted.sum())),
+        "macro_f1": _round(np.mean(_divide(2.0 * tp, true + predicted))),
+        "samples_f1": _round(np.mean(_divide(2.0 * per_movie[0], per_movie[2] + per_movie[1]))),
     }
 
 
@@ -75,20 +95,39 @@ def _mean_defined(values: np.ndarray) -> float | None:
     return _round(np.nanmean(values)) if np.isfinite(values).any() else None
 
 
-def average_precision(y: np.ndarray, p: np.ndarray) -> float:
-    """One genre's average precision: scikit-learn's `average_precision_score` step for step
-    (the same arrays summed in the same order, so the same float; tests/test_metrics.py holds
-    them equal), without its input checks, which cost about 3.5 ms a call where this takes
-    0.1 ms. Training scores dev mAP every epoch (the head: 40 epochs x 3 weight decays x each
-    genre) and the ensemble every fold and candidate: 8 of the head's 26 s on 160 posters."""
+def _curve_counts(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """True and false positives above each distinct score, highest score first."""
     order = np.argsort(p, kind="stable")[::-1]  # descending (ties in any order: read per tie)
     s, t = p[order], y[order].astype(np.float64)
     ends = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last movie of each distinct score
     tps = np.cumsum(t, dtype=np.float64)[ends]
-    fps = 1 + ends.astype(np.float64) - tps
+    return tps, 1 + ends.astype(np.float64) - tps
+
+
+def pr_curve(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One genre's precision and recall at each distinct score, recall falling to a last (0, 1)
+    point: scikit-learn's `precision_recall_curve` (a genre with a positive movie)."""
+    tps, fps = _curve_counts(y, p)
     precision = np.concatenate([(tps / (tps + fps))[::-1], [1.0]])
     recall = np.concatenate([(tps / tps[-1])[::-1], [0.0]])
+    return precision, recall
+
+
+def average_precision(y: np.ndarray, p: np.ndarray) -> float:
+    """One genre's average precision: scikit-learn's `average_precision_score`."""
+    precision, recall = pr_curve(y, p)
     return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    """One genre's ROC-AUC (a genre with positive and negative movies): scikit-learn's
+    `roc_auc_score`, the trapezoids under its ROC curve with the same collinear points dropped."""
+    tps, fps = _curve_counts(y, p)
+    if len(fps) > 2:
+        keep = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps = tps[keep], fps[keep]
+    tpr, fpr = np.r_[0.0, tps] / tps[-1], np.r_[0.0, fps] / fps[-1]
+    return float(np.trapezoid(tpr, fpr))
 
 
 def per_genre_ap(Y: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -118,7 +157,7 @@ def ranking_metrics(Y: np.ndarray, P: np.ndarray) -> dict:
     auc = np.full(Y.shape[1], np.nan)
     for j in range(Y.shape[1]):
         if 0 < int(Y[:, j].sum()) < len(Y):
-            auc[j] = sklearn_metrics.roc_auc_score(Y[:, j], P[:, j])
+            auc[j] = roc_auc(Y[:, j], P[:, j])
     return {
         "mAP": _mean_defined(ap),
         "macro_roc_auc": _mean_defined(auc),
@@ -143,8 +182,9 @@ def top_k_accuracy(Y: np.ndarray, P: np.ndarray, k: int) -> float:
 
 def per_genre(Y: np.ndarray, Yhat: np.ndarray, genres: list[str]) -> dict[str, dict]:
     """Precision, recall, F1 and support of each genre (0 where undefined, as scikit-learn)."""
-    p, r, f, s = sklearn_metrics.precision_recall_fscore_support(Y, Yhat, average=None,
-                                                                 zero_division=0)
+    _check(Y, Yhat)
+    tp, predicted, s = _counts(Y, Yhat, 0)
+    p, r, f = _divide(tp, predicted), _divide(tp, s), _divide(2.0 * tp, s + predicted)
     return {g: {"precision": _round(p[j]), "recall": _round(r[j]), "f1": _round(f[j]),
                 "support": int(s[j])} for j, g in enumerate(genres)}
 

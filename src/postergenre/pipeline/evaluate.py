@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import precision_recall_curve
 
 from postergenre.core import dataset, figures, paths
 from postergenre.core.atomic import write_json
@@ -32,6 +31,7 @@ from postergenre.core.metrics import (
     label_frequency_sets,
     label_set_metrics,
     per_genre,
+    pr_curve,
     score_metrics,
 )
 from postergenre.methods import load_model
@@ -183,7 +183,7 @@ def write_plots(folder: Path, s: Scored) -> None:
     for j, g in enumerate(genres):
         if Y[:, j].sum() == 0:
             continue
-        precision, recall, _ = precision_recall_curve(Y[:, j], P[:, j])
+        precision, recall = pr_curve(Y[:, j], P[:, j])
         keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), 50)).astype(int))
         curves += [{"genre": g, "recall": round(float(recall[i]), 4),
                     "precision": round(float(precision[i]), 4)} for i in keep]
