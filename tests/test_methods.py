@@ -22,17 +22,39 @@ def fixture(n=240, seed=0, size=(6, 8)):
     return X, Y
 
 
-def test_neighbours_match_float64_brute_force():
+def _brute_force(train, query, k):
+    """Exact squared distances in integers, ties to the lower index."""
+    d = ((query.astype(np.int64)[:, None] - train.astype(np.int64)[None]) ** 2).reshape(
+        len(query), len(train), -1).sum(-1)
+    return np.array([np.lexsort((np.arange(len(train)), row))[:k] for row in d])
+
+
+def test_neighbours_are_those_of_exact_distances_ties_to_the_lower_index():
     X, _ = fixture()
+    X[100], X[200] = X[7], X[7]  # three equal posters: every query is equally far from each
     Q, _ = fixture(30, seed=1)
-    train, query = flatten(X), flatten(Q)
-    d = ((query.astype(np.float64)[:, None, :] - train.astype(np.float64)[None]) ** 2).sum(-1)
-    assert np.array_equal(neighbours(train, query, 7), np.argsort(d, axis=1)[:, :7])
+    Q[3] = X[7]
+    assert np.array_equal(neighbours(X, Q, 7), _brute_force(X, Q, 7))
+    assert list(neighbours(X, Q, 3)[3]) == [7, 100, 200]
+    assert np.array_equal(self_neighbours(X, 9), _brute_force(X, X, 9))
+
+
+def test_neighbours_in_blocks_equal_neighbours_in_one(monkeypatch):
+    from postergenre.methods.knn import neighbours as module
+
+    X, _ = fixture(300)
+    X[250] = X[10]  # a tie across blocks
+    Q, _ = fixture(45, seed=3)
+    whole = neighbours(X, Q, 12), self_neighbours(X, 12)
+    monkeypatch.setattr(module, "BLOCK", 32)  # 10 blocks of training rows, 2 of queries
+    assert np.array_equal(neighbours(X, Q, 12), whole[0])
+    assert np.array_equal(self_neighbours(X, 12), whole[1])
+    assert np.array_equal(whole[1], _brute_force(X, X, 12))
 
 
 def test_self_neighbours_start_with_the_poster_itself():
     X, _ = fixture()
-    idx = self_neighbours(flatten(X), 4)
+    idx = self_neighbours(X, 4)
     assert np.array_equal(idx[:, 0], np.arange(len(X)))
 
 

@@ -121,7 +121,7 @@ class NeighbourIndex:
             top = np.argsort(-sims, kind="stable")[:k]
             return [(self.ids[i], float(sims[i])) for i in top]
 
-        rows = neighbours(self.vectors, query[None, :], k)[0]
+        rows = neighbours(self.vectors, query[None, :], k, lambda v: v.astype(np.float64))[0]
         d = np.sqrt(np.maximum(((self.vectors[rows] - query) ** 2).sum(axis=1), 0))
         return [(self.ids[i], float(di)) for i, di in zip(rows, d, strict=True)]
 

@@ -39,6 +39,9 @@ class FeatureMLkNN(FeatureInput, MLkNNPosterior):
         F = np.asarray(X, dtype=np.float32)
         return F / np.maximum(np.linalg.norm(F, axis=1, keepdims=True), 1e-12)
 
+    def search_vectors(self, X: np.ndarray) -> np.ndarray:
+        return self.vectors(X).astype(np.float64)
+
     def _state(self) -> dict[str, Any]:
         return {**super()._state(), **self._backbone_state()}
 

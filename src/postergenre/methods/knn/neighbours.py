@@ -1,13 +1,18 @@
 """What the kNN methods share: the k nearest training posters of each poster, and a base class
 that keeps the training set.
 
-Neighbours are found by brute-force Euclidean distance through BLAS (float32), which is what
-makes ML-kNN on all real training posters at 100x150 (7,757 x 45,000) fit in a minute on two
-cores.
+Neighbours are found by brute-force Euclidean distance in float64 through BLAS, a block of rows
+at a time, keeping each row's k nearest so far: beside the posters themselves, memory is two
+blocks of vectors and their distances (2 x 2,048 x 45,000 float64, 1.5 GB, at 100x150) whatever
+the number of posters. Pixels enter as their integer values, so every distance is a
+sum of integer squares below 2**53 and exact; equal distances go to the lower training index.
+The neighbour sets are therefore those of exact arithmetic, which scikit-multilearn-ng's MLkNN
+(scikit-learn's brute-force search, in float64) finds too, bar ties (bench/mlknn.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,7 +20,7 @@ import numpy as np
 
 from postergenre.methods.base import Estimator, MethodSettings, NeighbourSpace, read_saved
 
-_BLOCK = 1024
+BLOCK = 2048  # rows of vectors converted and multiplied at a time
 
 
 def flatten(X: np.ndarray) -> np.ndarray:
@@ -23,42 +28,82 @@ def flatten(X: np.ndarray) -> np.ndarray:
     return X.reshape(len(X), -1).astype(np.float32) / np.float32(255)
 
 
-def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indices of the k smallest scores of each row, nearest first."""
-    part = np.argpartition(scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
+def pixel_vectors(X: np.ndarray) -> np.ndarray:
+    """Posters [n, H, W, 3] uint8 -> float64 [n, H*W*3] of their integer values: distances in
+    units of 1/255**2 of `flatten`'s, the same order, and exact."""
+    return X.reshape(len(X), -1).astype(np.float64)
 
 
-def neighbours(train: np.ndarray, query: np.ndarray, k: int) -> np.ndarray:
-    """[n_query, k] indices into `train` of each query's k nearest rows (Euclidean)."""
+def _smallest(d: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """Column positions of each row's k smallest `d`, equal distances by the lower `idx`."""
+    part = np.argpartition(d, k - 1, axis=1)[:, :k]
+    kth = np.take_along_axis(d, part, axis=1).max(axis=1, keepdims=True)
+    for row in np.flatnonzero((d <= kth).sum(axis=1) > k):  # a tie at the k-th: take it exactly
+        part[row] = np.lexsort((idx[row], d[row]))[:k]
+    return part
+
+
+class _Nearest:
+    """Each query row's k nearest training rows so far, merged in block by block."""
+
+    def __init__(self, n: int, k: int):
+        self.k = k
+        self.d = np.full((n, k), np.inf)
+        self.i = np.full((n, k), np.iinfo(np.int64).max, dtype=np.int64)
+
+    def merge(self, rows: slice, d: np.ndarray, first: int) -> None:
+        cand_d = np.concatenate([self.d[rows], d], axis=1)
+        cand_i = np.concatenate([self.i[rows], np.broadcast_to(
+            np.arange(first, first + d.shape[1]), d.shape)], axis=1)
+        keep = _smallest(cand_d, cand_i, self.k)
+        self.d[rows] = np.take_along_axis(cand_d, keep, axis=1)
+        self.i[rows] = np.take_along_axis(cand_i, keep, axis=1)
+
+    def indices(self) -> np.ndarray:
+        """[n, k] nearest first (equal distances: lower index first)."""
+        order = np.lexsort((self.i, self.d), axis=-1)
+        return np.take_along_axis(self.i, order, axis=1)
+
+
+def _blocks(n: int) -> list[slice]:
+    return [slice(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
+
+
+def neighbours(train: np.ndarray, query: np.ndarray | None, k: int,
+               vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
+    """[n_query, k] indices into `train` of each query row's k nearest training rows (Euclidean on
+    `vectors(rows)`, float64), nearest first. `query=None`: the training rows' own neighbours,
+    each row itself included (as scikit-multilearn does); the symmetric products are computed
+    once (A @ A.T on a diagonal block is BLAS's syrk, half a general product)."""
     if k > len(train):
         raise ValueError(f"k={k} is more than the {len(train)} training posters")
-    train_sq = np.einsum("ij,ij->i", train, train)
-    out = np.empty((len(query), k), dtype=np.int64)
-    for start in range(0, len(query), _BLOCK):
-        block = query[start:start + _BLOCK]
-        # |q - x|^2 = |q|^2 - 2 q.x + |x|^2; |q|^2 is the same along a row, so it cannot reorder.
-        out[start:start + len(block)] = _top_k(train_sq[None, :] - 2 * (block @ train.T), k)
-    return out
+    blocks = _blocks(len(train))
+    if query is None:
+        best = _Nearest(len(train), k)
+        for a, rows in enumerate(blocks):
+            va = vectors(train[rows])
+            sq_a = np.einsum("ij,ij->i", va, va)
+            # |q - x|^2 = |q|^2 - 2 q.x + |x|^2; |q|^2 is the same along a row, so it cannot reorder
+            best.merge(rows, sq_a[None, :] - 2 * (va @ va.T), rows.start)
+            for cols in blocks[a + 1:]:
+                vb = vectors(train[cols])
+                gram = va @ vb.T
+                best.merge(rows, np.einsum("ij,ij->i", vb, vb)[None, :] - 2 * gram, cols.start)
+                best.merge(cols, sq_a[None, :] - 2 * gram.T, rows.start)
+        return best.indices()
+    best = _Nearest(len(query), k)
+    for cols in blocks:
+        vb = vectors(train[cols])
+        sq_b = np.einsum("ij,ij->i", vb, vb)
+        for rows in _blocks(len(query)):
+            best.merge(rows, sq_b[None, :] - 2 * (vectors(query[rows]) @ vb.T), cols.start)
+    return best.indices()
 
 
-def self_neighbours(train: np.ndarray, k: int) -> np.ndarray:
-    """Each training row's k nearest training rows, itself included (as scikit-multilearn does).
-
-    The Gram matrix X X^T comes from one symmetric rank-k update (BLAS syrk), half the work of
-    a general product.
-    """
-    from scipy.linalg.blas import ssyrk
-
-    if k > len(train):
-        raise ValueError(f"k={k} is more than the {len(train)} training posters")
-    gram = ssyrk(1.0, train.T, trans=1)  # upper triangle of X X^T; train.T is Fortran-ordered
-    gram = np.triu(gram) + np.triu(gram, 1).T
-    sq = np.diag(gram).copy()
-    scores = sq[None, :] - 2 * gram
-    del gram
-    return _top_k(scores, k)
+def self_neighbours(train: np.ndarray, k: int,
+                    vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
+    """Each training row's k nearest training rows, itself included (as scikit-multilearn does)."""
+    return neighbours(train, None, k, vectors)
 
 
 class KNNSettings(MethodSettings):
@@ -78,16 +123,21 @@ class KNNEstimator(Estimator):
     def _neighbour_counts(self, X: np.ndarray) -> np.ndarray:
         """[n, n_genres] how many of each poster's k nearest training posters carry each genre."""
         self._check_X(X)
-        query, train = self.vectors(X), self.train_vectors()
-        if query.shape[1:] != train.shape[1:]:
-            raise ValueError(f"inputs give {query.shape[1]} values each, the model was trained on "
-                             f"{train.shape[1]} (posters of another size?)")
-        idx = neighbours(train, query, self.k)
+        given, trained = int(np.prod(X.shape[1:])), int(np.prod(self.X_train.shape[1:]))
+        if given != trained:
+            raise ValueError(f"inputs give {given} values each, the model was trained on "
+                             f"{trained} (posters of another size?)")
+        idx = neighbours(self.X_train, X, self.k, self.search_vectors)
         return self.Y_train[idx].sum(axis=1, dtype=np.int64)
 
     def vectors(self, X: np.ndarray) -> np.ndarray:
         """What distances are measured on: here flattened pixels in [0, 1]."""
         return flatten(X)
+
+    def search_vectors(self, X: np.ndarray) -> np.ndarray:
+        """`vectors` in float64 for the neighbour search, a block at a time: pixels as their
+        integer values (the same order, exact distances)."""
+        return pixel_vectors(X)
 
     def train_vectors(self) -> np.ndarray:
         """The training posters as vectors of the space neighbours are searched in."""

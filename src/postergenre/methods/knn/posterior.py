@@ -12,8 +12,9 @@ from postergenre.methods.knn.neighbours import KNNEstimator, self_neighbours
 class MLkNNPosterior(KNNEstimator):
     """ML-kNN (Zhang & Zhou 2007): per genre, Bayes' rule on how many neighbours carry it.
 
-    Identical to scikit-multilearn-ng's `MLkNN(k, s)` (training neighbours include the poster
-    itself, as there), vectorised: one neighbour search and a few array operations.
+    scikit-multilearn-ng's `MLkNN(k, s)` (training neighbours include the poster itself, as
+    there) on the neighbour sets of exact distances (knn/neighbours.py), vectorised: one
+    neighbour search and a few array operations.
     `predict_proba` is the normalised posterior P(genre | neighbour count).
     """
 
@@ -25,7 +26,7 @@ class MLkNNPosterior(KNNEstimator):
         self._store(X, Y)
         n, k, s = len(Y), self.k, self.s
         self.prior_true = (s + Y.sum(axis=0)) / (s * 2 + n)
-        counts = self.Y_train[self_neighbours(self.train_vectors(), k)].sum(axis=1)
+        counts = self.Y_train[self_neighbours(self.X_train, k, self.search_vectors)].sum(axis=1)
         self.cond_true = np.empty((Y.shape[1], k + 1))
         self.cond_false = np.empty((Y.shape[1], k + 1))
         for j in range(Y.shape[1]):
