@@ -1,13 +1,15 @@
 """Where torch work runs: this process's GPU when there is one, else the CPU.
 
 One place for every torch step (training, scoring, the embed stage, `predict`): under torchrun
-each process takes its own GPU (LOCAL_RANK); on CUDA the networks run under bfloat16 autocast.
+each process takes its own GPU (LOCAL_RANK) and joins the process group (`distributed`); on CUDA
+the networks run under bfloat16 autocast.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 from postergenre.core.lazy import lazy_module
 
@@ -29,3 +31,32 @@ def autocast(device: torch.device):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def world() -> tuple[int, int]:
+    """(rank, world size) as torchrun sets them; (0, 1) in a plain process."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@contextlib.contextmanager
+def distributed() -> Iterator[tuple[int, int]]:
+    """Join torchrun's process group for the duration (gloo on the CPU, NCCL on GPUs), and end it
+    if this call started it."""
+    rank, size = world()
+    started = False
+    if size > 1:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            device = torch_device()
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            started = True
+    try:
+        yield rank, size
+    finally:
+        if started:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()

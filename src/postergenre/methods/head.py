@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from postergenre.core import dataset
-from postergenre.core.device import torch_device
+from postergenre.core.device import distributed, torch_device
 from postergenre.core.lazy import lazy_module
 from postergenre.core.settings import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from postergenre.methods.base import Estimator, read_saved
@@ -152,7 +152,7 @@ class FeatureHead(FeatureInput, Estimator):
         Y_dev = dev[1] if has_dev else None
         best = None
         self.selection = []
-        with training.distributed(), training.configured(p.get("training")):
+        with distributed(), training.configured(p.get("training")):
             for wd in p["weight_decay"]:
                 head, history = self._train_head(F, Y, F_dev, Y_dev, wd, checkpoints)
                 score = training.best_dev_score(history)

@@ -7,6 +7,11 @@ says which weights made it (their sha256), from which poster size, in which view
 How fast it ran goes to the log alone (`bench/embed.py` measures speed against a reference), so a
 re-run gives byte-identical files, tracked or cached, and re-runs nothing downstream. Heads on
 these features train in seconds.
+
+Under `torchrun --nproc_per_node=N` (docs/gpus.md) the posters' batches are dealt out to the N
+processes in turn (each on its own GPU where there are GPUs), and rank 0 gathers them and writes
+the folder whole: every batch holds the posters it holds in one process, so with the same
+threads per process the features are the same bytes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import numpy as np
 
 from postergenre.core import paths
 from postergenre.core.atomic import atomic_path, write_json
+from postergenre.core.device import GPU_EMBED_BATCH, distributed, torch_device
 from postergenre.runtime import entry
 
 log = logging.getLogger(__name__)
@@ -47,19 +53,29 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
         raise ValueError(f"unknown view {view!r}; known: {', '.join(bb.VIEWS)}")
     if threads:  # a fixed count: how the convolutions split their sums depends on it
         torch.set_num_threads(threads)
+    # the batches as `bb.embed` forms them, dealt out whole under torchrun
+    per_batch = max(batch_size, GPU_EMBED_BATCH) if torch_device().type == "cuda" else batch_size
     posters = np.load(array_path, mmap_mode="r")
     weights = bb.wheel_weights_path(backbone)
-    plain = bb.load_backbone(backbone, weights)
-    temple, flower = bb.check_imagenet(plain)
-    log.info("embed: %s weights check: temple -> %s %.2f, flower -> %s", backbone, temple[0][0],
-             temple[0][1], ", ".join(name for name, _ in flower[:2]))
-    net = bb.fused(plain)
-    side = bb.resolution(backbone)
-    log.info("embed: %d posters at %s, view %s at side %d, through %s (%d threads, batches of %d)",
-             len(posters), size, view, side, backbone, torch.get_num_threads(), batch_size)
-    start = time.perf_counter()
-    features = bb.embed(net, posters, batch_size, progress=True, view=view, side=side)
-    seconds = time.perf_counter() - start
+    with distributed() as (rank, ranks):
+        plain = bb.load_backbone(backbone, weights)
+        temple, flower = bb.check_imagenet(plain)
+        net = bb.fused(plain)
+        side = bb.resolution(backbone)
+        if rank == 0:
+            log.info("embed: %s weights check: temple -> %s %.2f, flower -> %s", backbone,
+                     temple[0][0], temple[0][1], ", ".join(name for name, _ in flower[:2]))
+            log.info("embed: %d posters at %s, view %s at side %d, through %s (%d process%s x %d "
+                     "threads, batches of %d)", len(posters), size, view, side, backbone, ranks,
+                     "" if ranks == 1 else "es", torch.get_num_threads(), batch_size)
+        start = time.perf_counter()
+        rows = _rows_of_rank(len(posters), per_batch, rank, ranks)
+        mine = bb.embed(net, posters[rows] if ranks > 1 else posters, per_batch,
+                        progress=rank == 0, view=view, side=side)
+        features = _gathered(rows, mine, len(posters), ranks) if ranks > 1 else mine
+        seconds = time.perf_counter() - start
+    if rank != 0:
+        return {}
     if not np.isfinite(features).all():
         raise ValueError("the backbone produced non-finite features; nothing written")
     info = {"backbone": backbone, "view": view, "side": side,
@@ -74,6 +90,28 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
              len(features), features.shape[1], backbone, view, seconds, per_s,
              torch.get_num_threads())
     return info
+
+
+def _rows_of_rank(n: int, batch_size: int, rank: int, size: int) -> np.ndarray:
+    """The posters of every size-th batch from the rank-th: whole batches, as one process
+    forms them, so that each is computed as it is there."""
+    starts = range(rank * batch_size, n, size * batch_size)
+    return np.concatenate([np.arange(s, min(s + batch_size, n)) for s in starts] or
+                          [np.zeros(0, dtype=np.int64)])
+
+
+def _gathered(rows: np.ndarray, features: np.ndarray, n: int, size: int) -> np.ndarray | None:
+    """Every rank's (rows, features) at rank 0, in poster order; None elsewhere."""
+    import torch.distributed as dist
+
+    parts = [None] * size if dist.get_rank() == 0 else None
+    dist.gather_object((rows, features), parts, dst=0)
+    if parts is None:
+        return None
+    out = np.empty((n, features.shape[1]), dtype=np.float32)
+    for part_rows, part in parts:
+        out[part_rows] = part
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from postergenre.core.device import torch_device
+from postergenre.core.device import distributed, torch_device
 from postergenre.core.lazy import lazy_module
 from postergenre.core.settings import (
     NonNegativeFloat,
@@ -164,7 +164,7 @@ class PixelNetwork(Estimator):
                                               "size": self.size, "epochs": None}, X, Y))
         optimiser = self.optimiser(net)
         has_dev = dev is not None and len(dev[0])
-        with training.distributed(), training.configured(p.get("training")):
+        with distributed(), training.configured(p.get("training")):
             self.history = training.train(
                 net, optimiser, nn.BCEWithLogitsLoss(), batch, len(X), settings,
                 dev_scores=(lambda m: training.scores(m, dev[0], self.to_input, p["batch_size"]))

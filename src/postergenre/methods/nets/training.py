@@ -10,7 +10,7 @@ fine-tuning), and the one way they score inputs.
 - Under `torchrun` (WORLD_SIZE > 1): DistributedDataParallel over even shards of each epoch's
   order (padded like torch's DistributedSampler, so every rank runs the same number of batches
   and none waits forever), the global batch split across ranks; rank 0 alone writes checkpoints
-  and logs; `distributed()` ends the process group it started.
+  and logs; `core.device.distributed()` ends the process group it started.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from postergenre.core.device import autocast, torch_device
+from postergenre.core.device import autocast, torch_device, world
 from postergenre.core.lazy import lazy_module
 from postergenre.core.metrics import bce_loss, mean_average_precision
 from postergenre.methods.base import MethodSettings
@@ -86,35 +86,6 @@ def deterministic(mode: bool, warn_only: bool = False) -> None:
         torch.use_deterministic_algorithms(mode, warn_only=warn_only)
     else:
         torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
-
-
-def world() -> tuple[int, int]:
-    """(rank, world size) as torchrun sets them; (0, 1) in a plain process."""
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-
-
-@contextlib.contextmanager
-def distributed() -> Iterator[tuple[int, int]]:
-    """Join torchrun's process group for the duration (gloo on the CPU, NCCL on GPUs), and end it
-    if this call started it."""
-    rank, size = world()
-    started = False
-    if size > 1:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            device = torch_device()
-            if device.type == "cuda":
-                torch.cuda.set_device(device)
-            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-            started = True
-    try:
-        yield rank, size
-    finally:
-        if started:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
 
 
 def shard(order: np.ndarray, rank: int, size: int) -> np.ndarray:
