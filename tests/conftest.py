@@ -85,10 +85,14 @@ ALWAYS_RUN = {"tidy"}
 
 
 def out_of_date(project: Path) -> set[str]:
-    """The stages `dvc status` says are out of date, less the one that runs every time."""
-    import json
+    """The stages `dvc status` says are out of date, less the one that runs every time: what the
+    command prints, asked of DVC in this process (tests/test_pipeline.py runs the command), which
+    saves each of the many checks the command's start-up (about 1 s)."""
+    from dvc.repo import Repo
 
-    return set(json.loads(run(["dvc", "status", "--json"], project).stdout or "{}")) - ALWAYS_RUN
+    with Repo(str(project)) as repo:
+        stale = repo.status()  # named as from this process's folder: "<path>/dvc.yaml:<stage>"
+    return {name.rsplit(":", 1)[-1] for name in stale} - ALWAYS_RUN
 
 
 def stages_run(output: str) -> set[str]:
@@ -136,35 +140,70 @@ def _relocate(root: Path, old: Path) -> None:
         mlmodel.write_text(mlmodel.read_text().replace(before, after))
 
 
-@pytest.fixture(scope="session")
-def project(tmp_path_factory):
-    """One `dvc repro` of the whole pipeline that many tests read (and commit on top of).
+def _shared_folder(tmp_path_factory) -> Path:
+    """The test run's base folder, above every pytest-xdist worker's own."""
+    shared = tmp_path_factory.getbasetemp()
+    return shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
 
-    Built once for the whole run: under pytest-xdist the first worker to ask builds it (the
-    others wait on a file lock), and each worker gets its own copy to change."""
+
+# name -> (what `dvc repro` is given, the build it starts from): the shared run is the prepared
+# data's copy with every other stage run
+BUILDS = {"prepared": (["split", "embed"], None), "built": ([], "prepared")}
+
+
+def _build(tmp_path_factory, name: str) -> Path:
+    """A scratch project (or a copy of the build it starts from) and one `dvc repro` in it,
+    made once for the whole test run: the first worker to ask builds it, the others wait on a
+    file lock. Its log (the first build's first) is repro.log beside it."""
     from filelock import FileLock
 
+    repro, start_from = BUILDS[name]
     if shutil.which("dvc", path=str(BIN)) is None:
         pytest.skip("dvc is not installed beside this Python")
-    shared = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        shared = shared.parent  # the run's base folder, above every worker's own
-    built = shared / "built" / "project"
-    with FileLock(str(shared / "project.lock")):
-        if not (shared / "built" / "repro.log").exists():  # written last: the build finished
+    shared = _shared_folder(tmp_path_factory)
+    built = shared / name / "project"
+    with FileLock(str(shared / f"{name}.lock")):
+        if not (built.parent / "repro.log").exists():  # written last: the build finished
             if built.parent.exists():
                 shutil.rmtree(built.parent)
-            built.mkdir(parents=True)
-            scratch_project(built)
-            out = run(["dvc", "repro"], built)
+            log = ""
+            if start_from:
+                base = _build(tmp_path_factory, start_from)
+                shutil.copytree(base, built, symlinks=True)
+                log = (base.parent / "repro.log").read_text()
+            else:
+                built.mkdir(parents=True)
+                scratch_project(built)
+            out = run(["dvc", "repro", *repro], built)
             run(["git", "add", "-A"], built)
-            run(["git", "commit", "-qm", "first run"], built)
-            (built.parent / "repro.log").write_text(out.stdout + out.stderr)  # the logs' tests
-    root = tmp_path_factory.mktemp("copy") / "project"
+            run(["git", "commit", "-qm", f"{name}: dvc repro {' '.join(repro)}".strip()], built)
+            (built.parent / "repro.log").write_text(log + out.stdout + out.stderr)  # the logs' tests
+    return built
+
+
+def _copy_of(tmp_path_factory, built: Path) -> Path:
+    """This worker's own copy of a build, to change."""
+    root = tmp_path_factory.mktemp(built.parent.name) / "project"
     shutil.copytree(built, root, symlinks=True)
     shutil.copy(built.parent / "repro.log", root.parent / "repro.log")
-    _relocate(root, built)
+    if (root / "mlflow.db").exists():
+        _relocate(root, built)
     return root
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory):
+    """A scratch project with its data stages run (posters through the split and the embed
+    stage's features): for the tests that train a method themselves, which need not wait
+    minutes for every method's stages."""
+    return _copy_of(tmp_path_factory, _build(tmp_path_factory, "prepared"))
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory):
+    """The whole pipeline run (the prepared data, then one `dvc repro` of every other stage),
+    which many tests read (and commit on top of)."""
+    return _copy_of(tmp_path_factory, _build(tmp_path_factory, "built"))
 
 
 # The modules that take longest (`pytest --durations=0`, 2 cores), handed out first among their
@@ -179,7 +218,9 @@ def pytest_collection_modifyitems(config, items):
     The shared run (the `project` fixture) takes minutes to build, and every module that reads it
     waits for it. So one such module goes first (its worker builds the run and is handed no other
     module until its own tests are nearly done), then the modules that do not need the run (the
-    other worker runs those meanwhile), then the rest of the modules that read it."""
+    other worker runs those meanwhile), then the rest of the modules that read it. The first of
+    those, test_training.py, trains on the `prepared` data until its last test, so its worker
+    is busy while the run is built."""
     modules: dict[str, list] = {}
     for item in items:
         modules.setdefault(item.nodeid.split("::")[0], []).append(item)

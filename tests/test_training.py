@@ -133,15 +133,15 @@ def test_a_killed_head_resumes_mid_weight_decay_sweep(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def torchrun_runs(project, tmp_path_factory):
-    """custom and head trained on the shared synthetic run, by 2 CPU processes under torchrun and
+def torchrun_runs(prepared, tmp_path_factory):
+    """custom and head trained on the shared synthetic data, by 2 CPU processes under torchrun and
     by one plain process, with dropout off so the two can be compared."""
     if shutil.which("torchrun", path=str(BIN)) is None:
         pytest.skip("torchrun is not installed beside this Python")
     import yaml
 
     out = tmp_path_factory.mktemp("torchrun")
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = yaml.safe_load((prepared / "params.yaml").read_text())
     params["methods"]["custom"].update(dropout=0.0, epochs=2, batch_size=32)
     params["feature_methods"]["head"].update(dropout=0.0, epochs=2, weight_decay=[1.0])
     (out / "params.yaml").write_text(yaml.safe_dump(params))
@@ -151,14 +151,14 @@ def torchrun_runs(project, tmp_path_factory):
         common = [method, "--params", str(out / "params.yaml"), "--plots", str(out / "plots" / method)]
         logs[method] = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m",
                             "postergenre.pipeline.train", *common, "--out", str(out / "ddp" / method)],
-                           project, env=env).stderr
+                           prepared, env=env).stderr
         run(["python", "-m", "postergenre.pipeline.train", *common, "--out", str(out / "single" / method)],
-            project, env=env)
+            prepared, env=env)
     return out, logs
 
 
 @pytest.mark.parametrize("method, tolerance", [("custom", 1e-5), ("head", 1e-5)])
-def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, monkeypatch, method,
+def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, prepared, monkeypatch, method,
                                                        tolerance):
     from postergenre.core import dataset
     from postergenre.methods import load_model
@@ -166,7 +166,7 @@ def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, m
     out, logs = torchrun_runs
     assert logs[method].count(f"train-{method}: saved to") == 1  # rank 0 alone saves
     assert "resuming" not in logs[method]
-    monkeypatch.chdir(project)
+    monkeypatch.chdir(prepared)
     ddp, single = load_model(out / "ddp" / method), load_model(out / "single" / method)
     test = single.inputs("test", dataset.read_genres())
     gap = np.abs(ddp.predict_proba(test.X) - single.predict_proba(test.X)).max()
@@ -176,7 +176,44 @@ def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, project, m
         (out / "single" / method / "model.json").read_text())["state"]["history"])
 
 
-def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp_path, monkeypatch):
+@pytest.mark.parametrize("n, batch, ranks", [(160, 24, 2), (5, 4, 3), (0, 4, 2), (64, 8, 8)])
+def test_embed_deals_out_whole_batches_covering_every_poster_once(n, batch, ranks):
+    from postergenre.pipeline.embed import _rows_of_rank
+
+    parts = [_rows_of_rank(n, batch, rank, ranks) for rank in range(ranks)]
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(n))
+    batches = [list(range(s, min(s + batch, n))) for s in range(0, n, batch)]
+    for rank, rows in enumerate(parts):
+        assert rows.tolist() == [i for b in batches[rank::ranks] for i in b]
+
+
+def test_the_embed_stage_under_torchrun_writes_the_bytes_one_process_writes(prepared, tmp_path):
+    """Two CPU processes, one thread each, batches of 24 (7 of the 154 posters that pass
+    cleaning: 4 and 3 to the ranks, the last one short); rank 0 alone writes, the same files as
+    one process."""
+    if shutil.which("torchrun", path=str(BIN)) is None:
+        pytest.skip("torchrun is not installed beside this Python")
+    import yaml
+
+    params = yaml.safe_load((prepared / "params.yaml").read_text())
+    params["embed"].update(threads=1, batch_size=24)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    common = ["-m", "postergenre.pipeline.embed", "--backbone", "efficientnet_lite0", "--view",
+              "squash", "--resized", "data/resized", "--params", str(tmp_path / "params.yaml")]
+    ranks = run(["torchrun", "--standalone", "--nproc_per_node=2", *common, "--out",
+                 str(tmp_path / "ddp")], prepared, env={"OMP_NUM_THREADS": "1"}).stderr
+    run(["python", *common, "--out", str(tmp_path / "one")], prepared, env={"OMP_NUM_THREADS": "1"})
+    n = json.loads((tmp_path / "one" / "embed.json").read_text())["n_posters"]
+    assert n == 154
+    assert (f"{n} posters at 224x224, view squash at side 224, through efficientnet_lite0 "
+            "(2 processes") in ranks
+    assert ranks.count(f"embed: {n} x 1280 features") == 1  # rank 0 alone writes
+    for name in ("features.npy", "embed.json"):
+        assert (tmp_path / "ddp" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["embed.json", "features.npy"]
+
+
+def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(prepared, tmp_path, monkeypatch):
     """A real `kill -9` of `python -m postergenre.pipeline.train custom` mid-run, then the same command."""
     import os
     import signal
@@ -186,7 +223,7 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
 
     from postergenre.methods import load_model
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
+    params = yaml.safe_load((prepared / "params.yaml").read_text())
     params["methods"]["custom"].update(epochs=3, batch_size=32)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
@@ -195,25 +232,54 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(project, tmp
                 str(tmp_path / "params.yaml"), "--out", str(tmp_path / out), "--plots",
                 str(tmp_path / "plots" / out)]
 
-    run(train("whole"), project)
+    run(train("whole"), prepared)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-           "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
-    proc = subprocess.Popen(train("resumed"), cwd=project, env=env, stderr=subprocess.PIPE, text=True)
+           "PYTHONPATH": str(prepared / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    proc = subprocess.Popen(train("resumed"), cwd=prepared, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "custom epoch 2/3: train loss" in line:
             proc.send_signal(signal.SIGKILL)
             break
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL and not (tmp_path / "resumed").exists()
-    assert (project / ".checkpoints" / "custom" / "custom.pt").is_file()
-    resumed = run(train("resumed"), project).stderr
+    assert (prepared / ".checkpoints" / "custom" / "custom.pt").is_file()
+    resumed = run(train("resumed"), prepared).stderr
     assert "custom: resuming after epoch" in resumed
-    assert not (project / ".checkpoints" / "custom").exists()  # removed once the model is saved
-    monkeypatch.chdir(project)
+    assert not (prepared / ".checkpoints" / "custom").exists()  # removed once the model is saved
+    monkeypatch.chdir(prepared)
     whole, again = load_model(tmp_path / "whole"), load_model(tmp_path / "resumed")
     assert again.history == whole.history
     for key, value in whole.net.state_dict().items():
         assert torch.equal(value, again.net.state_dict()[key]), key
+
+
+def test_one_and_two_threads_agree_within_the_readme_tolerance(prepared, monkeypatch):
+    """README, reproducibility: head (and every non-torch method) is exact across thread counts;
+    custom's metrics agree within 0.02 (measured on the 2,000-poster pipeline: 0.019)."""
+    import yaml
+
+    from postergenre.core import dataset
+    from postergenre.core.metrics import mean_average_precision
+    from postergenre.methods import estimator_class
+    from postergenre.methods.params import method_settings
+
+    monkeypatch.chdir(prepared)
+    params = yaml.safe_load((prepared / "params.yaml").read_text())
+    genres = dataset.read_genres()
+    for method, tolerance in (("head", 0.0), ("custom", 0.02)):
+        kwargs, size, _ = method_settings(params, method)
+        results = []
+        for threads in (1, 2):
+            model = estimator_class(method)(genres, size, params["seed"],
+                                            **{**kwargs, "training": {"threads": threads}})
+            train, dev = model.inputs("train", genres, True), model.inputs("dev", genres, True)
+            model.fit(train.X, train.Y, dev=(dev.X, dev.Y))
+            test = model.inputs("test", genres)
+            results.append((test.Y, model.predict_proba(test.X)))
+        (Y, one), (_, two) = results
+        if tolerance == 0:
+            assert np.array_equal(one, two), method
+        assert abs(mean_average_precision(Y, one) - mean_average_precision(Y, two)) <= tolerance
 
 
 def test_what_killed_runs_leave_is_gone_after_the_next_repro(project, tmp_path):
@@ -265,32 +331,3 @@ def test_what_killed_runs_leave_is_gone_after_the_next_repro(project, tmp_path):
     assert run(["git", "status", "--porcelain"], project).stdout == ""
     again = run(["dvc", "repro"], project)
     assert "tidy: nothing left behind by a killed run" in again.stdout + again.stderr
-
-
-def test_one_and_two_threads_agree_within_the_readme_tolerance(project, monkeypatch):
-    """README, reproducibility: head (and every non-torch method) is exact across thread counts;
-    custom's metrics agree within 0.02 (measured on the 2,000-poster pipeline: 0.019)."""
-    import yaml
-
-    from postergenre.core import dataset
-    from postergenre.core.metrics import mean_average_precision
-    from postergenre.methods import estimator_class
-    from postergenre.methods.params import method_settings
-
-    monkeypatch.chdir(project)
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    genres = dataset.read_genres()
-    for method, tolerance in (("head", 0.0), ("custom", 0.02)):
-        kwargs, size, _ = method_settings(params, method)
-        results = []
-        for threads in (1, 2):
-            model = estimator_class(method)(genres, size, params["seed"],
-                                            **{**kwargs, "training": {"threads": threads}})
-            train, dev = model.inputs("train", genres, True), model.inputs("dev", genres, True)
-            model.fit(train.X, train.Y, dev=(dev.X, dev.Y))
-            test = model.inputs("test", genres)
-            results.append((test.Y, model.predict_proba(test.X)))
-        (Y, one), (_, two) = results
-        if tolerance == 0:
-            assert np.array_equal(one, two), method
-        assert abs(mean_average_precision(Y, one) - mean_average_precision(Y, two)) <= tolerance
