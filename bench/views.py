@@ -6,6 +6,10 @@ ratio against Lite0 on the squashed poster (the pipeline's default) measured in 
 
 The posters are decoded and resized once to --size (the movielens experiment's embed.size), as
 the resize stage does; each backbone sees each view at its own side (bb.view_input).
+
+Then where each pair's time goes: preparing the view (the batch copied and scaled, resampled,
+cropped or flipped: what one pass per backbone could share) against the network's forward pass
+(what it could not), per poster, and the share of the first over all pairs.
 """
 
 from __future__ import annotations
@@ -64,6 +68,23 @@ def main() -> int:
     total = sum(len(X) / r for _, _, r, _ in rows)
     print(f"all {len(rows)} backbone x view pairs: {total / len(X) * 1000:.0f} ms a poster "
           f"({len(X) / total:.1f} posters/s through every pair)")
+    shared = alone = 0.0
+    for name in bb.LITES:
+        side = bb.resolution(name)
+        for view in bb.VIEWS:
+            prepare = forward = 0.0
+            with torch.inference_mode():
+                for start in range(0, len(X), args.batch):
+                    t0 = time.perf_counter()
+                    x = bb.view_input(bb.to_input(X[start:start + args.batch]), view, side)
+                    t1 = time.perf_counter()
+                    nets[name].features(x)
+                    prepare, forward = prepare + t1 - t0, forward + time.perf_counter() - t1
+            shared, alone = shared + prepare, alone + forward
+            print(f"  {name:18s} {view:7s} preparing the view {1000 * prepare / len(X):5.2f} ms, "
+                  f"the forward pass {1000 * forward / len(X):6.2f} ms a poster", flush=True)
+    print(f"preparing the views: {100 * shared / (shared + alone):.1f}% of all pairs' time "
+          f"({1000 * shared / len(X):.1f} of {1000 * (shared + alone) / len(X):.0f} ms a poster)")
     return 0
 
 

@@ -1,0 +1,158 @@
+"""Benchmark: the whole default pipeline on synthetic posters at several sizes, stage by stage.
+
+For each n, a scratch copy of this repository (its dvc.yaml, params and code) with
+`data.synthetic.n = n`, every stage run in dvc.yaml's order as its own `dvc repro -s`, each
+under GNU time: its wall time and the peak memory of its largest process. Then, per stage, the
+growth exponent (the slope of log time against log n, least squares over the sizes), and a PNG
+of time and memory against n. Prints a markdown table.
+
+    python bench/scale.py --sizes 2000 8000 35000 [--out bench-scale] [--keep]
+
+The study trained on 28,000 posters (35,000 after cleaning); 2 cores take hours at that size.
+Nothing here is asserted: the table is the measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TIME = "/usr/bin/time"
+
+
+def sh(args, cwd, **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
+            "PYTHONPATH": str(Path(cwd) / "src"),
+            "MLFLOW_TRACKING_URI": f"sqlite:///{Path(cwd) / 'mlflow.db'}", **env}
+    out = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{args} failed in {cwd}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return out
+
+
+def scratch(root: Path, n: int) -> Path:
+    """A git + DVC repository holding this one's pipeline, at n synthetic posters."""
+    root.mkdir(parents=True)
+    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(REPO / "src", root / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["data"]["synthetic"]["n"] = n
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    sh(["git", "init", "-q"], root)
+    sh(["git", "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-q",
+        "--allow-empty", "-m", "empty"], root)
+    sh(["dvc", "init", "-q"], root)
+    sh(["dvc", "config", "core.analytics", "false"], root)
+    shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
+    return root
+
+
+def stages(root: Path) -> list[str]:
+    """Every stage, in the order dvc.yaml writes them (top to bottom is upstream first)."""
+    out = sh(["dvc", "stage", "list", "--name-only"], root).stdout
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+def run_stage(root: Path, stage: str) -> tuple[float, float]:
+    """(seconds, peak MB of the largest process) of one stage run alone."""
+    report = root / ".time"
+    started = time.perf_counter()
+    sh([TIME, "-f", "%M", "-o", str(report), "dvc", "repro", "-s", stage], root)
+    seconds = time.perf_counter() - started
+    return seconds, int(report.read_text().split()[-1]) / 1024
+
+
+def growth(ns: list[int], values: list[float]) -> float | None:
+    """The least-squares slope of log value against log n; None below two sizes."""
+    if len(ns) < 2 or min(values) <= 0:
+        return None
+    return float(np.polyfit(np.log(ns), np.log(values), 1)[0])
+
+
+def figure(path: Path, ns: list[int], table: dict[str, dict[int, tuple[float, float]]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 5))
+    heavy = sorted(table, key=lambda s: -max(t for t, _ in table[s].values()))[:10]
+    for stage in heavy:
+        ax_t.plot(ns, [table[stage][n][0] for n in ns], marker="o", label=stage)
+        ax_m.plot(ns, [table[stage][n][1] / 1024 for n in ns], marker="o", label=stage)
+    for ax, what in ((ax_t, "wall time (s)"), (ax_m, "peak memory of its largest process (GB)")):
+        ax.set(xscale="log", yscale="log", xlabel="synthetic posters", ylabel=what)
+        ax.grid(alpha=0.3, which="both")
+    ax_t.legend(fontsize=7)
+    fig.suptitle("The default pipeline's ten slowest stages against the number of posters")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 35000])
+    parser.add_argument("--out", type=Path, default=Path("bench-scale"),
+                        help="folder for scale.json, scale.md and scale.png")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch projects")
+    args = parser.parse_args()
+    if not Path(TIME).exists():
+        print(f"{TIME} (GNU time) is needed: apt-get install time", file=sys.stderr)
+        return 2
+    ns = sorted(args.sizes)
+    table: dict[str, dict[int, tuple[float, float]]] = {}
+    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        for n in ns:
+            root = scratch(work / str(n), n)
+            total = 0.0
+            for stage in stages(root):
+                seconds, mb = run_stage(root, stage)
+                total += seconds
+                table.setdefault(stage, {})[n] = (seconds, mb)
+                print(f"n={n:6d}  {stage:36s} {seconds:8.1f} s  {mb:8.0f} MB", flush=True)
+            print(f"n={n:6d}  whole pipeline {total:.1f} s", flush=True)
+            if not args.keep:
+                shutil.rmtree(root)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(
+        {stage: {str(n): {"seconds": round(t, 1), "peak_mb": round(m)} for n, (t, m) in row.items()}
+         for stage, row in table.items()}, indent=1))
+    header = " | ".join(f"n={n}: s, MB" for n in ns)
+    lines = [f"| stage | {header} | growth (time) |", "|---" * (len(ns) + 2) + "|"]
+    for stage, row in table.items():
+        cells = " | ".join(f"{row[n][0]:.1f}, {row[n][1]:.0f}" for n in ns)
+        slope = growth(ns, [row[n][0] for n in ns])
+        lines.append(f"| {stage} | {cells} | {'' if slope is None else f'{slope:.2f}'} |")
+    totals = [sum(row[n][0] for row in table.values()) for n in ns]
+    peaks = [max(row[n][1] for row in table.values()) for n in ns]
+    lines.append("| **whole pipeline** | " + " | ".join(
+        f"**{t:.0f}, {p:.0f}**" for t, p in zip(totals, peaks, strict=True)) +
+        f" | {growth(ns, totals) or 0:.2f} |")
+    text = "\n".join(lines)
+    (args.out / "scale.md").write_text(text + "\n")
+    figure(args.out / "scale.png", ns, table)
+    print(text)
+    print(f"\nwritten: {args.out}/scale.json, scale.md, scale.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
