@@ -235,12 +235,11 @@ def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: 
     `net` should come from `fused` (batch norm folded); the same call serves the embed stage and
     `predict`, so both compute the same numbers.
     """
-    from postergenre.core.device import GPU_EMBED_BATCH, torch_device
+    from postergenre.core.device import embed_batch, torch_device
     from postergenre.progress import Progress
 
     device = torch_device()
-    if device.type == "cuda":
-        batch_size = max(batch_size, GPU_EMBED_BATCH)
+    batch_size = embed_batch(batch_size)
     side = side or (X.shape[2] if len(X) else 1)
     net = net.to(device).eval()
     out = np.empty((len(X), FEATURES), dtype=np.float32)

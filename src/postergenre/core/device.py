@@ -20,6 +20,12 @@ torch = lazy_module("torch")  # imported on first use (core/lazy.py)
 GPU_EMBED_BATCH = 256
 
 
+def embed_batch(batch_size: int) -> int:
+    """Posters a batch through a backbone here: `batch_size` on the CPU, at least GPU_EMBED_BATCH
+    on a GPU (the embed stage deals these batches out under torchrun)."""
+    return max(batch_size, GPU_EMBED_BATCH) if torch_device().type == "cuda" else batch_size
+
+
 def torch_device() -> torch.device:
     """This process's device: its GPU under torchrun (LOCAL_RANK), the first GPU, or the CPU."""
     if torch.cuda.is_available():

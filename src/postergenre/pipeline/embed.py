@@ -8,7 +8,7 @@ How fast it ran goes to the log alone (`bench/embed.py` measures speed against a
 re-run gives byte-identical files, tracked or cached, and re-runs nothing downstream. Heads on
 these features train in seconds.
 
-Under `torchrun --nproc_per_node=N` (docs/gpus.md) the posters' batches are dealt out to the N
+Under `torchrun --nproc_per_node=N` (docs/methods.md) the posters' batches are dealt out to the N
 processes in turn (each on its own GPU where there are GPUs), and rank 0 gathers them and writes
 the folder whole: every batch holds the posters it holds in one process, so with the same
 threads per process the features are the same bytes.
@@ -27,7 +27,7 @@ import numpy as np
 
 from postergenre.core import paths
 from postergenre.core.atomic import atomic_path, write_json
-from postergenre.core.device import GPU_EMBED_BATCH, distributed, torch_device
+from postergenre.core.device import distributed, embed_batch
 from postergenre.runtime import entry
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,7 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
         raise ValueError(f"unknown view {view!r}; known: {', '.join(bb.VIEWS)}")
     if threads:  # a fixed count: how the convolutions split their sums depends on it
         torch.set_num_threads(threads)
-    # the batches as `bb.embed` forms them, dealt out whole under torchrun
-    per_batch = max(batch_size, GPU_EMBED_BATCH) if torch_device().type == "cuda" else batch_size
+    per_batch = embed_batch(batch_size)  # the batches `bb.embed` forms, dealt out whole
     posters = np.load(array_path, mmap_mode="r")
     weights = bb.wheel_weights_path(backbone)
     with distributed() as (rank, ranks):
@@ -69,10 +68,12 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
                      "threads, batches of %d)", len(posters), size, view, side, backbone, ranks,
                      "" if ranks == 1 else "es", torch.get_num_threads(), batch_size)
         start = time.perf_counter()
-        rows = _rows_of_rank(len(posters), per_batch, rank, ranks)
-        mine = bb.embed(net, posters[rows] if ranks > 1 else posters, per_batch,
-                        progress=rank == 0, view=view, side=side)
-        features = _gathered(rows, mine, len(posters), ranks) if ranks > 1 else mine
+        if ranks == 1:
+            features = bb.embed(net, posters, per_batch, progress=True, view=view, side=side)
+        else:
+            rows = _rows_of_rank(len(posters), per_batch, rank, ranks)
+            features = _gathered(rows, bb.embed(net, posters[rows], per_batch, progress=rank == 0,
+                                                view=view, side=side), len(posters), ranks)
         seconds = time.perf_counter() - start
     if rank != 0:
         return {}

@@ -69,41 +69,44 @@ def _blocks(n: int) -> list[slice]:
     return [slice(start, min(start + BLOCK, n)) for start in range(0, n, BLOCK)]
 
 
-def neighbours(train: np.ndarray, query: np.ndarray | None, k: int,
-               vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
-    """[n_query, k] indices into `train` of each query row's k nearest training rows (Euclidean on
-    `vectors(rows)`, float64), nearest first. `query=None`: the training rows' own neighbours,
-    each row itself included (as scikit-multilearn does); the symmetric products are computed
-    once (A @ A.T on a diagonal block is BLAS's syrk, half a general product)."""
+def _check_k(train: np.ndarray, k: int) -> None:
     if k > len(train):
         raise ValueError(f"k={k} is more than the {len(train)} training posters")
-    blocks = _blocks(len(train))
-    if query is None:
-        best = _Nearest(len(train), k)
-        for a, rows in enumerate(blocks):
-            va = vectors(train[rows])
-            sq_a = np.einsum("ij,ij->i", va, va)
-            # |q - x|^2 = |q|^2 - 2 q.x + |x|^2; |q|^2 is the same along a row, so it cannot reorder
-            best.merge(rows, sq_a[None, :] - 2 * (va @ va.T), rows.start)
-            for cols in blocks[a + 1:]:
-                vb = vectors(train[cols])
-                gram = va @ vb.T
-                best.merge(rows, np.einsum("ij,ij->i", vb, vb)[None, :] - 2 * gram, cols.start)
-                best.merge(cols, sq_a[None, :] - 2 * gram.T, rows.start)
-        return best.indices()
+
+
+def neighbours(train: np.ndarray, query: np.ndarray, k: int,
+               vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
+    """[n_query, k] indices into `train` of each query row's k nearest training rows (Euclidean on
+    `vectors(rows)`, float64), nearest first."""
+    _check_k(train, k)
     best = _Nearest(len(query), k)
-    for cols in blocks:
+    for cols in _blocks(len(train)):
         vb = vectors(train[cols])
         sq_b = np.einsum("ij,ij->i", vb, vb)
         for rows in _blocks(len(query)):
+            # |q - x|^2 = |q|^2 - 2 q.x + |x|^2; |q|^2 is the same along a row, so it cannot reorder
             best.merge(rows, sq_b[None, :] - 2 * (vectors(query[rows]) @ vb.T), cols.start)
     return best.indices()
 
 
 def self_neighbours(train: np.ndarray, k: int,
                     vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
-    """Each training row's k nearest training rows, itself included (as scikit-multilearn does)."""
-    return neighbours(train, None, k, vectors)
+    """Each training row's k nearest training rows, itself included (as scikit-multilearn does).
+    Each pair of blocks is multiplied once and read both ways (A @ A.T on a diagonal block is
+    BLAS's syrk, half a general product)."""
+    _check_k(train, k)
+    best = _Nearest(len(train), k)
+    blocks = _blocks(len(train))
+    for a, rows in enumerate(blocks):
+        va = vectors(train[rows])
+        sq_a = np.einsum("ij,ij->i", va, va)
+        best.merge(rows, sq_a[None, :] - 2 * (va @ va.T), rows.start)
+        for cols in blocks[a + 1:]:
+            vb = vectors(train[cols])
+            gram = va @ vb.T
+            best.merge(rows, np.einsum("ij,ij->i", vb, vb)[None, :] - 2 * gram, cols.start)
+            best.merge(cols, sq_a[None, :] - 2 * gram.T, rows.start)
+    return best.indices()
 
 
 class KNNSettings(MethodSettings):
