@@ -6,7 +6,11 @@ under GNU time: its wall time and the peak memory of its largest process. Then, 
 growth exponent (the slope of log time against log n, least squares over the sizes), and a PNG
 of time and memory against n. Prints a markdown table.
 
-    python bench/scale.py --sizes 2000 8000 35000 [--out bench-scale] [--keep]
+    python bench/scale.py --sizes 2000 8000 35000 [--out bench-scale] [--keep] [--previous FILE]
+
+scale.json is rewritten after every size, so a long run stopped part way keeps the sizes it
+finished; `--previous` adds the sizes of an earlier run's scale.json to the table (those not
+measured again).
 
 The study trained on 28,000 posters (35,000 after cleaning); 2 cores take hours at that size.
 Nothing here is asserted: the table is the measurement.
@@ -103,21 +107,37 @@ def figure(path: Path, ns: list[int], table: dict[str, dict[int, tuple[float, fl
     fig.savefig(path, dpi=100, metadata={"Software": None})
 
 
+def write_json(path: Path, table: dict[str, dict[int, tuple[float, float]]]) -> None:
+    """Every stage's seconds and peak MB per size, written whole (a temporary file renamed)."""
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(
+        {stage: {str(n): {"seconds": round(t, 1), "peak_mb": round(m)} for n, (t, m) in sorted(row.items())}
+         for stage, row in table.items()}, indent=1))
+    tmp.replace(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 35000])
     parser.add_argument("--out", type=Path, default=Path("bench-scale"),
                         help="folder for scale.json, scale.md and scale.png")
     parser.add_argument("--keep", action="store_true", help="keep the scratch projects")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="an earlier run's scale.json, its other sizes added to the table")
     args = parser.parse_args()
     if not Path(TIME).exists():
         print(f"{TIME} (GNU time) is needed: apt-get install time", file=sys.stderr)
         return 2
-    ns = sorted(args.sizes)
     table: dict[str, dict[int, tuple[float, float]]] = {}
+    if args.previous:
+        for stage, row in json.loads(args.previous.read_text()).items():
+            for n, cell in row.items():
+                if int(n) not in args.sizes:
+                    table.setdefault(stage, {})[int(n)] = (cell["seconds"], cell["peak_mb"])
+    args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
-        for n in ns:
+        for n in sorted(args.sizes):
             root = scratch(work / str(n), n)
             total = 0.0
             for stage in stages(root):
@@ -126,15 +146,13 @@ def main() -> int:
                 table.setdefault(stage, {})[n] = (seconds, mb)
                 print(f"n={n:6d}  {stage:36s} {seconds:8.1f} s  {mb:8.0f} MB", flush=True)
             print(f"n={n:6d}  whole pipeline {total:.1f} s", flush=True)
+            write_json(args.out / "scale.json", table)
             if not args.keep:
                 shutil.rmtree(root)
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "scale.json").write_text(json.dumps(
-        {stage: {str(n): {"seconds": round(t, 1), "peak_mb": round(m)} for n, (t, m) in row.items()}
-         for stage, row in table.items()}, indent=1))
+    ns = sorted({n for row in table.values() for n in row})
     header = " | ".join(f"n={n}: s, MB" for n in ns)
     lines = [f"| stage | {header} | growth (time) |", "|---" * (len(ns) + 2) + "|"]
     for stage, row in table.items():
