@@ -15,8 +15,17 @@ import subprocess
 import sys
 import time
 
-COMMANDS = [[], ["check-params"], ["synthesize"], ["ingest"], ["resize"], ["split"], ["embed"],
-            ["download-posters"], ["predict"]]
+COMMANDS = [
+    [],
+    ["check-params"],
+    ["synthesize"],
+    ["ingest"],
+    ["resize"],
+    ["split"],
+    ["embed"],
+    ["download-posters"],
+    ["predict"],
+]
 
 
 def seconds(args: list[str], repeats: int) -> float:
@@ -31,15 +40,17 @@ def seconds(args: list[str], repeats: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
     python = sys.executable
     bare = seconds([python, "-c", "pass"], args.repeats)
     torch = seconds([python, "-c", "import torch"], args.repeats)
-    print(f"reference: bare interpreter {bare:.3f} s, `import torch` {torch:.3f} s "
-          f"(medians of {args.repeats})")
+    print(
+        f"reference: bare interpreter {bare:.3f} s, `import torch` {torch:.3f} s (medians of {args.repeats})"
+    )
     print(f"{'command':<40} {'s':>6} {'x bare':>7} {'x torch':>8}")
     for command in COMMANDS:
         s = seconds([python, "-m", "postergenre.apps.cli", *command, "--help"], args.repeats)

@@ -23,13 +23,18 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench",
-         "AWS_DEFAULT_REGION": "us-east-1"}
+CREDS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def sh(args, cwd, **env) -> str:
-    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1", **CREDS,
-            "PYTHONPATH": str(Path(cwd) / "src"), **env}
+    full = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CI": "1",
+        **CREDS,
+        "PYTHONPATH": str(Path(cwd) / "src"),
+        **env,
+    }
     out = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{args} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}")
@@ -41,9 +46,12 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "s3server.py"), "--port",
-                               str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "s3server.py"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         for _ in range(100):
@@ -56,9 +64,13 @@ def main() -> None:
                 time.sleep(0.2)
         import boto3
 
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                     aws_access_key_id="bench", aws_secret_access_key="bench"
-                     ).create_bucket(Bucket="bench")
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        ).create_bucket(Bucket="bench")
         a, b = root / "a", root / "b"
         sh(["git", "clone", "-q", str(REPO), str(a)], root)
         db = {"MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
@@ -67,8 +79,7 @@ def main() -> None:
         repro_s = time.perf_counter() - started
         sh(["dvc", "remote", "add", "-d", "storage", "s3://bench/dvc"], a)
         sh(["dvc", "remote", "modify", "storage", "endpointurl", endpoint], a)
-        sh(["git", "-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-qam",
-            "remote"], a)
+        sh(["git", "-c", "user.name=bench", "-c", "user.email=b@example.com", "commit", "-qam", "remote"], a)
         started = time.perf_counter()
         sh(["dvc", "push"], a)
         push_s = time.perf_counter() - started

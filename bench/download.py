@@ -42,14 +42,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.02)
-    parser.add_argument("--poster", type=Path,
-                        default=SHARED / "movielens-posters" / "posters" / "113228.jpg")
+    parser.add_argument(
+        "--poster", type=Path, default=SHARED / "movielens-posters" / "posters" / "113228.jpg"
+    )
     args = parser.parse_args()
     if not args.poster.is_file():
         print(f"no poster at {args.poster}; pass --poster PATH", file=sys.stderr)
         return 2
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(args.poster), str(args.latency)],
-                              stdout=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(args.poster), str(args.latency)], stdout=subprocess.PIPE, text=True
+    )
     try:
         base = f"http://127.0.0.1:{server.stdout.readline().strip()}/t/p"
         with tempfile.TemporaryDirectory() as tmp:
@@ -63,16 +65,24 @@ def main() -> int:
             for workers in (1, default):
                 out = Path(tmp) / f"out{workers}"
                 t0 = time.perf_counter()
-                report = download_posters(meta, out, DownloadSettings(base_url=base,
-                                          concurrency=workers), Path(tmp) / "r.json",
-                                          progress=False)
+                report = download_posters(
+                    meta,
+                    out,
+                    DownloadSettings(base_url=base, concurrency=workers),
+                    Path(tmp) / "r.json",
+                    progress=False,
+                )
                 rates[workers] = report["downloaded"] / (time.perf_counter() - t0)
                 assert report["downloaded"] == args.n, report["failed_by_reason"]
-        print(f"{args.n} posters of {args.poster.stat().st_size} bytes, {args.latency * 1000:.0f} ms "
-              f"server latency")
+        print(
+            f"{args.n} posters of {args.poster.stat().st_size} bytes, {args.latency * 1000:.0f} ms "
+            f"server latency"
+        )
         print(f"1 worker:            {rates[1]:8.1f} posters/s")
-        print(f"{default} workers (default): {rates[default]:8.1f} posters/s -> "
-              f"{rates[default] / rates[1]:.1f}x")
+        print(
+            f"{default} workers (default): {rates[default]:8.1f} posters/s -> "
+            f"{rates[default] / rates[1]:.1f}x"
+        )
     finally:
         server.kill()
     return 0

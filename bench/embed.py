@@ -31,8 +31,9 @@ def load_posters(folder: Path, n: int) -> np.ndarray:
 @torch.inference_mode()
 def one_at_a_time(net: bb.EfficientNetLite, X: np.ndarray) -> np.ndarray:
     net = net.to(memory_format=torch.contiguous_format)
-    return np.concatenate([net.features(bb.to_input(X[i:i + 1]).contiguous()).numpy()
-                           for i in range(len(X))])
+    return np.concatenate(
+        [net.features(bb.to_input(X[i : i + 1]).contiguous()).numpy() for i in range(len(X))]
+    )
 
 
 def timed(fn, *args) -> tuple[float, np.ndarray]:
@@ -43,8 +44,7 @@ def timed(fn, *args) -> tuple[float, np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posters", type=Path,
-                        default=Path("../shared/data/movielens-posters/posters"))
+    parser.add_argument("--posters", type=Path, default=Path("../shared/data/movielens-posters/posters"))
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)  # embed.batch_size in params.yaml
     parser.add_argument("--repeats", type=int, default=5)
@@ -52,20 +52,26 @@ def main() -> int:
     X = load_posters(args.posters, args.n)
     fast = bb.fused(bb.load_backbone())
     plain = bb.load_backbone()
-    bb.embed(fast, X[:args.batch], args.batch)  # warm-up
+    bb.embed(fast, X[: args.batch], args.batch)  # warm-up
     one_at_a_time(plain, X[:4])
-    print(f"{len(X)} real posters at 224x224, {torch.get_num_threads()} threads; "
-          f"{args.repeats} interleaved repeats (this machine is shared: read the median)")
+    print(
+        f"{len(X)} real posters at 224x224, {torch.get_num_threads()} threads; "
+        f"{args.repeats} interleaved repeats (this machine is shared: read the median)"
+    )
     ratios = []
     for r in range(args.repeats):
         ref_s, ref = timed(one_at_a_time, plain, X)
         fast_s, got = timed(bb.embed, fast, X, args.batch)
         ratios.append(ref_s / fast_s)
-        print(f"  repeat {r + 1}: one poster at a time (NCHW, batch norm separate) "
-              f"{len(X) / ref_s:5.1f} posters/s; embed stage (folded BN, channels-last, batches of "
-              f"{args.batch}) {len(X) / fast_s:5.1f} posters/s -> {ratios[-1]:.2f}x")
-    print(f"median {np.median(ratios):.2f}x; largest feature difference {np.abs(got - ref).max():.2e} "
-          f"(features range {np.abs(ref).max():.1f})")
+        print(
+            f"  repeat {r + 1}: one poster at a time (NCHW, batch norm separate) "
+            f"{len(X) / ref_s:5.1f} posters/s; embed stage (folded BN, channels-last, batches of "
+            f"{args.batch}) {len(X) / fast_s:5.1f} posters/s -> {ratios[-1]:.2f}x"
+        )
+    print(
+        f"median {np.median(ratios):.2f}x; largest feature difference {np.abs(got - ref).max():.2e} "
+        f"(features range {np.abs(ref).max():.1f})"
+    )
     return 0
 
 

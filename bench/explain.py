@@ -42,13 +42,15 @@ def main() -> int:
     args = parser.parse_args()
     params = load()
     poster_of = dataset.read_poster_paths(posters_root(params["data"]))
-    ids = (paths.split() / "test.txt").read_text(encoding="utf-8").split()[:args.n]
+    ids = (paths.split() / "test.txt").read_text(encoding="utf-8").split()[: args.n]
     posters = [poster_of[i] for i in ids]
     with tempfile.TemporaryDirectory() as cache:
         start = time.perf_counter()
         explainer = Explainer(args.model, cache=Path(cache))
-        print(f"loading {args.model} and indexing its training posters: "
-              f"{time.perf_counter() - start:.1f} s (once per model folder)")
+        print(
+            f"loading {args.model} and indexing its training posters: "
+            f"{time.perf_counter() - start:.1f} s (once per model folder)"
+        )
         model, reader = explainer.model, explainer.reader
 
         def predict_one(path):
@@ -62,16 +64,17 @@ def main() -> int:
 
         def page_one(path):
             conn = http.client.HTTPConnection(host, port, timeout=120)
-            conn.request("POST", "/api/explain", body=path.read_bytes(),
-                         headers={"X-Filename": path.name})
+            conn.request("POST", "/api/explain", body=path.read_bytes(), headers={"X-Filename": path.name})
             answer = json.loads(conn.getresponse().read())
             conn.request("GET", f"/api/heatmap/{answer['id']}/{answer['rows'][0]['index']}")
             conn.getresponse().read()
             conn.close()
 
-        runs = {"predict": predict_one,
-                "explain": lambda p: explainer.explain(p, cam_genres="decided"),
-                "page": page_one}
+        runs = {
+            "predict": predict_one,
+            "explain": lambda p: explainer.explain(p, cam_genres="decided"),
+            "page": page_one,
+        }
         for fn in runs.values():
             fn(posters[0])  # warm-up
         for path in posters:
@@ -85,9 +88,11 @@ def main() -> int:
         server.server_close()
     ref = statistics.median(times["predict"])
     print(f"{len(posters)} posters, {model.method}; median per poster:")
-    for name, what in [("predict", "decode, resize, score, decide"),
-                       ("explain", "+ heat maps of the named genres + 6 nearest posters"),
-                       ("page", "upload -> JSON with every genre's map -> first heat map PNG")]:
+    for name, what in [
+        ("predict", "decode, resize, score, decide"),
+        ("explain", "+ heat maps of the named genres + 6 nearest posters"),
+        ("page", "upload -> JSON with every genre's map -> first heat map PNG"),
+    ]:
         m = statistics.median(times[name])
         print(f"  {name:8s} {1000 * m:7.1f} ms  {m / ref:5.2f}x predict  ({what})")
     return 0

@@ -63,12 +63,14 @@ def tmdb_source(folder: Path, genres_mb: float) -> Path:
     rows = [header]
     for i in range(1, 21):
         (folder / "posters" / f"{i}.jpg").write_bytes(jpeg_bytes(50, 75))
-        rows.append(["False", "[{'id': 18, 'name': 'Drama'}]", str(i), f"tt{i:07d}", "x",
-                     f"/{i}.jpg", f"M{i}"])
+        rows.append(
+            ["False", "[{'id': 18, 'name': 'Drama'}]", str(i), f"tt{i:07d}", "x", f"/{i}.jpg", f"M{i}"]
+        )
     if genres_mb:
         n = int(genres_mb * 2**20 / len("{'id': 18, 'name': 'Drama'}, "))
-        rows.append(["False", repr([{"id": 18, "name": "Drama"}] * n), "99", "tt0000099", "x",
-                     "/99.jpg", "Big"])
+        rows.append(
+            ["False", repr([{"id": 18, "name": "Drama"}] * n), "99", "tt0000099", "x", "/99.jpg", "Big"]
+        )
     with open(folder / "movies_metadata.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     return folder
@@ -84,17 +86,22 @@ def main() -> int:
     resize = [str(bin_ / "postergenre"), "resize", "--interim", "data/interim", "--out", "data/resized"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        for name, make, amount in [("1 GiB non-image poster", csv_source, args.gib),
-                                   (f"{args.genres_mb:g} MB genres field", tmdb_source, args.genres_mb)]:
+        for name, make, amount in [
+            ("1 GiB non-image poster", csv_source, args.gib),
+            (f"{args.genres_mb:g} MB genres field", tmdb_source, args.genres_mb),
+        ]:
             results = {}
             for label, hostile in (("reference", 0), ("hostile", amount)):
                 src = make(tmp / f"{make.__name__}-{label}", hostile)
-                root = project(tmp / f"project-{make.__name__}-{label}",
-                               "csv" if make is csv_source else "tmdb", src)
+                root = project(
+                    tmp / f"project-{make.__name__}-{label}", "csv" if make is csv_source else "tmdb", src
+                )
                 results[label] = (peak_mib(ingest, root), peak_mib(resize, root))
             (ri, rr), (hi, hr) = results["reference"], results["hostile"]
-            print(f"{name}: peak RSS ingest {hi:.0f} MiB (reference {ri:.0f}, x{hi / ri:.2f}), "
-                  f"resize {hr:.0f} MiB (reference {rr:.0f}, x{hr / rr:.2f})")
+            print(
+                f"{name}: peak RSS ingest {hi:.0f} MiB (reference {ri:.0f}, x{hi / ri:.2f}), "
+                f"resize {hr:.0f} MiB (reference {rr:.0f}, x{hr / rr:.2f})"
+            )
     return 0
 
 

@@ -49,15 +49,19 @@ def main() -> int:
         print(f"no resized data ({exc}); run the pipeline first (see the docstring)", file=sys.stderr)
         return 2
     n_features = int(np.prod(train.X.shape[1:]))
-    print(f"train {len(train.ids)} x {n_features} features, test {len(test.ids)}, "
-          f"{len(genres)} genres, k={args.k}, size {args.size}")
+    print(
+        f"train {len(train.ids)} x {n_features} features, test {len(test.ids)}, "
+        f"{len(genres)} genres, k={args.k}, size {args.size}"
+    )
 
     t0 = time.perf_counter()
     ours = MLkNN(genres, args.size, k=args.k).fit(train.X, train.Y)
     proba = ours.predict_proba(test.X)
     t_full = time.perf_counter() - t0
-    print(f"ours, all {len(train.ids)} training posters: fit+predict {t_full:6.1f} s, "
-          f"peak memory {peak_rss_gb():.2f} GB")
+    print(
+        f"ours, all {len(train.ids)} training posters: fit+predict {t_full:6.1f} s, "
+        f"peak memory {peak_rss_gb():.2f} GB"
+    )
 
     from skmultilearn.adapt import MLkNN as Reference
 
@@ -75,9 +79,11 @@ def main() -> int:
     mine = neighbours(Xs, test.X, args.k)
     differ = sum(set(a) != set(b) for a, b in zip(mine, theirs, strict=True))
     gap = np.abs(sub_proba - ref_proba).max()
-    print(f"on the first {m} training posters: ours {t_ours:6.1f} s, scikit-multilearn-ng "
-          f"{t_ref:6.1f} s -> {t_ref / t_ours:.1f}x; test posters whose neighbour sets differ: "
-          f"{differ} of {len(test.ids)}; largest score difference {gap:.2e}")
+    print(
+        f"on the first {m} training posters: ours {t_ours:6.1f} s, scikit-multilearn-ng "
+        f"{t_ref:6.1f} s -> {t_ref / t_ours:.1f}x; test posters whose neighbour sets differ: "
+        f"{differ} of {len(test.ids)}; largest score difference {gap:.2e}"
+    )
     print(f"(full-set scores: mean {proba.mean():.4f})")
     return 0
 
@@ -89,12 +95,16 @@ def synthetic(n: int, size: str, k: int) -> int:
     rng = np.random.default_rng(0)
     X = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
     Y = (rng.random((n, 20)) < 0.15).astype(np.uint8)
-    print(f"{n} random posters at {size} ({X.nbytes / 1e9:.2f} GB as uint8), k={k}; "
-          f"peak memory before fitting {peak_rss_gb():.2f} GB")
+    print(
+        f"{n} random posters at {size} ({X.nbytes / 1e9:.2f} GB as uint8), k={k}; "
+        f"peak memory before fitting {peak_rss_gb():.2f} GB"
+    )
     t0 = time.perf_counter()
     MLkNN([f"g{j}" for j in range(20)], size, k=k).fit(X, Y)
-    print(f"fit (every poster's neighbours among all): {time.perf_counter() - t0:.1f} s, "
-          f"peak memory {peak_rss_gb():.2f} GB")
+    print(
+        f"fit (every poster's neighbours among all): {time.perf_counter() - t0:.1f} s, "
+        f"peak memory {peak_rss_gb():.2f} GB"
+    )
     return 0
 
 

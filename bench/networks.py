@@ -51,8 +51,10 @@ def main() -> int:
     for cls in (CustomCNNEstimator, ResNet34Estimator):
         fast = throughput(cls, args.size, args.n, args.batch, force_cpu=False)
         cpu = throughput(cls, args.size, args.cpu_n, min(args.batch, args.cpu_n), force_cpu=True)
-        print(f"{cls.method:9s} {args.size}: {fast:8.1f} posters/s on {device()}, "
-              f"{cpu:6.1f} on the CPU -> {fast / cpu:.1f}x")
+        print(
+            f"{cls.method:9s} {args.size}: {fast:8.1f} posters/s on {device()}, "
+            f"{cpu:6.1f} on the CPU -> {fast / cpu:.1f}x"
+        )
     return 0
 
 

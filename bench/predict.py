@@ -30,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     params = load()
     poster_of = dataset.read_poster_paths(posters_root(params["data"]))
-    ids = dataset.read_manifest()[:args.n]
+    ids = dataset.read_manifest()[: args.n]
     model = load_model(args.model)
     genres = model.genres
     with tempfile.TemporaryDirectory() as tmp:
@@ -40,17 +40,23 @@ def main() -> int:
         start = time.perf_counter()
         result = predict_posters(args.model, [folder])
         seconds = time.perf_counter() - start
-    print(f"predict: {len(result['predictions'])} posters in {seconds:.1f} s -> "
-          f"{len(result['predictions']) / seconds:.1f} posters/s ({model.method}, "
-          f"{len(result['errors'])} errors)")
+    print(
+        f"predict: {len(result['predictions'])} posters in {seconds:.1f} s -> "
+        f"{len(result['predictions']) / seconds:.1f} posters/s ({model.method}, "
+        f"{len(result['errors'])} errors)"
+    )
     got = {Path(p["poster"]).stem: [p["scores"][g] for g in genres] for p in result["predictions"]}
     # What evaluate does: the model on the embed stage's features (or posters) of the same rows.
     if spec(model.method).input == "features" and model.cached_features_mismatch() is None:
-        rows = model.pool({(b, v): np.load(paths.features_dir(b, v) / "features.npy",
-                                            mmap_mode="r")[:len(ids)]
-                           for b in model.backbone_names for v in model.views})
+        rows = model.pool(
+            {
+                (b, v): np.load(paths.features_dir(b, v) / "features.npy", mmap_mode="r")[: len(ids)]
+                for b in model.backbone_names
+                for v in model.views
+            }
+        )
     else:
-        posters = np.load(paths.resized() / f"{model.size}.npy", mmap_mode="r")[:len(ids)]
+        posters = np.load(paths.resized() / f"{model.size}.npy", mmap_mode="r")[: len(ids)]
         rows = model.inputs_from_posters(np.array(posters))
     expected = model.predict_proba(np.array(rows))  # a writable copy
     diff = np.abs(np.array([got[i] for i in ids]) - expected).max()

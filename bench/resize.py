@@ -27,8 +27,11 @@ from postergenre.core.images import draft_size, resize_posters
 from postergenre.core.sizes import parse_size
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT = Path(os.environ.get("POSTERGENRE_SHARED_DATA", REPO.parent / "shared" / "data")) / \
-    "movielens-posters" / "posters"
+DEFAULT = (
+    Path(os.environ.get("POSTERGENRE_SHARED_DATA", REPO.parent / "shared" / "data"))
+    / "movielens-posters"
+    / "posters"
+)
 SIZES = ["64x64", "100x150", "224x224"]
 
 
@@ -84,8 +87,9 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        report = resize_posters([p.stem for p in paths], paths, SIZES, Path(tmp) / "out",
-                                workers=0, progress=False)
+        report = resize_posters(
+            [p.stem for p in paths], paths, SIZES, Path(tmp) / "out", workers=0, progress=False
+        )
         t_ours = time.perf_counter() - t0
         ours = [np.load(Path(tmp) / "out" / f"{s}.npy") for s in SIZES]
     diff = max(int(np.abs(a.astype(np.int16) - b).max()) for a, b in zip(ref, ours, strict=True))
@@ -96,8 +100,10 @@ def main() -> int:
     print(f"resize stage (decode once, all cores):       {t_ours:7.2f} s  {n / t_ours:8.0f} posters/s")
     cores = os.cpu_count() or 1
     limit = cores * n / t_decode
-    print(f"decode only (1 process, the stage's draft):  {t_decode:7.2f} s  {n / t_decode:8.0f} posters/s"
-          f" -> x {cores} cores = {limit:.0f} posters/s")
+    print(
+        f"decode only (1 process, the stage's draft):  {t_decode:7.2f} s  {n / t_decode:8.0f} posters/s"
+        f" -> x {cores} cores = {limit:.0f} posters/s"
+    )
     print(f"resize stage at {n / t_ours / limit:.0%} of decode-only x {cores} cores")
     print(f"(torch import before the timed part, once per process: {t_import:.2f} s)")
     print(f"speed-up: {t_ref / t_ours:.2f}x   (bar: >= 3x and >= 1000 posters/s)")

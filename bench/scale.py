@@ -37,9 +37,14 @@ TIME = "/usr/bin/time"
 
 
 def sh(args, cwd, **env) -> subprocess.CompletedProcess:
-    full = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-            "PYTHONPATH": str(Path(cwd) / "src"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{Path(cwd) / 'mlflow.db'}", **env}
+    full = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CI": "1",
+        "PYTHONPATH": str(Path(cwd) / "src"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{Path(cwd) / 'mlflow.db'}",
+        **env,
+    }
     out = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True)
     if out.returncode:
         raise SystemExit(f"{args} failed in {cwd}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
@@ -51,14 +56,26 @@ def scratch(root: Path, n: int) -> Path:
     root.mkdir(parents=True)
     for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
-    shutil.copytree(REPO / "src", root / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["synthetic"]["n"] = n
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     sh(["git", "init", "-q"], root)
-    sh(["git", "-c", "user.email=b@example.com", "-c", "user.name=bench", "commit", "-q",
-        "--allow-empty", "-m", "empty"], root)
+    sh(
+        [
+            "git",
+            "-c",
+            "user.email=b@example.com",
+            "-c",
+            "user.name=bench",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "empty",
+        ],
+        root,
+    )
     sh(["dvc", "init", "-q"], root)
     sh(["dvc", "config", "core.analytics", "false"], root)
     shutil.copytree(REPO / ".dvc" / "plots", root / ".dvc" / "plots")
@@ -110,20 +127,33 @@ def figure(path: Path, ns: list[int], table: dict[str, dict[int, tuple[float, fl
 def write_json(path: Path, table: dict[str, dict[int, tuple[float, float]]]) -> None:
     """Every stage's seconds and peak MB per size, written whole (a temporary file renamed)."""
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(
-        {stage: {str(n): {"seconds": round(t, 1), "peak_mb": round(m)} for n, (t, m) in sorted(row.items())}
-         for stage, row in table.items()}, indent=1))
+    tmp.write_text(
+        json.dumps(
+            {
+                stage: {
+                    str(n): {"seconds": round(t, 1), "peak_mb": round(m)} for n, (t, m) in sorted(row.items())
+                }
+                for stage, row in table.items()
+            },
+            indent=1,
+        )
+    )
     tmp.replace(path)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 35000])
-    parser.add_argument("--out", type=Path, default=Path("bench-scale"),
-                        help="folder for scale.json, scale.md and scale.png")
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench-scale"), help="folder for scale.json, scale.md and scale.png"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch projects")
-    parser.add_argument("--previous", type=Path, default=None,
-                        help="an earlier run's scale.json, its other sizes added to the table")
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        default=None,
+        help="an earlier run's scale.json, its other sizes added to the table",
+    )
     args = parser.parse_args()
     if not Path(TIME).exists():
         print(f"{TIME} (GNU time) is needed: apt-get install time", file=sys.stderr)
@@ -161,9 +191,11 @@ def main() -> int:
         lines.append(f"| {stage} | {cells} | {'' if slope is None else f'{slope:.2f}'} |")
     totals = [sum(row[n][0] for row in table.values()) for n in ns]
     peaks = [max(row[n][1] for row in table.values()) for n in ns]
-    lines.append("| **whole pipeline** | " + " | ".join(
-        f"**{t:.0f}, {p:.0f}**" for t, p in zip(totals, peaks, strict=True)) +
-        f" | {growth(ns, totals) or 0:.2f} |")
+    lines.append(
+        "| **whole pipeline** | "
+        + " | ".join(f"**{t:.0f}, {p:.0f}**" for t, p in zip(totals, peaks, strict=True))
+        + f" | {growth(ns, totals) or 0:.2f} |"
+    )
     text = "\n".join(lines)
     (args.out / "scale.md").write_text(text + "\n")
     figure(args.out / "scale.png", ns, table)

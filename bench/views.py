@@ -29,22 +29,22 @@ from postergenre.core.sizes import parse_size
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--posters", type=Path,
-                        default=Path("../shared/data/movielens-posters/posters"))
+    parser.add_argument("--posters", type=Path, default=Path("../shared/data/movielens-posters/posters"))
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--size", default="260x390")
     parser.add_argument("--batch", type=int, default=4)  # embed.batch_size in params.yaml
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(2)  # embed.threads
-    paths = sorted(args.posters.glob("*.jpg"))[:args.n]
+    paths = sorted(args.posters.glob("*.jpg"))[: args.n]
     if not paths:
         raise SystemExit(f"no posters in {args.posters}")
-    X = np.stack([resize_variants(load_rgb(p, 50_000_000), [parse_size(args.size)])[0]
-                  for p in paths])
+    X = np.stack([resize_variants(load_rgb(p, 50_000_000), [parse_size(args.size)])[0] for p in paths])
     nets = {name: bb.fused(bb.load_backbone(name)) for name in bb.LITES}
-    print(f"{len(X)} real posters at {args.size}, {torch.get_num_threads()} threads, batches of "
-          f"{args.batch}; median of {args.repeats} interleaved repeats (this machine is shared)")
+    print(
+        f"{len(X)} real posters at {args.size}, {torch.get_num_threads()} threads, batches of "
+        f"{args.batch}; median of {args.repeats} interleaved repeats (this machine is shared)"
+    )
 
     def rate(name: str, view: str) -> float:
         start = time.perf_counter()
@@ -52,7 +52,7 @@ def main() -> int:
         return len(X) / (time.perf_counter() - start)
 
     for name in bb.LITES:  # warm-up
-        bb.embed(nets[name], X[:args.batch], args.batch, side=bb.resolution(name))
+        bb.embed(nets[name], X[: args.batch], args.batch, side=bb.resolution(name))
     ref = "efficientnet_lite0", "squash"
     rows = []
     for name in bb.LITES:
@@ -63,11 +63,15 @@ def main() -> int:
                 rates.append(rate(name, view))
                 ratios.append(rates[-1] / ref_rate)
             rows.append((name, view, float(np.median(rates)), float(np.median(ratios))))
-            print(f"  {name:18s} {view:7s} {rows[-1][2]:6.1f} posters/s  "
-                  f"{rows[-1][3]:.2f}x Lite0 squash", flush=True)
+            print(
+                f"  {name:18s} {view:7s} {rows[-1][2]:6.1f} posters/s  {rows[-1][3]:.2f}x Lite0 squash",
+                flush=True,
+            )
     total = sum(len(X) / r for _, _, r, _ in rows)
-    print(f"all {len(rows)} backbone x view pairs: {total / len(X) * 1000:.0f} ms a poster "
-          f"({len(X) / total:.1f} posters/s through every pair)")
+    print(
+        f"all {len(rows)} backbone x view pairs: {total / len(X) * 1000:.0f} ms a poster "
+        f"({len(X) / total:.1f} posters/s through every pair)"
+    )
     shared = alone = 0.0
     for name in bb.LITES:
         side = bb.resolution(name)
@@ -76,15 +80,20 @@ def main() -> int:
             with torch.inference_mode():
                 for start in range(0, len(X), args.batch):
                     t0 = time.perf_counter()
-                    x = bb.view_input(bb.to_input(X[start:start + args.batch]), view, side)
+                    x = bb.view_input(bb.to_input(X[start : start + args.batch]), view, side)
                     t1 = time.perf_counter()
                     nets[name].features(x)
                     prepare, forward = prepare + t1 - t0, forward + time.perf_counter() - t1
             shared, alone = shared + prepare, alone + forward
-            print(f"  {name:18s} {view:7s} preparing the view {1000 * prepare / len(X):5.2f} ms, "
-                  f"the forward pass {1000 * forward / len(X):6.2f} ms a poster", flush=True)
-    print(f"preparing the views: {100 * shared / (shared + alone):.1f}% of all pairs' time "
-          f"({1000 * shared / len(X):.1f} of {1000 * (shared + alone) / len(X):.0f} ms a poster)")
+            print(
+                f"  {name:18s} {view:7s} preparing the view {1000 * prepare / len(X):5.2f} ms, "
+                f"the forward pass {1000 * forward / len(X):6.2f} ms a poster",
+                flush=True,
+            )
+    print(
+        f"preparing the views: {100 * shared / (shared + alone):.1f}% of all pairs' time "
+        f"({1000 * shared / len(X):.1f} of {1000 * (shared + alone) / len(X):.0f} ms a poster)"
+    )
     return 0
 
 

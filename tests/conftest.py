@@ -28,8 +28,10 @@ def shared_data(sub: str) -> Path:
     """A folder of ../shared/data, or a clean skip where this machine does not have it."""
     path = SHARED_DATA / sub
     if not path.exists():
-        pytest.skip(f"real data not here: {path} is absent (set POSTERGENRE_SHARED_DATA to the "
-                    "folder holding movielens-posters/ and tmdb-sample/)")
+        pytest.skip(
+            f"real data not here: {path} is absent (set POSTERGENRE_SHARED_DATA to the "
+            "folder holding movielens-posters/ and tmdb-sample/)"
+        )
     return path
 
 
@@ -71,9 +73,14 @@ def tracking_uri(project: Path) -> str:
 
 def run(args, cwd, check=True, env=None, timeout=600):
     """A command in a scratch project, running that project's own copy of the code."""
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-           "MLFLOW_TRACKING_URI": tracking_uri(cwd), "PYTHONPATH": str(Path(cwd) / "src"),
-           **(env or {})}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CI": "1",
+        "MLFLOW_TRACKING_URI": tracking_uri(cwd),
+        "PYTHONPATH": str(Path(cwd) / "src"),
+        **(env or {}),
+    }
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     if check and out.returncode != 0:
         raise AssertionError(f"{args} failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
@@ -97,8 +104,9 @@ def out_of_date(project: Path) -> set[str]:
 
 def stages_run(output: str) -> set[str]:
     """The stages a `dvc repro` / `dvc exp run` output says it ran, less the every-time one."""
-    return {line.split("'")[1] for line in output.splitlines()
-            if line.startswith("Running stage")} - ALWAYS_RUN
+    return {
+        line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage")
+    } - ALWAYS_RUN
 
 
 def scratch_project(root: Path, edit_params=None) -> Path:
@@ -134,8 +142,11 @@ def _relocate(root: Path, old: Path) -> None:
         for (table,) in db.execute("select name from sqlite_master where type = 'table'").fetchall():
             for column in db.execute(f"pragma table_info('{table}')").fetchall():
                 if column[2].upper() in ("TEXT", "VARCHAR") or column[2].upper().startswith("VARCHAR"):
-                    db.execute(f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
-                               f'where instr("{column[1]}", ?) > 0', (before, after, before))
+                    db.execute(
+                        f'update "{table}" set "{column[1]}" = replace("{column[1]}", ?, ?) '
+                        f'where instr("{column[1]}", ?) > 0',
+                        (before, after, before),
+                    )
     for mlmodel in (root / "mlartifacts").rglob("MLmodel"):
         mlmodel.write_text(mlmodel.read_text().replace(before, after))
 
@@ -208,8 +219,15 @@ def project(tmp_path_factory):
 
 # The modules that take longest (`pytest --durations=0`, 2 cores), handed out first among their
 # kind so that the last module a worker runs is a short one.
-LONGEST = ("test_team.py", "test_training.py", "test_experiments.py", "test_dag.py",
-           "test_pipeline.py", "test_features.py", "test_tracking.py")
+LONGEST = (
+    "test_team.py",
+    "test_training.py",
+    "test_experiments.py",
+    "test_dag.py",
+    "test_pipeline.py",
+    "test_features.py",
+    "test_tracking.py",
+)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -37,8 +37,7 @@ def main() -> None:
             time.sleep(args.put_delay)
         return app(environ, start_response)
 
-    server = make_server("127.0.0.1", args.port, slow, threaded=True,
-                         request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", args.port, slow, threaded=True, request_handler=MotoRequestHandler)
     print("ready", flush=True)
     server.serve_forever()
 

@@ -36,7 +36,8 @@ def test_every_tensor_of_the_wheel_lands_in_the_network(tmp_path, net):
     state = torch.load(bb.wheel_weights_path(), map_location="cpu", weights_only=True)
     tensors = {k for k in state if not k.endswith("num_batches_tracked")}
     assert len(tensors) == len(net.state_dict()) - sum(
-        k.endswith("num_batches_tracked") for k in net.state_dict())
+        k.endswith("num_batches_tracked") for k in net.state_dict()
+    )
     state.pop("_blocks.3._expand_conv.weight")
     torch.save(state, tmp_path / "partial.pth")
     with pytest.raises(RuntimeError, match="Missing key"):
@@ -51,8 +52,7 @@ def test_same_padding_puts_the_odd_pixel_after(net):
         assert conv(x).shape[-2:] == (4, 4)
         assert torch.allclose(conv(x), expected, atol=1e-6)
         odd = torch.randn(1, 3, 7, 7)  # 7 -> ceil(7/2) = 4, padding 1 each side
-        assert torch.allclose(conv(odd), F.conv2d(F.pad(odd, [1, 1, 1, 1]), conv.weight, stride=2),
-                              atol=1e-6)
+        assert torch.allclose(conv(odd), F.conv2d(F.pad(odd, [1, 1, 1, 1]), conv.weight, stride=2), atol=1e-6)
 
 
 def test_the_backbone_is_timms_network_with_the_wheels_weights(net):

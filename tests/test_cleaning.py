@@ -10,20 +10,23 @@ def rec(id_, title, genres=("Drama",), poster="p.jpg"):
     return {"id": id_, "title": title, "genres": list(genres), "poster": poster, "row": 0}
 
 
-@pytest.mark.parametrize("name, safe", [
-    ("What's Up, Doc?", "What's Up, Doc(QM)"),
-    ("AC/DC: Live", "AC(SL)DC(COL) Live"),
-    ("..", "(DOT)(DOT)"),
-    ("../../etc/passwd", "(DOT)(DOT)(SL)(DOT)(DOT)(SL)etc(SL)passwd"),
-    ('Say "Cheese"', "Say (DQ)Cheese(DQ)"),
-    ("Amélie", "Amélie"),
-    ("Trailing.", "Trailing(DOT)"),
-    ("Wait... What", "Wait(DOT)(DOT)(DOT) What"),
-    ("poster.jpg", "poster.jpg"),
-    ("", "(EMPTY)"),
-    ("a\\b|c*d<e>f", "a(BSL)b(VB)c(AST)d(LT)e(GT)f"),
-    ("tab\there", "tab(CTRL)here"),
-])
+@pytest.mark.parametrize(
+    "name, safe",
+    [
+        ("What's Up, Doc?", "What's Up, Doc(QM)"),
+        ("AC/DC: Live", "AC(SL)DC(COL) Live"),
+        ("..", "(DOT)(DOT)"),
+        ("../../etc/passwd", "(DOT)(DOT)(SL)(DOT)(DOT)(SL)etc(SL)passwd"),
+        ('Say "Cheese"', "Say (DQ)Cheese(DQ)"),
+        ("Amélie", "Amélie"),
+        ("Trailing.", "Trailing(DOT)"),
+        ("Wait... What", "Wait(DOT)(DOT)(DOT) What"),
+        ("poster.jpg", "poster.jpg"),
+        ("", "(EMPTY)"),
+        ("a\\b|c*d<e>f", "a(BSL)b(VB)c(AST)d(LT)e(GT)f"),
+        ("tab\there", "tab(CTRL)here"),
+    ],
+)
 def test_safe_filename(name, safe):
     assert cleaning.safe_filename(name) == safe
 
@@ -48,10 +51,10 @@ def test_is_within_rejects_escapes(tmp_path):
 
 def test_titles_with_slash_or_replacement_character_are_dropped():
     kept, dropped = cleaning.drop_bad_titles(
-        [rec("1", "8 1/2"), rec("2", "Bad \ufffd bytes"), rec("3", "Amélie (2001)")])
+        [rec("1", "8 1/2"), rec("2", "Bad \ufffd bytes"), rec("3", "Amélie (2001)")]
+    )
     assert [r["id"] for r in kept] == ["3"]
-    assert [(d["id"], d["reason"]) for d in dropped] == [
-        ("1", "title_has_slash"), ("2", "title_undecodable")]
+    assert [(d["id"], d["reason"]) for d in dropped] == [("1", "title_has_slash"), ("2", "title_undecodable")]
 
 
 def test_movies_without_genre_are_dropped():
@@ -61,7 +64,8 @@ def test_movies_without_genre_are_dropped():
 
 def test_duplicate_titles_keep_first():
     kept, dropped = cleaning.drop_duplicate_titles(
-        [rec("1", "Hamlet"), rec("2", "Hamlet"), rec("3", "hamlet")])
+        [rec("1", "Hamlet"), rec("2", "Hamlet"), rec("3", "hamlet")]
+    )
     assert [r["id"] for r in kept] == ["1", "3"]
     assert [(d["id"], d["reason"]) for d in dropped] == [("2", "duplicate_title")]
 
@@ -73,14 +77,17 @@ def test_duplicate_ids_keep_first():
 
 def test_unknown_genres_are_removed_and_counted():
     out, removed = cleaning.drop_unknown_genres(
-        [rec("1", "A", ("Drama", "Space Opera", "Drama"))], frozenset({"Drama"}))
+        [rec("1", "A", ("Drama", "Space Opera", "Drama"))], frozenset({"Drama"})
+    )
     assert out[0]["genres"] == ["Drama"]
     assert removed == {"Space Opera": 1}
 
 
 def test_rare_genres_leave_the_vocabulary():
     records = [rec(str(i), f"T{i}", ("Drama",)) for i in range(3)] + [
-        rec("9", "Only rare", ("Western",)), rec("10", "Mixed", ("Drama", "Western"))]
+        rec("9", "Only rare", ("Western",)),
+        rec("10", "Mixed", ("Drama", "Western")),
+    ]
     kept, dropped, rare, vocab = cleaning.drop_rare_genres(records, min_count=3)
     assert vocab == ["Drama"]
     assert rare == {"Western": 2}
@@ -98,8 +105,12 @@ def test_missing_and_escaping_posters_are_dropped(tmp_path: Path):
     write_poster(tmp_path / "posters" / "here.jpg")
     (tmp_path / "outside.jpg").write_bytes(b"x")
     kept, dropped = cleaning.drop_missing_posters(
-        [rec("1", "A", poster="here.jpg"), rec("2", "B", poster="gone.jpg"),
-         rec("3", "C", poster="../outside.jpg")], tmp_path / "posters")
+        [
+            rec("1", "A", poster="here.jpg"),
+            rec("2", "B", poster="gone.jpg"),
+            rec("3", "C", poster="../outside.jpg"),
+        ],
+        tmp_path / "posters",
+    )
     assert [r["id"] for r in kept] == ["1"]
-    assert [(d["id"], d["reason"]) for d in dropped] == [
-        ("2", "poster_missing"), ("3", "poster_path_unsafe")]
+    assert [(d["id"], d["reason"]) for d in dropped] == [("2", "poster_missing"), ("3", "poster_path_unsafe")]

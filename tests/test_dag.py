@@ -31,8 +31,10 @@ def _resolved_stages(root: Path = REPO) -> dict[str, dict]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        return {stage.name: {"cmd": stage.cmd, "deps": [d.def_path for d in stage.deps]}
-                for stage in repo.index.stages}
+        return {
+            stage.name: {"cmd": stage.cmd, "deps": [d.def_path for d in stage.deps]}
+            for stage in repo.index.stages
+        }
 
 
 def _module_file(dotted: str) -> Path | None:
@@ -55,8 +57,12 @@ def _imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             out.add(node.module)
             out.update(f"{node.module}.{alias.name}" for alias in node.names)
-        elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "lazy_module"
-              and node.args and isinstance(node.args[0], ast.Constant)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "id", "") == "lazy_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             out.add(node.args[0].value)  # imported on first use (core/lazy.py): still run
     return {name for name in out if _module_file(name) is not None}
 
@@ -65,8 +71,8 @@ def _trivial(path: Path) -> bool:
     """A package's face that runs nothing: a docstring and constants (the version) alone."""
     body = ast.parse(path.read_text(encoding="utf-8")).body
     return path.name == "__init__.py" and all(
-        isinstance(node, ast.Expr | ast.Assign) and isinstance(node.value, ast.Constant)
-        for node in body)
+        isinstance(node, ast.Expr | ast.Assign) and isinstance(node.value, ast.Constant) for node in body
+    )
 
 
 def code_run_by(*modules: str) -> set[str]:
@@ -101,8 +107,7 @@ def _loaded_by_name(cmd: str, params: dict) -> list[str]:
         from postergenre.methods import estimator_class
         from postergenre.methods.params import all_methods
 
-        return [f"postergenre.methods.{m}" for m in all_methods(params)
-                if estimator_class(m).has_heatmaps]
+        return [f"postergenre.methods.{m}" for m in all_methods(params) if estimator_class(m).has_heatmaps]
     return []
 
 
@@ -113,8 +118,14 @@ def _listed(deps: list[str], path: str) -> bool:
 def test_no_stage_runs_code_it_does_not_list():
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     stages = _resolved_stages()
-    assert {"train@custom", "train-features@head", "train-ensemble", "embed@efficientnet_lite0-squash",
-            "genre-maps", "report"} <= set(stages)
+    assert {
+        "train@custom",
+        "train-features@head",
+        "train-ensemble",
+        "embed@efficientnet_lite0-squash",
+        "genre-maps",
+        "report",
+    } <= set(stages)
     for name, stage in stages.items():
         module = stage["cmd"].split()[2]
         runs = code_run_by(module, *_loaded_by_name(stage["cmd"], params))
@@ -161,11 +172,13 @@ def _touched(project, rel, check):
 
 def _stages_of(*methods):
     """A method's train and evaluate stages, named as dvc.yaml's groups name them."""
+
     def pair(m):
         if m == "ensemble":
             return {"train-ensemble", "evaluate-ensemble"}
         group = "" if m in PIXEL else "-features"
         return {f"train{group}@{m}", f"evaluate{group}@{m}"}
+
     return set().union(*map(pair, methods))
 
 
@@ -185,41 +198,58 @@ def test_touching_a_method_module_puts_exactly_its_stages_out_of_date(project, m
     assert changed == _stages_of(method, *also) | {"check-params"} | maps
 
 
-@pytest.mark.parametrize("module, methods, others", [
-    ("knn/neighbours.py", ("mlknn", "ovr", "mlknn_features", "ensemble"), ()),
-    # a family is a folder: ovr runs neighbours.py, not posterior.py, but both are knn's
-    ("knn/posterior.py", ("mlknn", "ovr", "mlknn_features", "ensemble"), ()),
-    ("nets/training.py", ("custom", "resnet34", "head", "ensemble"), ("genre-maps",)),
-    ("nets/pixel_network.py", ("custom", "resnet34", "head", "ensemble"), ("genre-maps",)),
-    ("features/feature_input.py", ("head", "mlknn_features", "ensemble"), ("genre-maps",)),
-    ("base/__init__.py", METHODS, ("genre-maps", "report")),  # the report runs the registry
-    ("heatmaps.py", (), ("genre-maps",)),
-])
-def test_touching_a_family_puts_exactly_the_methods_that_run_it_out_of_date(project, module,
-                                                                          methods, others):
+@pytest.mark.parametrize(
+    "module, methods, others",
+    [
+        ("knn/neighbours.py", ("mlknn", "ovr", "mlknn_features", "ensemble"), ()),
+        # a family is a folder: ovr runs neighbours.py, not posterior.py, but both are knn's
+        ("knn/posterior.py", ("mlknn", "ovr", "mlknn_features", "ensemble"), ()),
+        ("nets/training.py", ("custom", "resnet34", "head", "ensemble"), ("genre-maps",)),
+        ("nets/pixel_network.py", ("custom", "resnet34", "head", "ensemble"), ("genre-maps",)),
+        ("features/feature_input.py", ("head", "mlknn_features", "ensemble"), ("genre-maps",)),
+        ("base/__init__.py", METHODS, ("genre-maps", "report")),  # the report runs the registry
+        ("heatmaps.py", (), ("genre-maps",)),
+    ],
+)
+def test_touching_a_family_puts_exactly_the_methods_that_run_it_out_of_date(project, module, methods, others):
     changed = _touched(project, f"{M}{module}", lambda: _out_of_date(project))
     assert changed == _stages_of(*methods) | set(others) | {"check-params"}
 
 
-@pytest.mark.parametrize("module, stages", [
-    ("pipeline/train.py", {"train@" + m for m in PIXEL} | {"train-features@" + m for m in FEATURE}
-     | {"train-ensemble"}),
-    ("pipeline/report.py", {"report"}),
-    ("pipeline/split.py", {"split"}),
-    ("data/vocab.py", {"synthesize", "ingest", "resize", "split"}),
-    ("core/metrics.py", None),  # the ground floor is every stage's
-])
-def test_touching_a_stage_or_a_layer_puts_exactly_the_stages_that_run_it_out_of_date(project, module,
-                                                                                     stages):
+@pytest.mark.parametrize(
+    "module, stages",
+    [
+        (
+            "pipeline/train.py",
+            {"train@" + m for m in PIXEL} | {"train-features@" + m for m in FEATURE} | {"train-ensemble"},
+        ),
+        ("pipeline/report.py", {"report"}),
+        ("pipeline/split.py", {"split"}),
+        ("data/vocab.py", {"synthesize", "ingest", "resize", "split"}),
+        ("core/metrics.py", None),  # the ground floor is every stage's
+    ],
+)
+def test_touching_a_stage_or_a_layer_puts_exactly_the_stages_that_run_it_out_of_date(project, module, stages):
     changed = _touched(project, f"{SRC}{module}", lambda: _out_of_date(project))
     everything = set(_resolved_stages(project)) - ALWAYS_RUN
     assert changed == (everything if stages is None else stages)
 
 
-APPS_AND_PLUMBING = ["apps/cli.py", "apps/predict.py", "apps/explain.py", "apps/web.py",
-                     "apps/compare.py", "apps/remote.py", "apps/mlflow_ui.py", "apps/pyfunc_model.py",
-                     "apps/download_posters.py", "progress.py", "runtime/entry.py",
-                     "runtime/tracking.py", "runtime/serving.py"]
+APPS_AND_PLUMBING = [
+    "apps/cli.py",
+    "apps/predict.py",
+    "apps/explain.py",
+    "apps/web.py",
+    "apps/compare.py",
+    "apps/remote.py",
+    "apps/mlflow_ui.py",
+    "apps/pyfunc_model.py",
+    "apps/download_posters.py",
+    "progress.py",
+    "runtime/entry.py",
+    "runtime/tracking.py",
+    "runtime/serving.py",
+]
 
 
 def test_touching_the_apps_and_run_only_plumbing_puts_nothing_out_of_date(project):
@@ -315,11 +345,13 @@ def test_a_new_method_is_one_module_and_one_params_entry(project, tmp_path):
 
 
 def test_validating_params_imports_no_torch():
-    code = ("import sys\n"
-            "from postergenre.methods import params\n"
-            "params.load('params.yaml')\n"
-            # every method's settings were read (their modules imported), yet no torch
-            "assert 'torch' not in sys.modules and 'postergenre.methods.head' in sys.modules\n")
+    code = (
+        "import sys\n"
+        "from postergenre.methods import params\n"
+        "params.load('params.yaml')\n"
+        # every method's settings were read (their modules imported), yet no torch
+        "assert 'torch' not in sys.modules and 'postergenre.methods.head' in sys.modules\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
 
@@ -335,8 +367,9 @@ def test_the_ensemble_stages_must_read_its_members(default_params):
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())
     check_listed_stages(stages, default_params)  # as checked in: consistent
     default_params["ensemble"]["members"] = ["head", "ovr"]
-    with pytest.raises(ValueError, match="reads the models of head, custom, mlknn_features but "
-                                         "ensemble.members is head, ovr"):
+    with pytest.raises(
+        ValueError, match="reads the models of head, custom, mlknn_features but ensemble.members is head, ovr"
+    ):
         check_listed_stages(stages, default_params)
     del default_params["ensemble"]
     with pytest.raises(ValueError, match="delete the stage to skip the ensemble"):

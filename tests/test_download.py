@@ -69,8 +69,7 @@ class Handler(BaseHTTPRequestHandler):
         if name == "redirect.jpg":
             return self._send(302, b"", [("Location", "/t/p/w500/target.jpg")])
         if name == "page.jpg":
-            return self._send(200, b"<html><body>Not a poster</body></html>",
-                              [("Content-Type", "text/html")])
+            return self._send(200, b"<html><body>Not a poster</body></html>", [("Content-Type", "text/html")])
         if name == "huge.jpg":
             return self._send(200, b"\xff" * (MAX_BYTES + 10))
         if name == "drip.jpg":  # one byte every 0.1 s, each within the read timeout, for ever
@@ -119,27 +118,54 @@ def metadata(path: Path, names: list[str], extra_rows=()) -> Path:
 
 
 def settings(base: str, **kw) -> DownloadSettings:
-    return DownloadSettings(base_url=base, concurrency=4, timeout=0.5, retries=2, backoff=0.01,
-                            max_bytes=MAX_BYTES, **kw)
+    return DownloadSettings(
+        base_url=base, concurrency=4, timeout=0.5, retries=2, backoff=0.01, max_bytes=MAX_BYTES, **kw
+    )
 
 
-CASES = ["ok1.jpg", "ok2.jpg", "missing.jpg", "flaky.jpg", "busy.jpg", "slow.jpg", "cut.jpg",
-         "redirect.jpg", "page.jpg", "huge.jpg"]
+CASES = [
+    "ok1.jpg",
+    "ok2.jpg",
+    "missing.jpg",
+    "flaky.jpg",
+    "busy.jpg",
+    "slow.jpg",
+    "cut.jpg",
+    "redirect.jpg",
+    "page.jpg",
+    "huge.jpg",
+]
 
 
 def test_every_case_ends_as_the_report_says(server, tmp_path):
-    meta = metadata(tmp_path / "m.csv", CASES, extra_rows=[
-        [100, "tt1", "No Path", ""], [101, "tt2", "Escape", "/../../etc/passwd"],
-        [102, "tt3", "Relative", "x.jpg"]])
+    meta = metadata(
+        tmp_path / "m.csv",
+        CASES,
+        extra_rows=[
+            [100, "tt1", "No Path", ""],
+            [101, "tt2", "Escape", "/../../etc/passwd"],
+            [102, "tt3", "Relative", "x.jpg"],
+        ],
+    )
     out = tmp_path / "posters"
     report = download_posters(meta, out, settings(server), tmp_path / "r.json", progress=False)
     assert report["rows_in"] == 13
     assert report["downloaded"] == 5 and report["already_present"] == 0
-    assert report["failed_by_reason"] == {"incomplete_body": 1, "not_an_image": 1, "not_found": 1,
-                                          "timeout": 1, "too_large": 1}
+    assert report["failed_by_reason"] == {
+        "incomplete_body": 1,
+        "not_an_image": 1,
+        "not_found": 1,
+        "timeout": 1,
+        "too_large": 1,
+    }
     assert report["skipped_by_reason"] == {"bad_poster_path": 2, "no_poster_path": 1}
     assert sorted(p.name for p in out.iterdir()) == [
-        "busy.jpg", "flaky.jpg", "ok1.jpg", "ok2.jpg", "redirect.jpg"]
+        "busy.jpg",
+        "flaky.jpg",
+        "ok1.jpg",
+        "ok2.jpg",
+        "redirect.jpg",
+    ]
     assert (out / "redirect.jpg").read_bytes() == poster_bytes("target.jpg")
     assert (out / "ok1.jpg").read_bytes() == poster_bytes("ok1.jpg")
     assert Handler.hits["missing.jpg"] == 1  # no retry on 404
@@ -162,8 +188,7 @@ def test_rerun_fetches_only_what_is_missing(server, tmp_path):
 def test_files_can_be_named_by_imdb_id_as_the_tmdb_source_expects(server, tmp_path):
     meta = metadata(tmp_path / "m.csv", ["ok1.jpg"])
     out = tmp_path / "posters"
-    download_posters(meta, out, settings(server, poster_key="imdb_id"), tmp_path / "r.json",
-                     progress=False)
+    download_posters(meta, out, settings(server, poster_key="imdb_id"), tmp_path / "r.json", progress=False)
     assert [p.name for p in out.iterdir()] == ["1.jpg"]
 
 
@@ -174,9 +199,22 @@ def test_killed_run_then_rerun_equals_an_uninterrupted_run(server, tmp_path):
     full = tmp_path / "full"
     download_posters(meta, full, settings(server), tmp_path / "r0.json", progress=False)
     killed = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "postergenre.apps.cli", "download-posters", "--metadata", str(meta),
-           "--out", str(killed), "--base-url", server, "--concurrency", "4",
-           "--report", str(tmp_path / "r1.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "postergenre.apps.cli",
+        "download-posters",
+        "--metadata",
+        str(meta),
+        "--out",
+        str(killed),
+        "--base-url",
+        server,
+        "--concurrency",
+        "4",
+        "--report",
+        str(tmp_path / "r1.json"),
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(list(killed.glob("*.jpg"))) < 8:
@@ -198,11 +236,14 @@ def test_drips_encodings_and_redirects_end_as_the_report_says(server, tmp_path):
     meta = metadata(tmp_path / "m.csv", names)
     out = tmp_path / "posters"
     start = time.monotonic()
-    report = download_posters(meta, out, settings(server, deadline=1.5), tmp_path / "r.json",
-                              progress=False)
+    report = download_posters(meta, out, settings(server, deadline=1.5), tmp_path / "r.json", progress=False)
     assert time.monotonic() - start < 6  # the drip is cut at its 1.5 s deadline, not held
     failed = {f["file"]: f["reason"] for f in report["failures"]}
-    assert failed == {"drip.jpg": "deadline", "bomb.jpg": "too_large",
-                      "tofile.jpg": "bad_redirect", "toftp.jpg": "bad_redirect"}
+    assert failed == {
+        "drip.jpg": "deadline",
+        "bomb.jpg": "too_large",
+        "tofile.jpg": "bad_redirect",
+        "toftp.jpg": "bad_redirect",
+    }
     assert (out / "gz.jpg").read_bytes() == poster_bytes("gz.jpg")  # served gzipped, stored plain
     assert Handler.hits["drip.jpg"] == 1

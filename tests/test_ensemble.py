@@ -14,8 +14,7 @@ GENRES = ["g0", "g1", "g2", "g3"]
 
 
 def test_the_rule_names_the_top_k_and_every_genre_over_its_raised_threshold():
-    P = np.array([[0.9, 0.2, 0.6, 0.1],
-                  [0.1, 0.3, 0.2, 0.05]])
+    P = np.array([[0.9, 0.2, 0.6, 0.1], [0.1, 0.3, 0.2, 0.05]])
     t = np.array([0.5, 0.5, 0.5, 0.5])
     assert metrics.apply_rule(P, t).tolist() == [[1, 0, 1, 0], [0, 0, 0, 0]]
     assert metrics.apply_rule(P, t, top_k=1).tolist() == [[1, 0, 1, 0], [0, 1, 0, 0]]
@@ -82,8 +81,9 @@ def members(tmp_path_factory):
 def test_the_ensemble_is_fitted_on_dev_out_of_fold_and_predicts_alone(members, tmp_path, combine):
     Xd, Yd = posters(240, 1)
     Xt, Yt = posters(300, 2)
-    model = Ensemble(GENRES, "8x8", seed=0, members=["mlknn", "ovr"], combine=[combine],
-                     c=[0.1, 1.0], folds=4)
+    model = Ensemble(
+        GENRES, "8x8", seed=0, members=["mlknn", "ovr"], combine=[combine], c=[0.1, 1.0], folds=4
+    )
     model.models_dir = members
     Zd, Zt = model.inputs_from_posters(Xd), model.inputs_from_posters(Xt)
     assert Zd.shape == (240, 8)
@@ -93,8 +93,10 @@ def test_the_ensemble_is_fitted_on_dev_out_of_fold_and_predicts_alone(members, t
     if combine == "stack":  # each fold's stacker scores movies it never saw
         assert not np.allclose(oof, model.predict_proba(Zd))
     P = model.predict_proba(Zt)
-    members_ap = [metrics.mean_average_precision(Yt, Zt[:, :4]),
-                  metrics.mean_average_precision(Yt, Zt[:, 4:])]
+    members_ap = [
+        metrics.mean_average_precision(Yt, Zt[:, :4]),
+        metrics.mean_average_precision(Yt, Zt[:, 4:]),
+    ]
     ours = metrics.mean_average_precision(Yt, P)
     if combine == "average":
         assert np.isclose(sum(model.weights), 1) and model.stacker is None

@@ -17,8 +17,10 @@ def test_a_run_from_a_changed_workspace_is_marked_dirty(project):
     params = project / "params.yaml"
     original = params.read_text()
     uri = tracking_uri(project)
-    code = ("from postergenre.runtime.tracking import stage_run\n"
-            "with stage_run('train-probe', {'seed': 1}):\n    pass\n")
+    code = (
+        "from postergenre.runtime.tracking import stage_run\n"
+        "with stage_run('train-probe', {'seed': 1}):\n    pass\n"
+    )
     try:
         run(["python", "-c", code], project)
         params.write_text(original + "# an edit\n")
@@ -27,9 +29,10 @@ def test_a_run_from_a_changed_workspace_is_marked_dirty(project):
         params.write_text(original)
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(tracking.EXPERIMENT)
-    clean, dirty = sorted(client.search_runs([experiment.experiment_id],
-                                             filter_string="tags.stage = 'train-probe'"),
-                          key=lambda r: r.info.start_time)
+    clean, dirty = sorted(
+        client.search_runs([experiment.experiment_id], filter_string="tags.stage = 'train-probe'"),
+        key=lambda r: r.info.start_time,
+    )
     assert clean.data.tags["git_dirty"] == "false" and clean.data.tags["git_dirty_files"] == ""
     assert dirty.data.tags["git_dirty"] == "true"
     assert dirty.data.tags["git_dirty_files"] == "params.yaml"
@@ -60,7 +63,12 @@ def test_a_new_k_puts_only_the_knn_stages_and_what_reads_them_out_of_date(projec
     # the README's `dvc exp run -S k=40`; the evaluate stages and the report follow once the
     # models change
     assert _stale_with(project, lambda p: p.update(k=5)) == {
-        "check-params", "train@mlknn", "train@ovr", "train-features@mlknn_features", "report"}
+        "check-params",
+        "train@mlknn",
+        "train@ovr",
+        "train-features@mlknn_features",
+        "report",
+    }
     assert out_of_date(project) == set()
 
 
@@ -92,16 +100,25 @@ def test_a_new_view_puts_only_its_embed_stage_and_the_feature_methods_out_of_dat
     # what `dvc exp run -S embed.views=[squash,flip]` would run (a full run costs a minute)
     stale = _stale_with(project, lambda p: p["embed"].update(views=["squash", "flip"]))
     # the evaluate stages follow once their models change; embed@...-squash stays as it is
-    assert stale == {"check-params", "embed@efficientnet_lite0-flip", "train-features@head",
-                     "train-features@mlknn_features", "train-ensemble", "report"}
+    assert stale == {
+        "check-params",
+        "embed@efficientnet_lite0-flip",
+        "train-features@head",
+        "train-features@mlknn_features",
+        "train-ensemble",
+        "report",
+    }
     assert out_of_date(project) == set()
 
 
 def test_exp_run_with_a_missing_data_path_changes_nothing(project):
     interim = (project / "data" / "interim" / "movies.csv").read_bytes()
     lock = (project / "dvc.lock").read_bytes()
-    out = run(["dvc", "exp", "run", "-S", "data.source=movielens", "-S", "data.path=/nowhere/posters"],
-              project, check=False)
+    out = run(
+        ["dvc", "exp", "run", "-S", "data.source=movielens", "-S", "data.path=/nowhere/posters"],
+        project,
+        check=False,
+    )
     run(["git", "checkout", "--", "params.yaml"], project)
     assert out.returncode != 0
     assert "data.path '/nowhere/posters' does not exist" in out.stdout + out.stderr
@@ -111,8 +128,10 @@ def test_exp_run_with_a_missing_data_path_changes_nothing(project):
 
 
 def _files(folder):
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*"))}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def test_a_synthetic_run_with_another_data_path_is_refused_before_anything_is_removed(project):
@@ -120,8 +139,10 @@ def test_a_synthetic_run_with_another_data_path_is_refused_before_anything_is_re
     out = run(["dvc", "exp", "run", "-S", "data.path=/nonexistent"], project, check=False)
     run(["git", "checkout", "--", "params.yaml"], project)
     assert out.returncode != 0
-    assert ("data.source synthetic reads the synthesize stage's output data/raw/synthetic, so "
-            "data.path must be 'data/raw/synthetic', not '/nonexistent'") in out.stdout + out.stderr
+    assert (
+        "data.source synthetic reads the synthesize stage's output data/raw/synthetic, so "
+        "data.path must be 'data/raw/synthetic', not '/nonexistent'"
+    ) in out.stdout + out.stderr
     assert _files(project / "data") == before
     assert out_of_date(project) == set()
 

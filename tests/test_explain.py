@@ -56,7 +56,8 @@ def test_head_explanation_matches_predict_and_finds_itself(project, tmp_path, mo
     predicted = predict_posters("models/head", [poster])["predictions"][0]
     # the scores are predict's own, and what is named is what predict names
     assert dict(zip(explainer.genres, np.round(e.scores, 6), strict=True)) == pytest.approx(
-        predicted["scores"], abs=1e-6)
+        predicted["scores"], abs=1e-6
+    )
     assert [explainer.genres[j] for j in np.flatnonzero(e.decided)] == predicted["genres"]
     assert sorted(e.cams) == list(range(len(explainer.genres)))
     for cam in e.cams.values():
@@ -87,19 +88,25 @@ def test_explain_command_writes_a_picture_per_poster(project, tmp_path, monkeypa
     text.write_text("not a poster")
     for method in ("custom", "mlknn"):
         out = tmp_path / method
-        assert cli.main(["explain", "--model", f"models/{method}", *map(str, posters), str(text),
-                         "--out", str(out)]) == 0
+        assert (
+            cli.main(
+                ["explain", "--model", f"models/{method}", *map(str, posters), str(text), "--out", str(out)]
+            )
+            == 0
+        )
         result = json.loads((out / "explain.json").read_text())
         assert [e["png"] for e in result["explanations"]] == [f"{i}.png" for i in train_ids[:2]]
         for e in result["explanations"]:
             with Image.open(out / e["png"]) as picture:
                 assert picture.width > 400 and picture.height > 300
-        assert result["errors"] == [{"poster": str(text), "reason": "not_an_image",
-                                     "detail": "no image format recognised"}]
+        assert result["errors"] == [
+            {"poster": str(text), "reason": "not_an_image", "detail": "no image format recognised"}
+        ]
         first = result["explanations"][0]
         if method == "custom":  # heat maps of what it names, no neighbour search
-            assert set(first["heat_maps"]) == set(first["genres"] or [max(
-                first["scores"], key=first["scores"].get)])
+            assert set(first["heat_maps"]) == set(
+                first["genres"] or [max(first["scores"], key=first["scores"].get)]
+            )
             assert first["neighbours"] == [] and "searches no neighbours" in first["neighbours_note"]
         else:  # ML-kNN's neighbours are its own: the training poster itself at distance 0
             assert first["heat_maps"] == {}
@@ -109,6 +116,7 @@ def test_explain_command_writes_a_picture_per_poster(project, tmp_path, monkeypa
 
 
 # -- the web page ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def server(project, tmp_path_factory):
@@ -143,13 +151,22 @@ def _post(srv, body: bytes, name: str = "poster.jpg", timeout: float = 120):
 
 def _png_header(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height (its pixel data is a stub)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_bad_uploads_get_reasons_and_the_server_goes_on(server, project):
@@ -195,8 +212,7 @@ def test_twenty_concurrent_uploads_are_all_answered(server, project):
 
 
 def _page_tool():
-    spec = importlib.util.spec_from_file_location("page_screenshot",
-                                                  ROOT / "tools" / "page_screenshot.py")
+    spec = importlib.util.spec_from_file_location("page_screenshot", ROOT / "tools" / "page_screenshot.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -235,9 +251,11 @@ def test_genre_maps_stage_shows_the_best_methods_top_posters(project):
 
     assert precision_at_ranks(np.array([1, 0, 1, 1])) == [1.0, 0.5, 0.6667, 0.75]
     result = json.loads((project / "plots/genres/genres.json").read_text())
-    maps = {m: json.loads((project / f"metrics/{m}.json").read_text())["mAP"]
-            for m in specs() if estimator_class(m).has_heatmaps
-            and (project / f"metrics/{m}.json").is_file()}
+    maps = {
+        m: json.loads((project / f"metrics/{m}.json").read_text())["mAP"]
+        for m in specs()
+        if estimator_class(m).has_heatmaps and (project / f"metrics/{m}.json").is_file()
+    }
     assert result["method"] == max(maps, key=maps.get)
     genres = read_genres(project / "data/interim")
     labels = read_labels(project / "data/interim")

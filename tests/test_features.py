@@ -54,10 +54,14 @@ def test_saved_head_predicts_posters_through_its_own_backbone(tmp_path):
     loaded = load_model(tmp_path / "m")
     assert (tmp_path / "m" / "backbone-efficientnet_lite0.pt").is_file()
     assert np.allclose(loaded.inputs_from_posters(X), features, atol=1e-5)
-    assert np.allclose(loaded.predict_proba(loaded.inputs_from_posters(X)),
-                       model.predict_proba(features), atol=1e-6)
-    with pytest.raises(ValueError, match=r"features \[n, 1280\] \(efficientnet_lite0; views squash; "
-                                         r"pool concat\), got shape \[2, 100\]"):
+    assert np.allclose(
+        loaded.predict_proba(loaded.inputs_from_posters(X)), model.predict_proba(features), atol=1e-6
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"features \[n, 1280\] \(efficientnet_lite0; views squash; "
+        r"pool concat\), got shape \[2, 100\]",
+    ):
         loaded.predict_proba(np.zeros((2, 100), dtype=np.float32))
     with pytest.raises(ValueError, match="posters go through `inputs_from_posters`"):
         loaded.predict_proba(X)  # posters are not guessed from their shape
@@ -67,15 +71,13 @@ def test_fine_tuning_changes_the_last_block_only_and_then_needs_posters(tmp_path
     rng = np.random.default_rng(1)
     X = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     Y = (rng.random((40, 4)) < 0.4).astype(np.uint8)
-    model = head(epochs=2, finetune_blocks=1, finetune_epochs=2, finetune_lr=1e-2,
-                 weight_decay=[1e-4])
+    model = head(epochs=2, finetune_blocks=1, finetune_epochs=2, finetune_lr=1e-2, weight_decay=[1e-4])
     with pytest.raises(ValueError, match="finetune_blocks > 0 trains on posters"):
         model.fit(model.inputs_from_posters(X), Y)
     model.fit(X, Y, dev=(X[:10], Y[:10]))
     stock = bb.load_backbone().state_dict()
     tuned = model.backbone().state_dict()
-    changed = {k.split(".")[0] + "." + k.split(".")[1] for k in stock
-               if not torch.equal(stock[k], tuned[k])}
+    changed = {k.split(".")[0] + "." + k.split(".")[1] for k in stock if not torch.equal(stock[k], tuned[k])}
     assert changed <= {"blocks.15", "head.0", "head.1"}
     assert model.history[-1].get("finetune") is True
     # Tuned weights are kept only if a dev epoch beat the stock backbone.
@@ -83,8 +85,11 @@ def test_fine_tuning_changes_the_last_block_only_and_then_needs_posters(tmp_path
     model.save(tmp_path / "m")
     loaded = load_model(tmp_path / "m")
     assert loaded.finetuned == model.finetuned
-    assert np.allclose(loaded.predict_proba(loaded.inputs_from_posters(X)),
-                       model.predict_proba(model.inputs_from_posters(X)), atol=1e-6)
+    assert np.allclose(
+        loaded.predict_proba(loaded.inputs_from_posters(X)),
+        model.predict_proba(model.inputs_from_posters(X)),
+        atol=1e-6,
+    )
 
 
 def test_asymmetric_loss_without_focusing_or_margin_is_summed_bce():
@@ -100,7 +105,7 @@ def test_asymmetric_loss_without_focusing_or_margin_is_summed_bce():
     assert easy.item() == 0.0
     hard = asymmetric_loss(torch.tensor([[2.0]]), torch.tensor([[0.0]]))
     q = torch.sigmoid(torch.tensor(2.0)) - 0.05
-    assert torch.isclose(hard, -(q ** 4) * torch.log(1 - q))
+    assert torch.isclose(hard, -(q**4) * torch.log(1 - q))
 
 
 def test_weighted_bce_weighs_positives_by_sqrt_of_negatives_over_positives():
@@ -115,7 +120,7 @@ def test_weighted_bce_weighs_positives_by_sqrt_of_negatives_over_positives():
 
 def test_oversampling_draws_rare_genre_movies_more_often():
     Y = np.zeros((200, 2), dtype=np.uint8)
-    Y[:100, 0] = 1   # common: 100 movies
+    Y[:100, 0] = 1  # common: 100 movies
     Y[100:104, 1] = 1  # rare: 4 movies
     w = oversampling_weights(Y)
     assert np.isclose(w.sum(), 1)

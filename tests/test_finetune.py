@@ -55,8 +55,18 @@ def test_lite_fine_tunes_from_the_wheel_weights_and_saves_whole(tmp_path):
     rng = np.random.default_rng(3)
     X = rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8)
     Y = (rng.random((24, 3)) < 0.4).astype(np.uint8)
-    model = LiteEstimator(GENRES, "32x32", seed=0, epochs=2, batch_size=8, lr=1e-3,
-                          augment=True, warmup_epochs=1, trunk_lr_factor=0.1, dropout=0.2)
+    model = LiteEstimator(
+        GENRES,
+        "32x32",
+        seed=0,
+        epochs=2,
+        batch_size=8,
+        lr=1e-3,
+        augment=True,
+        warmup_epochs=1,
+        trunk_lr_factor=0.1,
+        dropout=0.2,
+    )
     stock = bb.load_backbone().state_dict()
     model.fit(X, Y, dev=(X[:8], Y[:8]))
     assert len(model.history) == 2 and "dev_mAP" in model.history[0]

@@ -37,7 +37,7 @@ def damage(data: bytes, rng: random.Random) -> bytes:
     kind = rng.choice(["same", "truncate", "flip", "both", "empty"])
     data = bytearray(data)
     if kind in ("truncate", "both"):
-        data = data[:rng.randrange(0, len(data))]
+        data = data[: rng.randrange(0, len(data))]
     if kind in ("flip", "both") and data:
         for _ in range(rng.randint(1, 20)):
             data[rng.randrange(len(data))] = rng.randrange(256)
@@ -63,10 +63,16 @@ def test_damaged_posters_and_rows_are_kept_or_reported_never_lost(tmp_path, seed
     (folder / "posters").mkdir(parents=True)
     for i, data in enumerate(source_posters(n, rng)):
         (folder / "posters" / f"{i}.jpg").write_bytes(damage(data, rng))
-    (folder / "movies.csv").write_bytes(b"id,title,genres,poster\n"
-                                        + b"".join(metadata_line(i, rng) for i in range(n)))
-    data = {"source": "csv", "path": str(folder), "posters": "", "poster_key": "imdb_id",
-            "poster_ext": ".jpg"}
+    (folder / "movies.csv").write_bytes(
+        b"id,title,genres,poster\n" + b"".join(metadata_line(i, rng) for i in range(n))
+    )
+    data = {
+        "source": "csv",
+        "path": str(folder),
+        "posters": "",
+        "poster_key": "imdb_id",
+        "poster_ext": ".jpg",
+    }
 
     try:
         report = ingest(data, 1, tmp_path / "interim")
@@ -80,8 +86,14 @@ def test_damaged_posters_and_rows_are_kept_or_reported_never_lost(tmp_path, seed
         kept = list(csv.DictReader(f))
     assert len(kept) == report["rows_kept"]
 
-    resized = resize_posters([r["id"] for r in kept], [folder / "posters" / r["poster"] for r in kept],
-                             ["16x24"], tmp_path / "resized", workers=1, max_pixels=50_000_000)
+    resized = resize_posters(
+        [r["id"] for r in kept],
+        [folder / "posters" / r["poster"] for r in kept],
+        ["16x24"],
+        tmp_path / "resized",
+        workers=1,
+        max_pixels=50_000_000,
+    )
     assert resized["posters_in"] == len(kept) == resized["posters_ok"] + resized["posters_rejected"]
     assert all(r["reason"] for r in resized["rejects"])
     with open(tmp_path / "resized" / "manifest.csv", encoding="utf-8", newline="") as f:

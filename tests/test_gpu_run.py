@@ -26,8 +26,7 @@ def test_pack_run_report_keeps_the_experiments_split(project, tmp_path, monkeypa
     gpu_run = _tool()
     posters = project / "data/raw/synthetic/posters"
     # chunks small enough that the posters need two, and the last leaves room for a wheel
-    folders = gpu_run.pack(project, posters, tmp_path, limit=60, chunk_bytes=60_000,
-                           first_chunk_spare=20_000)
+    folders = gpu_run.pack(project, posters, tmp_path, limit=60, chunk_bytes=60_000, first_chunk_spare=20_000)
     assert len(folders) >= 2
     names = [m.name for f in folders for m in tarfile.open(f / "part.tar").getmembers()]
     assert len(names) == len(set(names)) == 60 + len(gpu_run.META)  # each poster once
@@ -37,8 +36,9 @@ def test_pack_run_report_keeps_the_experiments_split(project, tmp_path, monkeypa
         assert tar.extractfile(member).read() == (posters / Path(member.name).name).read_bytes()
 
     cwd = Path.cwd()
-    result = gpu_run.run(ROOT, tmp_path, tmp_path / "work", tmp_path / "out", ["resnet34"],
-                         epochs=1, size="32x48")
+    result = gpu_run.run(
+        ROOT, tmp_path, tmp_path / "work", tmp_path / "out", ["resnet34"], epochs=1, size="32x48"
+    )
     assert Path.cwd() == cwd
     saved = json.loads((tmp_path / "out/gpu_run.json").read_text())
     assert saved["posters"] == 60 and saved["size"] == "32x48"

@@ -17,11 +17,17 @@ MAX_PIXELS = 50_000_000
 
 def png_header_claiming(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height but whose data is a few bytes."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+        + chunk(b"IEND", b"")
+    )
 
 
 def save(image: Image.Image, path: Path, fmt: str, **kw) -> Path:
@@ -71,9 +77,15 @@ def test_png_named_jpg_is_just_an_image(tmp_path):
     assert load_rgb(path, MAX_PIXELS).getpixel((5, 5)) == (10, 200, 30)
 
 
-@pytest.mark.parametrize("mode, fmt, color", [
-    ("L", "JPEG", 128), ("1", "PNG", 1), ("CMYK", "JPEG", (0, 0, 0, 0)), ("I;16", "PNG", 65535),
-])
+@pytest.mark.parametrize(
+    "mode, fmt, color",
+    [
+        ("L", "JPEG", 128),
+        ("1", "PNG", 1),
+        ("CMYK", "JPEG", (0, 0, 0, 0)),
+        ("I;16", "PNG", 65535),
+    ],
+)
 def test_other_modes_become_rgb(tmp_path, mode, fmt, color):
     path = save(Image.new(mode, (20, 30), color), tmp_path / "p.img", fmt)
     image = load_rgb(path, MAX_PIXELS)
@@ -136,12 +148,18 @@ def make_poster_set(folder: Path) -> tuple[list[str], list[Path]]:
 def test_resize_writes_every_size_and_lists_rejects(tmp_path, workers):
     ids, paths = make_poster_set(tmp_path / "posters")
     out = tmp_path / "resized"
-    report = resize_posters(ids, paths, ["16x16", "20x30"], out, workers=workers,
-                            max_pixels=MAX_PIXELS, progress=False)
+    report = resize_posters(
+        ids, paths, ["16x16", "20x30"], out, workers=workers, max_pixels=MAX_PIXELS, progress=False
+    )
     assert report["posters_in"] == 150
     assert report["posters_ok"] + report["posters_rejected"] == 150
-    assert report["rejected_by_reason"] == {"decode_error": 1, "empty_file": 1, "missing_file": 1,
-                                            "not_an_image": 1, "too_many_pixels": 1}
+    assert report["rejected_by_reason"] == {
+        "decode_error": 1,
+        "empty_file": 1,
+        "missing_file": 1,
+        "not_an_image": 1,
+        "too_many_pixels": 1,
+    }
     bad = ["m7", "m30", "m99", "m120", "m121"]
     assert [r["id"] for r in report["rejects"]] == bad
     with open(out / "manifest.csv", newline="") as f:
@@ -161,8 +179,7 @@ def test_resize_writes_every_size_and_lists_rejects(tmp_path, workers):
 def test_parallel_and_serial_resize_give_identical_arrays(tmp_path):
     ids, paths = make_poster_set(tmp_path / "posters")
     for workers in (1, 2):
-        resize_posters(ids, paths, ["16x16"], tmp_path / f"out{workers}", workers=workers,
-                       progress=False)
+        resize_posters(ids, paths, ["16x16"], tmp_path / f"out{workers}", workers=workers, progress=False)
     assert (tmp_path / "out1" / "16x16.npy").read_bytes() == (tmp_path / "out2" / "16x16.npy").read_bytes()
 
 
@@ -226,15 +243,22 @@ def test_a_killed_resize_leaves_nothing_the_next_run_does_not_remove(tmp_path):
     for i in range(3):
         save(random_image(30, 45, seed=i), tmp_path / f"{i}.jpg", "JPEG")
     # a writer killed with SIGKILL: its temporary folder stays, under a pid that is gone
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".resized.tmp-{dead}"
     (stale / "sub").mkdir(parents=True)
     (stale / "64x64.npy").write_bytes(b"\0" * 1000)
     (tmp_path / f".resized.old-{dead}").mkdir()
     live = tmp_path / ".resized.tmp-1"  # pid 1 is alive: another writer's, left alone
     live.mkdir()
-    resize_posters(["a", "b", "c"], [tmp_path / f"{i}.jpg" for i in range(3)], ["8x12"],
-                   tmp_path / "resized", workers=1, max_pixels=MAX_PIXELS)
+    resize_posters(
+        ["a", "b", "c"],
+        [tmp_path / f"{i}.jpg" for i in range(3)],
+        ["8x12"],
+        tmp_path / "resized",
+        workers=1,
+        max_pixels=MAX_PIXELS,
+    )
     assert not stale.exists() and not (tmp_path / f".resized.old-{dead}").exists()
     assert live.exists() and (tmp_path / "resized" / "8x12.npy").is_file()

@@ -24,8 +24,11 @@ def fixture(n=240, seed=0, size=(6, 8)):
 
 def _brute_force(train, query, k):
     """Exact squared distances in integers, ties to the lower index."""
-    d = ((query.astype(np.int64)[:, None] - train.astype(np.int64)[None]) ** 2).reshape(
-        len(query), len(train), -1).sum(-1)
+    d = (
+        ((query.astype(np.int64)[:, None] - train.astype(np.int64)[None]) ** 2)
+        .reshape(len(query), len(train), -1)
+        .sum(-1)
+    )
     return np.array([np.lexsort((np.arange(len(train)), row))[:k] for row in d])
 
 
@@ -163,8 +166,9 @@ def test_imagenet_weights_come_from_the_torch_cache_when_present(tmp_path, monke
     (tmp_path / "checkpoints").mkdir()
     state = resnet34(weights=None).state_dict()
     torch.save(state, tmp_path / "checkpoints" / url.rsplit("/", 1)[1])
-    monkeypatch.setattr(socket, "create_connection",
-                        lambda *a, **k: pytest.fail("must not touch the network"))
+    monkeypatch.setattr(
+        socket, "create_connection", lambda *a, **k: pytest.fail("must not touch the network")
+    )
     loaded = torch.hub.load_state_dict_from_url  # the loader torchvision calls
 
     def no_hash_check(url, *args, **kwargs):
@@ -172,8 +176,7 @@ def test_imagenet_weights_come_from_the_torch_cache_when_present(tmp_path, monke
         return loaded(url, *args, **kwargs)
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_hash_check)
-    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", no_hash_check,
-                        raising=False)
+    monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", no_hash_check, raising=False)
     got = resnet34_imagenet_state()
     assert torch.equal(got["conv1.weight"], state["conv1.weight"])
 

@@ -9,8 +9,8 @@ P = np.array([[1, 0, 1], [1, 0, 0], [1, 0, 0], [0, 0, 0]])
 
 def test_study_metrics_on_a_hand_worked_example():
     m = study_metrics(Y, P)
-    assert m["all_match"] == 0.25            # only row 0 exactly right
-    assert m["at_least_one_match"] == 0.5    # rows 0 and 2 share a genre
+    assert m["all_match"] == 0.25  # only row 0 exactly right
+    assert m["at_least_one_match"] == 0.5  # rows 0 and 2 share a genre
     assert m["hamming_loss"] == pytest.approx(4 / 12, abs=1e-6)
     assert m["binary_accuracy"] == pytest.approx(8 / 12, abs=1e-6)
 
@@ -61,7 +61,8 @@ def test_average_precision_is_scikit_learns_to_the_last_bit():
         y, p = _random_genre(rng, trial)
         assert average_precision(y, p) == average_precision_score(y, p), trial
     assert average_precision(np.array([0, 1, 1, 0]), np.array([0.1, 0.4, 0.35, 0.8])) == (
-        pytest.approx((1 / 2 + 2 / 3) / 2))
+        pytest.approx((1 / 2 + 2 / 3) / 2)
+    )
     with pytest.raises(ValueError, match="finite"):
         per_genre_ap(np.ones((3, 1)), np.array([[0.1], [np.nan], [0.3]]))
 
@@ -104,14 +105,17 @@ def test_f1_precision_and_recall_are_scikit_learns_to_the_last_bit():
         Yp = (rng.random((n, g)) < rng.random()).astype(np.uint8)
         ours = f1_metrics(Yt, Yp)
         for average in ("micro", "macro", "samples"):
-            assert ours[f"{average}_f1"] == round(f1_score(Yt, Yp, average=average,
-                                                           zero_division=0), 6), (trial, average)
+            assert ours[f"{average}_f1"] == round(f1_score(Yt, Yp, average=average, zero_division=0), 6), (
+                trial,
+                average,
+            )
         table = per_genre(Yt, Yp, [f"g{j}" for j in range(g)])
         theirs = precision_recall_fscore_support(Yt, Yp, average=None, zero_division=0)
         for j in range(g):
             row = table[f"g{j}"]
             assert [row["precision"], row["recall"], row["f1"]] == [
-                round(float(v[j]), 6) for v in theirs[:3]], (trial, j)
+                round(float(v[j]), 6) for v in theirs[:3]
+            ], (trial, j)
             assert row["support"] == theirs[3][j]
 
 
@@ -141,11 +145,19 @@ def test_report_names_the_command_that_reproduces_it():
 
     data = {"source": "movielens", "path": "../m", "posters": "", "poster_key": "imdb_id"}
     assert reproduce_command({"data": {**data, "source": "synthetic"}}) == "dvc repro"
-    params = {"data": data, "resize": {"sizes": ["64x64", "260x390"]},
-              "embed": {"size": "260x390", "backbones": ["efficientnet_lite0", "efficientnet_lite2"],
-                        "views": ["squash", "flip"], "pool": "mean"}}
+    params = {
+        "data": data,
+        "resize": {"sizes": ["64x64", "260x390"]},
+        "embed": {
+            "size": "260x390",
+            "backbones": ["efficientnet_lite0", "efficientnet_lite2"],
+            "views": ["squash", "flip"],
+            "pool": "mean",
+        },
+    }
     assert reproduce_command(params) == (
         "dvc exp run -S data.source=movielens \\\n  -S data.path=../m \\\n"
         "  -S 'resize.sizes=[64x64,260x390]' \\\n  -S embed.size=260x390 \\\n"
         "  -S 'embed.backbones=[efficientnet_lite0,efficientnet_lite2]' \\\n"
-        "  -S 'embed.views=[squash,flip]' \\\n  -S embed.pool=mean")
+        "  -S 'embed.views=[squash,flip]' \\\n  -S embed.pool=mean"
+    )

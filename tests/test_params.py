@@ -42,8 +42,9 @@ def test_missing_key_is_an_error(default_params):
 
 def test_unknown_source_is_an_error(default_params):
     default_params["data"]["source"] = "imdb"
-    with pytest.raises(ParamsError, match="'data.source' must be 'synthetic', 'tmdb', 'movielens' "
-                                          "or 'csv', got 'imdb'"):
+    with pytest.raises(
+        ParamsError, match="'data.source' must be 'synthetic', 'tmdb', 'movielens' or 'csv', got 'imdb'"
+    ):
         validate(default_params)
 
 
@@ -87,34 +88,59 @@ def test_cli_reports_a_params_error_and_exits_2(tmp_path, capsys, default_params
     assert "unknown key 'resize.sizez'" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda p: p["embed"].update(backbones=["resnet50"]),
-     "'embed.backbones' must be 'efficientnet_lite0', 'efficientnet_lite1' or "
-     "'efficientnet_lite2', got 'resnet50'"),
-    (lambda p: p["embed"].update(backbones=[]), "'embed.backbones' must list at least 1 item"),
-    (lambda p: p["embed"].update(views=["squash", "squash"]),
-     "'embed.views': each once, got \\['squash', 'squash'\\]"),
-    (lambda p: p["embed"].update(pool="max"), "'embed.pool' must be 'concat' or 'mean', got 'max'"),
-    (lambda p: p["embed"].update(size="32x32"), "embed.size '32x32' is not one of resize.sizes"),
-    (lambda p: p["embed"].update(batch_size=0),
-     "'embed.batch_size' must be greater than or equal to 1, got 0"),
-    (lambda p: p["feature_methods"]["head"].update(loss="focal"),
-     "'feature_methods.head.loss' must be 'bce', 'weighted_bce' or 'asl', got 'focal'"),
-    (lambda p: p["feature_methods"]["head"].update(weight_decay=[]),
-     "'feature_methods.head.weight_decay' must list at least 1 item"),
-    (lambda p: p["feature_methods"]["head"].update(weight_decay=[0.1, -1]),
-     "'feature_methods.head.weight_decay' must be greater than or equal to 0, got -1"),
-    (lambda p: p["feature_methods"]["head"].update(finetune_blocks=17),
-     "'feature_methods.head.finetune_blocks' must be less than or equal to 16, got 17"),
-    (lambda p: p["feature_methods"]["head"].update(oversample=1),
-     "'feature_methods.head.oversample' must be a valid boolean, got 1"),
-    (lambda p: p["feature_methods"].update(mlknn={"s": 1.0}),
-     "unknown method 'feature_methods.mlknn'.*known in feature_methods: head, mlknn_features"),
-    (lambda p: p["methods"]["mlknn"].update(uses="k"),
-     "unknown key 'methods.mlknn.uses'.*allowed here: family, reads, s, size"),
-    (lambda p: p["methods"]["custom"].update(dropout=1.5),
-     "'methods.custom.dropout' must be less than 1, got 1.5"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda p: p["embed"].update(backbones=["resnet50"]),
+            "'embed.backbones' must be 'efficientnet_lite0', 'efficientnet_lite1' or "
+            "'efficientnet_lite2', got 'resnet50'",
+        ),
+        (lambda p: p["embed"].update(backbones=[]), "'embed.backbones' must list at least 1 item"),
+        (
+            lambda p: p["embed"].update(views=["squash", "squash"]),
+            "'embed.views': each once, got \\['squash', 'squash'\\]",
+        ),
+        (lambda p: p["embed"].update(pool="max"), "'embed.pool' must be 'concat' or 'mean', got 'max'"),
+        (lambda p: p["embed"].update(size="32x32"), "embed.size '32x32' is not one of resize.sizes"),
+        (
+            lambda p: p["embed"].update(batch_size=0),
+            "'embed.batch_size' must be greater than or equal to 1, got 0",
+        ),
+        (
+            lambda p: p["feature_methods"]["head"].update(loss="focal"),
+            "'feature_methods.head.loss' must be 'bce', 'weighted_bce' or 'asl', got 'focal'",
+        ),
+        (
+            lambda p: p["feature_methods"]["head"].update(weight_decay=[]),
+            "'feature_methods.head.weight_decay' must list at least 1 item",
+        ),
+        (
+            lambda p: p["feature_methods"]["head"].update(weight_decay=[0.1, -1]),
+            "'feature_methods.head.weight_decay' must be greater than or equal to 0, got -1",
+        ),
+        (
+            lambda p: p["feature_methods"]["head"].update(finetune_blocks=17),
+            "'feature_methods.head.finetune_blocks' must be less than or equal to 16, got 17",
+        ),
+        (
+            lambda p: p["feature_methods"]["head"].update(oversample=1),
+            "'feature_methods.head.oversample' must be a valid boolean, got 1",
+        ),
+        (
+            lambda p: p["feature_methods"].update(mlknn={"s": 1.0}),
+            "unknown method 'feature_methods.mlknn'.*known in feature_methods: head, mlknn_features",
+        ),
+        (
+            lambda p: p["methods"]["mlknn"].update(uses="k"),
+            "unknown key 'methods.mlknn.uses'.*allowed here: family, reads, s, size",
+        ),
+        (
+            lambda p: p["methods"]["custom"].update(dropout=1.5),
+            "'methods.custom.dropout' must be less than 1, got 1.5",
+        ),
+    ],
+)
 def test_feature_method_settings_are_checked(default_params, edit, message):
     edit(default_params)
     with pytest.raises(ParamsError, match=message):
@@ -134,8 +160,15 @@ def test_backbone_names_match_the_wheels_backbone_py_knows():
 def test_a_method_reads_its_own_section_and_the_top_level_params_its_spec_names(default_params):
     from postergenre.methods.params import method_settings, stage_params
 
-    assert stage_params(default_params, "ovr") == ["seed", "k", "methods.ovr", "resize.sizes",
-                                                   "resize.max_pixels", "data.source", "data.path"]
+    assert stage_params(default_params, "ovr") == [
+        "seed",
+        "k",
+        "methods.ovr",
+        "resize.sizes",
+        "resize.max_pixels",
+        "data.source",
+        "data.path",
+    ]
     assert stage_params(default_params, "head")[-1] == "embed"
     kwargs, size, reads = method_settings(default_params, "mlknn_features")
     assert size == default_params["embed"]["size"] and kwargs["k"] == default_params["k"]

@@ -13,8 +13,15 @@ def test_repro_writes_metrics_with_trivial_predictors_beside(project):
     metrics = json.loads((project / "metrics" / "details" / "baseline.json").read_text())
     test = metrics["test"]
     assert set(test) == {"at_0.5", "scores", "all_zeros", "label_frequency"}
-    for name in ("all_match", "at_least_one_match", "binary_accuracy", "hamming_loss",
-                 "micro_f1", "macro_f1", "samples_f1"):
+    for name in (
+        "all_match",
+        "at_least_one_match",
+        "binary_accuracy",
+        "hamming_loss",
+        "micro_f1",
+        "macro_f1",
+        "samples_f1",
+    ):
         assert 0.0 <= test["at_0.5"][name] <= 1.0
     assert test["all_zeros"]["micro_f1"] == 0.0
     assert test["at_0.5"]["at_least_one_match"] > test["all_zeros"]["at_least_one_match"]
@@ -28,7 +35,8 @@ def test_every_method_has_metrics_tuned_thresholds_plots_and_a_report_row(projec
         assert {"at_0.5", "tuned", "decided", "scores"} <= set(metrics["test"])
         card = json.loads((project / "models" / method / "model.json").read_text())
         assert {k: metrics["test"]["decided"][k] for k in ("top_k", "lift")} == {
-            k: card["operating_point"][k] for k in ("top_k", "lift")}
+            k: card["operating_point"][k] for k in ("top_k", "lift")
+        }
         assert 0 <= metrics["test"]["scores"]["macro_roc_auc"] <= 1
         for picture in ("gallery.png", "pr_curves.png", "f1.png"):
             assert (project / "plots" / method / picture).stat().st_size > 1000
@@ -79,8 +87,9 @@ def test_a_method_without_epochs_has_an_empty_curve_and_says_so(project):
         assert {r["curve"] for r in rows} >= {"train", "dev"} or method == "head"
         assert (project / "plots" / method / "training.png").stat().st_size > 1000
     report = (project / "reports" / "results.md").read_text()
-    assert ("| mlknn | [png](../plots/mlknn/pr_curves.png) | [png](../plots/mlknn/f1.png) | "
-            "(no epochs) |") in report
+    assert (
+        "| mlknn | [png](../plots/mlknn/pr_curves.png) | [png](../plots/mlknn/f1.png) | (no epochs) |"
+    ) in report
 
 
 def test_dvc_plots_show_colours_each_genre_and_each_curve(project, tmp_path):
@@ -110,14 +119,12 @@ def test_stage_logs_are_time_stamped_and_free_of_warnings(project):
     assert "Downloading artifacts" not in log  # MLflow copies model folders; nothing downloads
     assert all(re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ", line) for line in ours)
     assert "Warning" not in log and "warnings.warn" not in log
-    assert re.search(r"INFO __main__: embed: \d+ x 1280 features \(efficientnet_lite0, squash\) in",
-                     log)
+    assert re.search(r"INFO __main__: embed: \d+ x 1280 features \(efficientnet_lite0, squash\) in", log)
 
 
 def test_second_repro_is_up_to_date_but_for_the_tidy_stage(project):
     assert out_of_date(project) == set()
-    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {
-        "tidy": ["always changed"]}
+    assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {"tidy": ["always changed"]}
 
 
 def test_forced_repro_gives_byte_identical_metrics(project):
@@ -153,8 +160,11 @@ def test_mlflow_runs_say_what_data_and_model_they_are_about_and_are_linked(proje
     experiment = client.get_experiment_by_name("postergenre")
     # the runs of the model in models/custom (other tests train custom elsewhere in this project)
     model_sha = folder_sha256(project / "models" / "custom")
-    runs = client.search_runs([experiment.experiment_id], f"tags.model_sha256 = '{model_sha}'",
-                              order_by=["attributes.start_time DESC"])
+    runs = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.model_sha256 = '{model_sha}'",
+        order_by=["attributes.start_time DESC"],
+    )
     card = json.loads((project / "models" / "custom" / "model.json").read_text())
     train = next(r for r in runs if r.data.tags["stage"] == "train-custom")
     evaluate = next(r for r in runs if r.data.tags["stage"] == "evaluate-custom")
@@ -186,8 +196,11 @@ def test_evaluate_refuses_a_model_from_another_vocabulary(project, tmp_path):
     card = json.loads((other / "model.json").read_text())
     card["genres"] = list(reversed(card["genres"]))
     (other / "model.json").write_text(json.dumps(card))
-    out = run(["postergenre", "evaluate", "baseline", "--model", str(other), "--out",
-               str(tmp_path / "m.json")], project, check=False)
+    out = run(
+        ["postergenre", "evaluate", "baseline", "--model", str(other), "--out", str(tmp_path / "m.json")],
+        project,
+        check=False,
+    )
     assert out.returncode == 2 and "another genre vocabulary" in out.stderr
     assert not (tmp_path / "m.json").exists()
 
@@ -200,9 +213,23 @@ def test_a_method_stage_reads_the_data_its_command_names(project, tmp_path):
         shutil.copytree(project / "data" / sub, other / sub)
     ids = (other / "split" / "test.txt").read_text().split()
     (other / "split" / "test.txt").write_text("\n".join(ids[:5]) + "\n")
-    run(["python", "-m", "postergenre.pipeline.evaluate", "baseline", "--data", str(other),
-         "--model", "models/baseline", "--out", str(tmp_path / "m.json"), "--plots",
-         str(tmp_path / "plots")], project)
+    run(
+        [
+            "python",
+            "-m",
+            "postergenre.pipeline.evaluate",
+            "baseline",
+            "--data",
+            str(other),
+            "--model",
+            "models/baseline",
+            "--out",
+            str(tmp_path / "m.json"),
+            "--plots",
+            str(tmp_path / "plots"),
+        ],
+        project,
+    )
     ours = json.loads((project / "metrics" / "details" / "baseline.json").read_text())
     theirs = json.loads((tmp_path / "details" / "m.json").read_text())
     assert ours["n_test"] == len(ids) > 5 and theirs["n_test"] == 5
@@ -213,8 +240,9 @@ def test_evaluate_on_an_empty_test_split_is_a_clear_error(project, tmp_path):
     saved = split.read_bytes()
     try:
         split.write_text("")
-        out = run(["postergenre", "evaluate", "baseline", "--out", str(tmp_path / "m.json")],
-                  project, check=False)
+        out = run(
+            ["postergenre", "evaluate", "baseline", "--out", str(tmp_path / "m.json")], project, check=False
+        )
     finally:
         split.write_bytes(saved)
     assert out.returncode == 2 and "split is empty" in out.stderr
@@ -240,7 +268,8 @@ def test_predict_gives_the_scores_evaluate_computes(project, monkeypatch):
         assert np.allclose(got, expected, rtol=0, atol=2e-6), method
         # the operating point: its top-k genres plus those over the raised thresholds
         assert [p["genres"] for p in result["predictions"]] == [
-            [genres[j] for j in np.flatnonzero(row)] for row in model.decide(expected)], method
+            [genres[j] for j in np.flatnonzero(row)] for row in model.decide(expected)
+        ], method
         k = model.operating_point["top_k"]
         assert all(len(p["genres"]) >= k for p in result["predictions"]), method
 
@@ -254,8 +283,11 @@ def test_embed_stage_records_the_wheel_weights_it_used(project):
     assert info["weights_sha256"] == bb.file_sha256(bb.wheel_weights_path())
     assert "seconds" not in info and "posters_per_s" not in info  # timing is not a cached output
     assert not (project / "metrics" / "embed").exists()  # nor a tracked one: the log has it
-    speed = re.search(r"embed: \d+ x 1280 features \(efficientnet_lite0, squash\) in [\d.]+ s "
-                      r"\(([\d.]+) posters/s, 2 threads\)", (project.parent / "repro.log").read_text())
+    speed = re.search(
+        r"embed: \d+ x 1280 features \(efficientnet_lite0, squash\) in [\d.]+ s "
+        r"\(([\d.]+) posters/s, 2 threads\)",
+        (project.parent / "repro.log").read_text(),
+    )
     assert speed and float(speed.group(1)) > 0
     import numpy as np
 
@@ -272,13 +304,13 @@ def test_predict_reports_an_unreadable_file_and_predicts_the_others(project, tmp
     folder.mkdir()
     shutil.copy(project / "data" / "raw" / "synthetic" / "posters" / "1.jpg", folder / "a.jpg")
     (folder / "b.jpg").write_text("not a poster")
-    out = run(["postergenre", "predict", "--json", "--model", "models/custom", str(folder)],
-              project)
+    out = run(["postergenre", "predict", "--json", "--model", "models/custom", str(folder)], project)
     result = json.loads(out.stdout)
     assert [p["poster"] for p in result["predictions"]] == [str(folder / "a.jpg")]
     assert len(result["predictions"][0]["top_k"]) == 3
-    assert result["errors"] == [{"poster": str(folder / "b.jpg"), "reason": "not_an_image",
-                                 "detail": "no image format recognised"}]
+    assert result["errors"] == [
+        {"poster": str(folder / "b.jpg"), "reason": "not_an_image", "detail": "no image format recognised"}
+    ]
     # the table: each listed score against its genre's threshold, the bad file said once
     out = run(["postergenre", "predict", "--model", "models/custom", str(folder)], project)
     text = out.stdout + out.stderr
@@ -323,8 +355,9 @@ def test_model_card_says_what_it_was_trained_on_and_predict_warns_of_synthetic(p
     poster = shutil.copy(synthetic, tmp_path / "from-elsewhere.jpg")  # stands for a real one
     out = run(["postergenre", "predict", "--model", "models/custom", str(poster)], project)
     assert "never saw a real one" in out.stderr and "synthetic posters" in out.stderr
-    result = json.loads(run(["postergenre", "predict", "--json", "--model", "models/custom",
-                             str(poster)], project).stdout)
+    result = json.loads(
+        run(["postergenre", "predict", "--json", "--model", "models/custom", str(poster)], project).stdout
+    )
     assert result["trained_on"]["source"] == "synthetic" and "never saw" in result["warning"]
     # posters of the synthetic set it was trained on need no such warning
     out = run(["postergenre", "predict", "--model", "models/custom", str(synthetic)], project)
@@ -342,9 +375,17 @@ def test_predict_table_keeps_every_genre_and_orders_them_by_score(project):
     from postergenre.apps.predict import format_table
 
     many = ["Science Fiction", "Documentary", "Animation", "Adventure", "Romance"]
-    result = {"predictions": [{"poster": "/x/long-poster-name.jpg", "genres": many,
-                               "scores": {g: 0.5 + i / 10 for i, g in enumerate(many)},
-                               "top_k": [["Romance", 0.9]]}], "errors": []}
+    result = {
+        "predictions": [
+            {
+                "poster": "/x/long-poster-name.jpg",
+                "genres": many,
+                "scores": {g: 0.5 + i / 10 for i, g in enumerate(many)},
+                "top_k": [["Romance", 0.9]],
+            }
+        ],
+        "errors": [],
+    }
     line = format_table(result).splitlines()[1]
     assert "Romance, Adventure, Animation, Documentary, Science Fiction" in line
 
@@ -360,7 +401,8 @@ def _damaged(project, tmp_path, method, damage):
 def _truncate(name):
     def damage(folder):
         data = (folder / name).read_bytes()
-        (folder / name).write_bytes(data[:len(data) // 2])
+        (folder / name).write_bytes(data[: len(data) // 2])
+
     return damage
 
 
@@ -369,31 +411,44 @@ def _edit_card(edit):
         card = json.loads((folder / "model.json").read_text())
         edit(card)
         (folder / "model.json").write_text(json.dumps(card))
+
     return damage
 
 
-@pytest.mark.parametrize("method, damage, message", [
-    ("custom", _truncate("weights.pt"), "weights.pt: cannot be read"),
-    ("head", _truncate("head.pt"), "head.pt: cannot be read"),
-    ("head", _truncate("backbone-efficientnet_lite0.pt"), "backbone-efficientnet_lite0.pt: cannot be read"),
-    ("mlknn", _truncate("train_inputs.npy"), "train_inputs.npy: cannot be read"),
-    ("custom", lambda f: (f / "weights.pt").unlink(), "weights.pt: missing"),
-    ("custom", _edit_card(lambda c: c.pop("thresholds")), "model.json: missing key(s) thresholds"),
-    ("custom", lambda f: (f / "model.json").write_text('{"method": "cus'), "model.json: not valid JSON"),
-    ("custom", _edit_card(lambda c: (c["genres"].append("Extra"), c["thresholds"].append(0.5))),
-     "do not fit its model.json"),
-    ("custom", _edit_card(lambda c: c["genres"].append("Extra")), "genres but"),
-])
-def test_a_damaged_model_folder_is_a_one_line_error_naming_what_is_wrong(project, tmp_path, method,
-                                                                         damage, message):
+@pytest.mark.parametrize(
+    "method, damage, message",
+    [
+        ("custom", _truncate("weights.pt"), "weights.pt: cannot be read"),
+        ("head", _truncate("head.pt"), "head.pt: cannot be read"),
+        (
+            "head",
+            _truncate("backbone-efficientnet_lite0.pt"),
+            "backbone-efficientnet_lite0.pt: cannot be read",
+        ),
+        ("mlknn", _truncate("train_inputs.npy"), "train_inputs.npy: cannot be read"),
+        ("custom", lambda f: (f / "weights.pt").unlink(), "weights.pt: missing"),
+        ("custom", _edit_card(lambda c: c.pop("thresholds")), "model.json: missing key(s) thresholds"),
+        ("custom", lambda f: (f / "model.json").write_text('{"method": "cus'), "model.json: not valid JSON"),
+        (
+            "custom",
+            _edit_card(lambda c: (c["genres"].append("Extra"), c["thresholds"].append(0.5))),
+            "do not fit its model.json",
+        ),
+        ("custom", _edit_card(lambda c: c["genres"].append("Extra")), "genres but"),
+    ],
+)
+def test_a_damaged_model_folder_is_a_one_line_error_naming_what_is_wrong(
+    project, tmp_path, method, damage, message
+):
     out = _damaged(project, tmp_path, method, damage)
     assert out.returncode == 2, out.stderr
     assert message in out.stderr and "Traceback" not in out.stderr
 
 
 def test_predict_refuses_a_top_k_below_one(project):
-    out = run(["postergenre", "predict", "--model", "models/custom", "--top-k", "0", "x.jpg"], project,
-              check=False)
+    out = run(
+        ["postergenre", "predict", "--model", "models/custom", "--top-k", "0", "x.jpg"], project, check=False
+    )
     assert out.returncode == 2 and "--top-k: must be at least 1" in out.stderr
 
 
@@ -406,7 +461,10 @@ def test_a_model_folder_cannot_raise_the_decompression_bomb_limit(project, tmp_p
     card["preprocess"]["max_pixels"] = 10**12
     (folder / "model.json").write_text(json.dumps(card))
     Image.new("RGB", (8000, 7000)).save(tmp_path / "big.png")  # 56 megapixels
-    out = run(["postergenre", "predict", "--json", "--model", str(folder), str(tmp_path / "big.png")],
-              project, check=False)
+    out = run(
+        ["postergenre", "predict", "--json", "--model", str(folder), str(tmp_path / "big.png")],
+        project,
+        check=False,
+    )
     assert out.returncode == 2 and "no poster could be predicted" in out.stderr
     assert [e["reason"] for e in json.loads(out.stdout)["errors"]] == ["too_many_pixels"]

@@ -25,12 +25,19 @@ def _png(path) -> Image.Image:
 
 
 def _rows():
-    pr = [{"genre": g, "recall": r, "precision": round(1 - r * (j + 1) / 5, 4)}
-          for j, g in enumerate(GENRES) for r in (0.0, 0.5, 1.0)]
-    f1 = [{"genre": g, "threshold": t, "f1": round(0.2 + 0.1 * j + (0.1 if t == "tuned" else 0), 3)}
-          for j, g in enumerate(GENRES) for t in ("0.5", "tuned")]
-    training = [{"epoch": e, "loss": 1 / (e + 1), "curve": c} for e in (0.5, 1, 1.5, 2)
-                for c in ("train", "dev")]
+    pr = [
+        {"genre": g, "recall": r, "precision": round(1 - r * (j + 1) / 5, 4)}
+        for j, g in enumerate(GENRES)
+        for r in (0.0, 0.5, 1.0)
+    ]
+    f1 = [
+        {"genre": g, "threshold": t, "f1": round(0.2 + 0.1 * j + (0.1 if t == "tuned" else 0), 3)}
+        for j, g in enumerate(GENRES)
+        for t in ("0.5", "tuned")
+    ]
+    training = [
+        {"epoch": e, "loss": 1 / (e + 1), "curve": c} for e in (0.5, 1, 1.5, 2) for c in ("train", "dev")
+    ]
     return pr, f1, training
 
 
@@ -38,8 +45,7 @@ def test_the_report_pictures_are_drawn_distinct_and_identical_on_a_rerun(tmp_pat
     pr, f1, training = _rows()
     for run in ("a", "b"):
         out = tmp_path / run
-        figures.pr_curves_png(out / "pr.png", pr, GENRES, [0.9, 0.7, None, 0.4],
-                              [0.5, 0.3, 0.0, 0.2], "PR")
+        figures.pr_curves_png(out / "pr.png", pr, GENRES, [0.9, 0.7, None, 0.4], [0.5, 0.3, 0.0, 0.2], "PR")
         figures.f1_bars_png(out / "f1.png", f1, GENRES, "F1")
         figures.training_png(out / "training.png", training, "loss")
     images = {name: _png(tmp_path / "a" / name) for name in ("pr.png", "f1.png", "training.png")}
@@ -61,8 +67,15 @@ def test_the_gallery_marks_right_genres_green_and_wrong_ones_red(tmp_path):
     Y = np.array([[1, 0, 0, 0], [0, 1, 0, 0]])
     Yhat = np.array([[1, 0, 1, 0], [0, 0, 0, 0]])  # one right, one wrong; none for the second
     P = np.array([[0.6, 0.1, 0.9, 0.2], [0.1, 0.3, 0.2, 0.1]])
-    figures.gallery_png(tmp_path / "g.png", posters, ["A Very Long Title That Must Wrap Somewhere",
-                                                      "Short"], GENRES, Y, Yhat, P)
+    figures.gallery_png(
+        tmp_path / "g.png",
+        posters,
+        ["A Very Long Title That Must Wrap Somewhere", "Short"],
+        GENRES,
+        Y,
+        Yhat,
+        P,
+    )
     pixels = np.asarray(_png(tmp_path / "g.png")).astype(int)
     cell = pixels.shape[1] // 2
     red = (pixels[..., 0] > 150) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
@@ -88,8 +101,15 @@ def test_the_gallery_lists_predicted_genres_by_score(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ImageDraw.ImageDraw, "text", spy)
     posters = np.zeros((1, 60, 40, 3), dtype=np.uint8)
-    figures.gallery_png(tmp_path / "g.png", posters, ["T"], GENRES, np.array([[1, 1, 0, 0]]),
-                        np.array([[1, 1, 1, 1]]), np.array([[0.55, 0.95, 0.7, 0.6]]))
+    figures.gallery_png(
+        tmp_path / "g.png",
+        posters,
+        ["T"],
+        GENRES,
+        np.array([[1, 1, 0, 0]]),
+        np.array([[1, 1, 1, 1]]),
+        np.array([[0.55, 0.95, 0.7, 0.6]]),
+    )
     picked = [t for t in drawn if t[:1] in "✓✗"]
     assert picked == ["✓ Comedy 0.95", "✗ Horror 0.70", "✗ Action 0.60", "✓ Drama 0.55"]
 
@@ -97,19 +117,34 @@ def test_the_gallery_lists_predicted_genres_by_score(tmp_path, monkeypatch):
 def test_training_rows_draw_quarter_epochs_and_one_curve_pair_per_setting():
     from postergenre.pipeline.train import training_rows
 
-    history = [{"epoch": 0, "dev_loss": 0.9, "dev_mAP": 0.1, "weight_decay": 1.0},
-               {"epoch": 1, "train_loss": 0.5, "train_loss_quarters": [0.8, 0.6, 0.4, 0.2],
-                "dev_loss": 0.45, "dev_mAP": 0.3, "weight_decay": 1.0},
-               {"epoch": 1, "train_loss": 0.6, "dev_loss": 0.5, "dev_mAP": 0.2, "weight_decay": 10.0},
-               {"epoch": 2, "train_loss": 0.3, "dev_loss": 0.4, "dev_mAP": 0.4, "finetune": True}]
+    history = [
+        {"epoch": 0, "dev_loss": 0.9, "dev_mAP": 0.1, "weight_decay": 1.0},
+        {
+            "epoch": 1,
+            "train_loss": 0.5,
+            "train_loss_quarters": [0.8, 0.6, 0.4, 0.2],
+            "dev_loss": 0.45,
+            "dev_mAP": 0.3,
+            "weight_decay": 1.0,
+        },
+        {"epoch": 1, "train_loss": 0.6, "dev_loss": 0.5, "dev_mAP": 0.2, "weight_decay": 10.0},
+        {"epoch": 2, "train_loss": 0.3, "dev_loss": 0.4, "dev_mAP": 0.4, "finetune": True},
+    ]
     rows = training_rows(history)
     train = [(r["epoch"], r["loss"]) for r in rows if r["curve"] == "train (weight_decay 1)"]
     assert train == [(0.25, 0.8), (0.5, 0.6), (0.75, 0.4), (1.0, 0.2)]
     assert [(r["epoch"], r["loss"]) for r in rows if r["curve"] == "dev (weight_decay 1)"] == [
-        (0, 0.9), (1, 0.45)]
-    assert {r["curve"] for r in rows} == {"train (weight_decay 1)", "dev (weight_decay 1)",
-                                           "train (weight_decay 10)", "dev (weight_decay 10)",
-                                           "train (finetune)", "dev (finetune)"}
+        (0, 0.9),
+        (1, 0.45),
+    ]
+    assert {r["curve"] for r in rows} == {
+        "train (weight_decay 1)",
+        "dev (weight_decay 1)",
+        "train (weight_decay 10)",
+        "dev (weight_decay 10)",
+        "train (finetune)",
+        "dev (finetune)",
+    }
 
 
 def test_progress_logs_counts_rate_and_time_left(caplog, monkeypatch):
@@ -120,10 +155,10 @@ def test_progress_logs_counts_rate_and_time_left(caplog, monkeypatch):
     monkeypatch.setattr(progress, "on_terminal", lambda: False)
     with caplog.at_level(logging.INFO, logger="postergenre.progress"):
         bar = progress.Progress("embed", 1000, "poster", every=10)  # t=0
-        bar.update(100)   # t=5: too soon
-        bar.update(200)   # t=12: 300 done, 25/s -> 700 left in 28 s
-        bar.update(700)   # t=30, done: no "left" line
-        bar.close()       # t=40: 25/s over the whole run
+        bar.update(100)  # t=5: too soon
+        bar.update(200)  # t=12: 300 done, 25/s -> 700 left in 28 s
+        bar.update(700)  # t=30, done: no "left" line
+        bar.close()  # t=40: 25/s over the whole run
     lines = [r.getMessage() for r in caplog.records]
     assert lines[0] == "embed: 300/1,000 posters (30%), 25.0/s, 28s left"
     assert lines[-1].startswith("embed: 1,000/1,000 posters (100%)") and "in all" in lines[-1]
@@ -136,12 +171,21 @@ def test_progress_logs_counts_rate_and_time_left(caplog, monkeypatch):
 
 def _show_json(names_and_k):
     def state(name, k, map_):  # as `dvc exp show --json` gives them: the workspace has no name
-        return {"rev": name, "name": None if name == "workspace" else name, "data": {
-            "params": {"params.yaml": {"data": {"k": k, "seed": 0, "data": {"source": "synthetic"}}}},
-            "metrics": {f"metrics/{m}.json": {"data": {"mAP": map_ + i / 100, "micro_f1": 0.5}}
-                        for i, m in enumerate(["baseline", "mlknn", "ovr", "custom", "resnet34",
-                                               "head", "mlknn_features"])}
-            | {"metrics/embed/efficientnet_lite0-squash.json": {"data": {"seconds": 3.0}}}}}
+        return {
+            "rev": name,
+            "name": None if name == "workspace" else name,
+            "data": {
+                "params": {"params.yaml": {"data": {"k": k, "seed": 0, "data": {"source": "synthetic"}}}},
+                "metrics": {
+                    f"metrics/{m}.json": {"data": {"mAP": map_ + i / 100, "micro_f1": 0.5}}
+                    for i, m in enumerate(
+                        ["baseline", "mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features"]
+                    )
+                }
+                | {"metrics/embed/efficientnet_lite0-squash.json": {"data": {"seconds": 3.0}}},
+            },
+        }
+
     workspace, *exps = [state(n, k, 0.1 * (i + 1)) for i, (n, k) in enumerate(names_and_k)]
     return [workspace | {"experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]
 
@@ -149,25 +193,39 @@ def _show_json(names_and_k):
 def test_compare_fits_three_experiments_in_120_columns():
     from postergenre.apps.compare import DEFAULT_METRICS, experiments, table
 
-    text = table(experiments(_show_json([("workspace", 10), ("k40-a-rather-long-experiment-name", 40),
-                                         ("k3", 3)])), DEFAULT_METRICS)
+    text = table(
+        experiments(_show_json([("workspace", 10), ("k40-a-rather-long-experiment-name", 40), ("k3", 3)])),
+        DEFAULT_METRICS,
+    )
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 120
     assert lines[0] == "params that differ: k"
     assert any(line.split() == ["k3", "k=3"] for line in lines)
     assert any(line.split() == ["workspace", "k=10"] for line in lines)
     header = next(line for line in lines if line.startswith("mAP"))
-    assert header.split()[1:] == ["baseline", "mlknn", "ovr", "custom", "resnet34", "head",
-                                  "mlknn_features"]  # a metrics file of no method is left out
-    row = next(line for line in lines[lines.index(header):] if line.startswith("k3"))
+    assert header.split()[1:] == [
+        "baseline",
+        "mlknn",
+        "ovr",
+        "custom",
+        "resnet34",
+        "head",
+        "mlknn_features",
+    ]  # a metrics file of no method is left out
+    row = next(line for line in lines[lines.index(header) :] if line.startswith("k3"))
     assert row.split()[1:3] == ["0.3000", "0.3100"]
     missing = lines[lines.index(next(x for x in lines if x.startswith("macro_roc_auc"))) + 1]
     assert set(missing.split()[1:]) == {"-"}  # a metric the files lack is shown as missing
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "postergenre.apps.cli", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "postergenre.apps.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_version_and_help_describe_every_subcommand():
@@ -180,8 +238,7 @@ def test_version_and_help_describe_every_subcommand():
     assert tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"] == __version__
     train = " ".join(_cli("train", "--help").stdout.split())
     assert "fit one method on the train split" in train
-    assert ("one of baseline, custom, ensemble, head, lite, mlknn, mlknn_features, ovr, resnet34"
-            in train)
+    assert "one of baseline, custom, ensemble, head, lite, mlknn, mlknn_features, ovr, resnet34" in train
     download = " ".join(_cli("download-posters", "--help").stdout.split())
     assert "(default: 16)" in download and "{poster_path,imdb_id,tmdb_id}" in download
     assert "(default: w500)" in download
@@ -191,16 +248,29 @@ def test_version_and_help_describe_every_subcommand():
     assert bad.returncode == 2 and "invalid choice: 'nosuchmethod'" in bad.stderr
 
 
-@pytest.mark.parametrize("command", [[], ["check-params"], ["synthesize"], ["ingest"], ["resize"],
-                                     ["split"], ["embed"], ["download-posters"], ["predict"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        [],
+        ["check-params"],
+        ["synthesize"],
+        ["ingest"],
+        ["resize"],
+        ["split"],
+        ["embed"],
+        ["download-posters"],
+        ["predict"],
+    ],
+)
 def test_the_front_end_and_the_data_subcommands_help_without_torch(command):
     # how fast: bench/cli.py; here, that the heavy imports stay out
-    code = ("import sys\nfrom postergenre.apps.cli import main\n"
-            f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'sklearn', 'mlflow', 'dvc') if m in sys.modules]\n"
-            "sys.exit(f'imported {heavy}' if heavy else 0)\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                         timeout=120)
+    code = (
+        "import sys\nfrom postergenre.apps.cli import main\n"
+        f"try:\n    main({[*command, '--help']!r})\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'mlflow', 'dvc') if m in sys.modules]\n"
+        "sys.exit(f'imported {heavy}' if heavy else 0)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "usage: postergenre" in out.stdout
 
@@ -231,8 +301,13 @@ def test_embedding_a_read_only_array_gives_no_warning():
 
 
 def test_log_lines_carry_the_time():
-    out = subprocess.run([sys.executable, "-m", "postergenre.pipeline.check"], cwd=REPO,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "postergenre.pipeline.check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     line = out.stderr.strip().splitlines()[-1]
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (INFO|ERROR)", line), line
 

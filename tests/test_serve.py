@@ -23,12 +23,21 @@ MB = 2**20
 @pytest.fixture(scope="module")
 def served(project, tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": tracking_uri(project)}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(project / "src"),
+        "MLFLOW_TRACKING_URI": tracking_uri(project),
+    }
     with log.open("w") as err:
-        proc = subprocess.Popen([str(BIN / "postergenre"), "serve", "--model", "models/head",
-                                 "--port", "0", "--timeout", "2"], cwd=project, env=env,
-                                stdout=subprocess.PIPE, stderr=err, text=True)
+        proc = subprocess.Popen(
+            [str(BIN / "postergenre"), "serve", "--model", "models/head", "--port", "0", "--timeout", "2"],
+            cwd=project,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
     try:
         line = proc.stdout.readline()
         port = int(re.search(r"http://127\.0\.0\.1:(\d+)/", line).group(1))
@@ -100,8 +109,7 @@ def test_malformed_requests_are_refused_before_their_bodies_are_read(served, pro
     before = peak_kb(served.proc.pid)
     cases = [  # (request bytes, status, words of the error)
         (post_head(served.host), 411, "Content-Length"),
-        (post_head(served.host, "Transfer-Encoding: chunked") + b"5\r\nhello\r\n0\r\n\r\n",
-         411, "chunked"),
+        (post_head(served.host, "Transfer-Encoding: chunked") + b"5\r\nhello\r\n0\r\n\r\n", 411, "chunked"),
         (post_head(served.host, "Content-Length: abc"), 400, "not a number"),
         (post_head(served.host, "Content-Length: 1e3"), 400, "not a number"),
         (post_head(served.host, f"Content-Length: {60 * MB}"), 413, "60.0 MB"),
@@ -133,8 +141,9 @@ def test_malformed_requests_are_refused_before_their_bodies_are_read(served, pro
 
     # a body sent after the answer to a wrong path is not read as a second request
     smuggled = b"GET /api/model HTTP/1.1\r\nHost: " + served.host.encode() + b"\r\n\r\n"
-    answer = exchange(served.port, post_head(served.host, f"Content-Length: {len(smuggled)}",
-                                             path="/nowhere") + smuggled)
+    answer = exchange(
+        served.port, post_head(served.host, f"Content-Length: {len(smuggled)}", path="/nowhere") + smuggled
+    )
     assert status(answer) == 404 and answer.count(b"HTTP/1.") == 1
 
     # a body that stops arriving: 408 after the server's --timeout (2 s)
@@ -154,21 +163,37 @@ def test_malformed_requests_are_refused_before_their_bodies_are_read(served, pro
         answer = exchange(served.port, f"GET / HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
         assert status(answer) == 200
     poster = (project / "data/raw/synthetic/posters/1.jpg").read_bytes()
-    answer = exchange(served.port, post_head(served.host, f"Content-Length: {len(poster)}")
-                      + poster)
+    answer = exchange(served.port, post_head(served.host, f"Content-Length: {len(poster)}") + poster)
     assert status(answer) == 200 and body(answer)["rows"]
     log = served.log.read_text()
-    for line in ("POST /api/explain 413", "GET / 403", "POST /api/explain 408",
-                 "POST /nowhere 404", "POST /api/explain 200"):
+    for line in (
+        "POST /api/explain 413",
+        "GET / 403",
+        "POST /api/explain 408",
+        "POST /nowhere 404",
+        "POST /api/explain 200",
+    ):
         assert re.search(re.escape(line) + r" \d+ B \d+ ms", log), line
 
 
 def test_a_bounded_fuzz_leaves_the_server_alive_and_every_answer_valid(served):
     rng = random.Random(20190601)
     methods = ["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH", "G\x00T", "get", "X" * 300]
-    paths = ["/", "/browse", "/api/model", "/api/test?offset=-5&limit=999999", "/api/explain",
-             "/api/heatmap/x/0", "/api/heatmap/../../etc/passwd/1", "/api/poster/%00.png",
-             "/api/test?offset=abc", "//", "/" + "a" * 5000, "*", "/%ff%fe"]
+    paths = [
+        "/",
+        "/browse",
+        "/api/model",
+        "/api/test?offset=-5&limit=999999",
+        "/api/explain",
+        "/api/heatmap/x/0",
+        "/api/heatmap/../../etc/passwd/1",
+        "/api/poster/%00.png",
+        "/api/test?offset=abc",
+        "//",
+        "/" + "a" * 5000,
+        "*",
+        "/%ff%fe",
+    ]
     hosts = [served.host, f"localhost:{served.port}", "evil.example", "", "127.0.0.1:1"]
     codes = []
     for _ in range(300):
@@ -177,8 +202,9 @@ def test_a_bounded_fuzz_leaves_the_server_alive_and_every_answer_valid(served):
         if host or rng.random() < 0.5:
             headers.append(f"Host: {host}")
         payload = bytes(rng.getrandbits(8) for _ in range(rng.choice([0, 1, 17, 300, 5000])))
-        length = rng.choice([str(len(payload)), "-7", "abc", str(len(payload) + 50), "0", "",
-                             str(10**12), None])
+        length = rng.choice(
+            [str(len(payload)), "-7", "abc", str(len(payload) + 50), "0", "", str(10**12), None]
+        )
         if length is not None:
             headers.append(f"Content-Length: {length}")
         if rng.random() < 0.1:

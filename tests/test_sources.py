@@ -34,8 +34,7 @@ def write_tmdb(folder: Path, rows: list[list[str]], raw_tail: bytes = b"") -> Pa
 
 
 def tmdb_data(folder: Path, key: str = "imdb_id") -> dict:
-    return {"source": "tmdb", "path": str(folder), "posters": "", "poster_key": key,
-            "poster_ext": ".jpg"}
+    return {"source": "tmdb", "path": str(folder), "posters": "", "poster_key": key, "poster_ext": ".jpg"}
 
 
 def test_tmdb_genres_are_parsed_as_data():
@@ -43,10 +42,18 @@ def test_tmdb_genres_are_parsed_as_data():
     assert parse_tmdb_genres("[]") == []
 
 
-@pytest.mark.parametrize("text", [
-    "Drama", "{'id': 1, 'name': 'Drama'}", "[1, 2]", "[{'id': 1}]", "",
-    "__import__('os').system('echo pwned')", "[{'id': 1, 'name': 'Drama'}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Drama",
+        "{'id': 1, 'name': 'Drama'}",
+        "[1, 2]",
+        "[{'id': 1}]",
+        "",
+        "__import__('os').system('echo pwned')",
+        "[{'id': 1, 'name': 'Drama'}",
+    ],
+)
 def test_genres_that_are_not_a_list_of_dicts_are_rejected(text):
     with pytest.raises(ValueError):
         parse_tmdb_genres(text)
@@ -59,17 +66,31 @@ def test_genres_field_is_never_executed(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("key, row, name", [
-    ("imdb_id", {"imdb_id": "tt0114709"}, "114709.jpg"),
-    ("tmdb_id", {"id": "862"}, "862.jpg"),
-    ("poster_path", {"poster_path": "/rhIRbceoE9lR4veEXuwCC2wARtG.jpg"}, "rhIRbceoE9lR4veEXuwCC2wARtG.jpg"),
-])
+@pytest.mark.parametrize(
+    "key, row, name",
+    [
+        ("imdb_id", {"imdb_id": "tt0114709"}, "114709.jpg"),
+        ("tmdb_id", {"id": "862"}, "862.jpg"),
+        (
+            "poster_path",
+            {"poster_path": "/rhIRbceoE9lR4veEXuwCC2wARtG.jpg"},
+            "rhIRbceoE9lR4veEXuwCC2wARtG.jpg",
+        ),
+    ],
+)
 def test_tmdb_poster_name_by_key(key, row, name):
     assert tmdb_poster_name(row, key, ".jpg") == name
 
 
-@pytest.mark.parametrize("row", [{"poster_path": "/../../etc/passwd"}, {"poster_path": ""},
-                                 {"poster_path": "x.jpg"}, {"poster_path": "/a/b.jpg"}])
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"poster_path": "/../../etc/passwd"},
+        {"poster_path": ""},
+        {"poster_path": "x.jpg"},
+        {"poster_path": "/a/b.jpg"},
+    ],
+)
 def test_malformed_poster_path_is_refused(row):
     with pytest.raises(ValueError, match="malformed poster_path"):
         tmdb_poster_name(row, "poster_path", ".jpg")
@@ -95,17 +116,23 @@ def test_tmdb_bad_rows_end_in_the_report_and_counts_add_up(tmp_path):
         ["False", g("Drama"), "13", "nm123", "x", "/m.jpg", "Bad Imdb"],
         ["False", g("Comedy"), "14", "tt0000002", "x", "/n.jpg", "What's Up, Doc?"],
     ]
-    undecodable = (b'False,"[{\'id\': 1, \'name\': \'Drama\'}]",15,tt0000015,x,/o.jpg,'
-                   b'Bad \xff\xfe Bytes\n')
+    undecodable = b"False,\"[{'id': 1, 'name': 'Drama'}]\",15,tt0000015,x,/o.jpg,Bad \xff\xfe Bytes\n"
     write_tmdb(src, rows, raw_tail=undecodable)
     out = tmp_path / "interim"
     report = ingest(tmdb_data(src), min_genre_count=1, out_dir=out)
     assert report["rows_in"] == 15
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"]
     assert report["dropped_by_reason"] == {
-        "bad_id": 1, "bad_poster_key": 1, "duplicate_id": 1, "duplicate_title": 1,
-        "genres_not_a_list": 1, "no_genre": 2, "poster_missing": 1, "title_has_slash": 1,
-        "title_undecodable": 1, "wrong_field_count": 1,
+        "bad_id": 1,
+        "bad_poster_key": 1,
+        "duplicate_id": 1,
+        "duplicate_title": 1,
+        "genres_not_a_list": 1,
+        "no_genre": 2,
+        "poster_missing": 1,
+        "title_has_slash": 1,
+        "title_undecodable": 1,
+        "wrong_field_count": 1,
     }
     assert report["labels_removed"]["unknown_genre"] == {"Space Opera": 2}
     with open(out / "movies.csv", encoding="utf-8", newline="") as f:
@@ -120,10 +147,11 @@ def test_tmdb_bad_rows_end_in_the_report_and_counts_add_up(tmp_path):
 def test_csv_source_rejects_short_rows_and_missing_fields(tmp_path):
     write_poster(tmp_path / "posters" / "a.jpg")
     (tmp_path / "movies.csv").write_text(
-        "id,title,genres,poster\n1,Alpha,Drama|Comedy,a.jpg\n2,Beta,Drama\n3,,Drama,a.jpg\n",
-        encoding="utf-8")
-    rows = read_source({"source": "csv", "path": str(tmp_path), "posters": "", "poster_key": "imdb_id",
-                        "poster_ext": ".jpg"})
+        "id,title,genres,poster\n1,Alpha,Drama|Comedy,a.jpg\n2,Beta,Drama\n3,,Drama,a.jpg\n", encoding="utf-8"
+    )
+    rows = read_source(
+        {"source": "csv", "path": str(tmp_path), "posters": "", "poster_key": "imdb_id", "poster_ext": ".jpg"}
+    )
     assert [r["id"] for r in rows.records] == ["1"]
     assert rows.records[0]["genres"] == ["Drama", "Comedy"]
     assert [r["reason"] for r in rows.rejects] == ["wrong_field_count", "missing_field"]
@@ -132,8 +160,15 @@ def test_csv_source_rejects_short_rows_and_missing_fields(tmp_path):
 def test_csv_source_without_required_columns_is_a_clear_error(tmp_path):
     (tmp_path / "movies.csv").write_text("id,name\n1,x\n", encoding="utf-8")
     with pytest.raises(SourceError, match="missing column.*genres"):
-        read_source({"source": "csv", "path": str(tmp_path), "posters": "", "poster_key": "imdb_id",
-                     "poster_ext": ".jpg"})
+        read_source(
+            {
+                "source": "csv",
+                "path": str(tmp_path),
+                "posters": "",
+                "poster_key": "imdb_id",
+                "poster_ext": ".jpg",
+            }
+        )
 
 
 def test_missing_data_path_is_a_clear_error(tmp_path):
@@ -145,11 +180,13 @@ def test_movielens_accounts_for_every_poster(tmp_path):
     for name in ("113228.jpg", "114709.jpg", "999.jpg", "5.jpg", "notanumber.jpg"):
         write_poster(tmp_path / "posters" / name)
     (tmp_path / "links.csv").write_text(
-        "movieId,imdbId,tmdbId\n1,0114709,862\n3,0113228,15602\n4,0000005,1\n", encoding="utf-8")
+        "movieId,imdbId,tmdbId\n1,0114709,862\n3,0113228,15602\n4,0000005,1\n", encoding="utf-8"
+    )
     (tmp_path / "movies.csv").write_text(
-        'movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Children\n'
+        "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation|Children\n"
         '3,"Grumpier Old Men, The (1995)",Comedy|Romance\n4,Nothing (2000),(no genres listed)\n',
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     rows = read_movielens(tmp_path, tmp_path / "posters")
     assert rows.rows_in == 5
     by_id = {r["id"]: r for r in rows.records}
@@ -163,56 +200,87 @@ def test_movielens_files_saved_with_a_byte_order_mark_and_spaced_genres_are_read
     write_poster(tmp_path / "posters" / "114709.jpg")
     write_poster(tmp_path / "posters" / "113228.jpg")
     (tmp_path / "links.csv").write_bytes(
-        "\ufeffmovieId,imdbId,tmdbId\n1,0114709,862\n3,0113228,15602\n".encode("utf-8"))
+        "\ufeffmovieId,imdbId,tmdbId\n1,0114709,862\n3,0113228,15602\n".encode("utf-8")
+    )
     (tmp_path / "movies.csv").write_bytes(
         "\ufeffmovieId,title,genres\n1,Toy Story (1995), Adventure | Animation \n"
-        "3,Heat (1995),Action|Crime\n".encode("utf-8"))
+        "3,Heat (1995),Action|Crime\n".encode("utf-8")
+    )
     rows = read_movielens(tmp_path, tmp_path / "posters")
-    assert {r["id"]: r["genres"] for r in rows.records} == {"1": ["Adventure", "Animation"],
-                                                            "3": ["Action", "Crime"]}
+    assert {r["id"]: r["genres"] for r in rows.records} == {
+        "1": ["Adventure", "Animation"],
+        "3": ["Action", "Crime"],
+    }
 
 
 def test_movielens_side_file_rows_that_cannot_be_used_are_reported(tmp_path):
     for name in ("114709.jpg", "113228.jpg"):
         write_poster(tmp_path / "posters" / name)
     (tmp_path / "links.csv").write_text(
-        "movieId,imdbId,tmdbId\n1,0114709,862\n2,tt0113497,8844\n3,0113228,15602\n"
-        "9,0114709,1\n", encoding="utf-8")
+        "movieId,imdbId,tmdbId\n1,0114709,862\n2,tt0113497,8844\n3,0113228,15602\n9,0114709,1\n",
+        encoding="utf-8",
+    )
     (tmp_path / "movies.csv").write_text(
         "movieId,title,genres\n1,Toy Story (1995),Animation\n3,Heat (1995),Action\n"
-        "3,Heat again (1995),Drama\n4,Short\n", encoding="utf-8")
-    data = {"source": "movielens", "path": str(tmp_path), "posters": "", "poster_key": "imdb_id",
-            "poster_ext": ".jpg"}
+        "3,Heat again (1995),Drama\n4,Short\n",
+        encoding="utf-8",
+    )
+    data = {
+        "source": "movielens",
+        "path": str(tmp_path),
+        "posters": "",
+        "poster_key": "imdb_id",
+        "poster_ext": ".jpg",
+    }
     report = ingest(data, 1, tmp_path / "interim")
-    ignored = {(i["file"], i["row"], i["reason"], i["id"], i["title"])
-               for i in report["metadata_rows_ignored"]}
+    ignored = {
+        (i["file"], i["row"], i["reason"], i["id"], i["title"]) for i in report["metadata_rows_ignored"]
+    }
     # each names its movie: the movieId, and the title where movies.csv has one
-    assert ignored == {("links.csv", 3, "bad_imdb_id", "2", ""),
-                       ("links.csv", 5, "duplicate_imdb_id", "9", ""),
-                       ("movies.csv", 4, "duplicate_movie_id", "3", "Heat again (1995)"),
-                       ("movies.csv", 5, "wrong_field_count", "4", "Short")}
+    assert ignored == {
+        ("links.csv", 3, "bad_imdb_id", "2", ""),
+        ("links.csv", 5, "duplicate_imdb_id", "9", ""),
+        ("movies.csv", 4, "duplicate_movie_id", "3", "Heat again (1995)"),
+        ("movies.csv", 5, "wrong_field_count", "4", "Short"),
+    }
     assert report["metadata_rows_ignored_by_reason"]["links.csv: bad_imdb_id"] == 1
     assert report["rows_kept"] == 2  # the first rows won; both posters kept
 
 
 def test_a_malformed_links_row_names_its_movie_and_title(tmp_path):
     write_poster(tmp_path / "posters" / "114709.jpg")
-    (tmp_path / "links.csv").write_text("movieId,imdbId,tmdbId\n1,0114709,862\n"
-                                        "777777,tt-not-a-number,5\n", encoding="utf-8")
-    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,Toy Story (1995),Animation\n"
-                                         "777777,Lost Reel (1931),Drama\n", encoding="utf-8")
+    (tmp_path / "links.csv").write_text(
+        "movieId,imdbId,tmdbId\n1,0114709,862\n777777,tt-not-a-number,5\n", encoding="utf-8"
+    )
+    (tmp_path / "movies.csv").write_text(
+        "movieId,title,genres\n1,Toy Story (1995),Animation\n777777,Lost Reel (1931),Drama\n",
+        encoding="utf-8",
+    )
     rows = read_movielens(tmp_path, tmp_path / "posters")
-    assert rows.ignored == [{"file": "links.csv", "row": 3, "id": "777777",
-                             "title": "Lost Reel (1931)", "reason": "bad_imdb_id",
-                             "detail": "imdbId 'tt-not-a-number' is not a number"}]
+    assert rows.ignored == [
+        {
+            "file": "links.csv",
+            "row": 3,
+            "id": "777777",
+            "title": "Lost Reel (1931)",
+            "reason": "bad_imdb_id",
+            "detail": "imdbId 'tt-not-a-number' is not a number",
+        }
+    ]
 
 
 def test_a_source_refused_whole_still_writes_its_report(tmp_path):
     write_poster(tmp_path / "src" / "posters" / "1.jpg")
-    (tmp_path / "src" / "movies.csv").write_text("id,title,genres,poster\n1,A/B,Drama,1.jpg\n"
-                                                 "2,Gone,Drama,2.jpg\n", encoding="utf-8")
-    data = {"source": "csv", "path": str(tmp_path / "src"), "posters": "",
-            "poster_key": "imdb_id", "poster_ext": ".jpg"}
+    (tmp_path / "src" / "movies.csv").write_text(
+        "id,title,genres,poster\n1,A/B,Drama,1.jpg\n2,Gone,Drama,2.jpg\n", encoding="utf-8"
+    )
+    data = {
+        "source": "csv",
+        "path": str(tmp_path / "src"),
+        "posters": "",
+        "poster_key": "imdb_id",
+        "poster_ext": ".jpg",
+    }
     with pytest.raises(ValueError, match="no movie survived cleaning") as err:
         ingest(data, 1, tmp_path / "interim")
     refused = tmp_path / "interim_report.refused.json"
@@ -221,8 +289,9 @@ def test_a_source_refused_whole_still_writes_its_report(tmp_path):
     assert report["rows_in"] == 2 and report["rows_kept"] == 0
     assert sorted(d["id"] for d in report["dropped"]) == ["1", "2"]
     # a later run that reads the source removes the refusal's report
-    (tmp_path / "src" / "movies.csv").write_text("id,title,genres,poster\n1,A,Drama,1.jpg\n",
-                                                 encoding="utf-8")
+    (tmp_path / "src" / "movies.csv").write_text(
+        "id,title,genres,poster\n1,A,Drama,1.jpg\n", encoding="utf-8"
+    )
     ingest(data, 1, tmp_path / "interim")
     assert not refused.exists() and (tmp_path / "interim" / "ingest_report.json").is_file()
 
@@ -231,12 +300,19 @@ def test_a_huge_tmdb_genres_field_is_rejected_before_it_is_parsed(tmp_path):
     huge = repr([{"id": i, "name": "Drama"} for i in range(200_000)])  # about 5 MB
     write_poster(tmp_path / "posters" / "1.jpg")
     write_poster(tmp_path / "posters" / "2.jpg")
-    write_tmdb(tmp_path, [["False", huge, "1", "tt0000001", "x", "/a.jpg", "Big"],
-                          ["False", g("Drama"), "2", "tt0000002", "x", "/b.jpg", "Small"]])
+    write_tmdb(
+        tmp_path,
+        [
+            ["False", huge, "1", "tt0000001", "x", "/a.jpg", "Big"],
+            ["False", g("Drama"), "2", "tt0000002", "x", "/b.jpg", "Small"],
+        ],
+    )
     rows = read_source(tmdb_data(tmp_path))
     assert [r["id"] for r in rows.records] == ["2"]
-    assert rows.rejects[0]["reason"] == "genres_too_long" and "more than a genres list" in \
-        rows.rejects[0]["detail"]
+    assert (
+        rows.rejects[0]["reason"] == "genres_too_long"
+        and "more than a genres list" in rows.rejects[0]["detail"]
+    )
 
 
 def test_a_field_beyond_the_csv_limit_is_a_clear_error_naming_the_line(tmp_path):
@@ -260,15 +336,24 @@ def test_tmdb_sample_matches_1048_real_posters(tmp_path):
     dropped_with_poster = [d for d in report["dropped"] if d["id"] in with_poster]
     assert report["rows_kept"] + len(dropped_with_poster) == 1048
     assert report["dropped_by_reason"] == {
-        "duplicate_title": 3, "no_genre": 73, "only_rare_genres": 3, "poster_missing": 1901,
-        "title_has_slash": 3}
+        "duplicate_title": 3,
+        "no_genre": 73,
+        "only_rare_genres": 3,
+        "poster_missing": 1901,
+        "title_has_slash": 3,
+    }
     assert report["rows_kept"] == 1013
 
 
 def test_movielens_real_posters_are_all_accounted_for(tmp_path):
     root = shared_data("movielens-posters")
-    data = {"source": "movielens", "path": str(root), "posters": "", "poster_key": "imdb_id",
-            "poster_ext": ".jpg"}
+    data = {
+        "source": "movielens",
+        "path": str(root),
+        "posters": "",
+        "poster_key": "imdb_id",
+        "poster_ext": ".jpg",
+    }
     report = ingest(data, min_genre_count=10, out_dir=tmp_path / "interim")
     assert report["rows_in"] == 13092
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"]
@@ -276,5 +361,9 @@ def test_movielens_real_posters_are_all_accounted_for(tmp_path):
     # The data's README counts 621 posters whose movie lists no genre: 620 are dropped for
     # that, and one ("Recto / verso") earlier for the slash in its title.
     assert report["dropped_by_reason"] == {
-        "duplicate_title": 1, "no_genre": 620, "no_links_row": 724, "title_has_slash": 17}
+        "duplicate_title": 1,
+        "no_genre": 620,
+        "no_links_row": 724,
+        "title_has_slash": 17,
+    }
     assert report["rows_kept"] == 11730

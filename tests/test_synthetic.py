@@ -32,6 +32,7 @@ def test_output_is_a_csv_source_with_2_3_posters(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 10
     from PIL import Image
+
     with Image.open(tmp_path / "s" / "posters" / rows[0]["poster"]) as im:
         assert im.size == (60, 90)
 
@@ -45,8 +46,12 @@ def test_genres_leave_a_learnable_but_imperfect_trace(tmp_path):
     generate(tmp_path / "s", n=800, seed=0, width=60, height=90, progress=False)
     with open(tmp_path / "s" / "movies.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    X = np.stack([np.asarray(Image.open(tmp_path / "s" / "posters" / r["poster"])
-                             .resize((12, 18))).ravel() / 255.0 for r in rows])
+    X = np.stack(
+        [
+            np.asarray(Image.open(tmp_path / "s" / "posters" / r["poster"]).resize((12, 18))).ravel() / 255.0
+            for r in rows
+        ]
+    )
     y = np.array(["Drama" in r["genres"].split("|") for r in rows])
     y2 = np.array(["Horror" in r["genres"].split("|") for r in rows])
     aucs = []

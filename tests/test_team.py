@@ -24,8 +24,11 @@ import pytest
 
 from tests.conftest import BIN, REPO, out_of_date, run, stages_run
 
-CREDS = {"AWS_ACCESS_KEY_ID": "team-key", "AWS_SECRET_ACCESS_KEY": "team-secret",
-         "AWS_DEFAULT_REGION": "us-east-1"}
+CREDS = {
+    "AWS_ACCESS_KEY_ID": "team-key",
+    "AWS_SECRET_ACCESS_KEY": "team-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -49,8 +52,13 @@ def wait_for(url: str, seconds: float = 60) -> None:
 
 @contextmanager
 def server(args: list[str], url: str, env: dict | None = None):
-    proc = subprocess.Popen(args, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(url)
         yield url
@@ -66,17 +74,24 @@ def server(args: list[str], url: str, env: dict | None = None):
 @contextmanager
 def s3_server(*flags: str):
     port = free_port()
-    with server([sys.executable, str(REPO / "tests" / "s3server.py"), "--port", str(port), *flags],
-                f"http://127.0.0.1:{port}/", CREDS) as url:
+    with server(
+        [sys.executable, str(REPO / "tests" / "s3server.py"), "--port", str(port), *flags],
+        f"http://127.0.0.1:{port}/",
+        CREDS,
+    ) as url:
         yield url.rstrip("/")
 
 
 def bucket(endpoint: str, name: str):
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                      aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"])
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDS["AWS_SECRET_ACCESS_KEY"],
+    )
     s3.create_bucket(Bucket=name)
     return s3
 
@@ -130,16 +145,19 @@ def test_a_second_clone_pulls_everything_and_recomputes_nothing(team, tmp_path):
     assert status == set()
     assert stages_run(repro.stdout) == set()  # tidy alone ran, as on every repro
     assert run(["git", "status", "--porcelain"], b).stdout == ""  # and the clone stays clean
-    print(f"\nsecond clone, git clone to up to date: {seconds:.1f} s (dvc push from A: "
-          f"{team['push_s']:.1f} s)")
+    print(
+        f"\nsecond clone, git clone to up to date: {seconds:.1f} s (dvc push from A: {team['push_s']:.1f} s)"
+    )
     # the second clone's models give the first clone's scores, to the digit (`postergenre
     # predict` is this function; tests/test_pipeline.py runs the command)
     from postergenre.apps.predict import predict_posters
 
     poster = team["a"] / "data" / "raw" / "synthetic" / "posters" / "1.jpg"
     for method in ("custom", "head", "mlknn"):
-        got = [predict_posters(repo / "models" / method, [poster])["predictions"][0]["scores"]
-               for repo in (team["a"], b)]
+        got = [
+            predict_posters(repo / "models" / method, [poster])["predictions"][0]["scores"]
+            for repo in (team["a"], b)
+        ]
         assert got[0] == got[1], method
     assert (b / "metrics" / "head.json").read_bytes() == (team["a"] / "metrics" / "head.json").read_bytes()
 
@@ -151,10 +169,14 @@ def test_a_killed_push_rerun_leaves_the_remote_complete(team, tmp_path):
         add_remote(a, "slow", "s3://slow/dvc", slow)
         try:
             path = f"{BIN}{os.pathsep}{os.environ['PATH']}"
-            push = subprocess.Popen(["dvc", "push", "-r", "slow", "-j", "1"], cwd=a,
-                                    env={**os.environ, **CREDS, "PATH": path},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                    start_new_session=True)
+            push = subprocess.Popen(
+                ["dvc", "push", "-r", "slow", "-j", "1"],
+                cwd=a,
+                env={**os.environ, **CREDS, "PATH": path},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             deadline = time.monotonic() + 120
             while objects(s3, "slow") < 5:
                 assert push.poll() is None, "the push ended before it could be killed"
@@ -185,8 +207,12 @@ def test_an_experiment_travels_through_the_git_server_and_the_remote(team, tmp_p
     run(["git", "clone", "-q", str(team["origin"]), str(b)], tmp_path)
     run(["dvc", "exp", "pull", "origin", "tall"], b, env=CREDS)
     shown = json.loads(run(["dvc", "exp", "show", "--json"], b).stdout)
-    exps = {rev["name"]: rev for state in shown for group in state.get("experiments") or []
-            for rev in group["revs"]}
+    exps = {
+        rev["name"]: rev
+        for state in shown
+        for group in state.get("experiments") or []
+        for rev in group["revs"]
+    }
     params = exps["tall"]["data"]["params"]["params.yaml"]["data"]
     assert params["methods"]["mlknn"]["size"] == "100x150"
     assert "mAP" in exps["tall"]["data"]["metrics"]["metrics/mlknn.json"]["data"]
@@ -222,12 +248,17 @@ def test_a_bad_remote_is_named_in_seconds(team, s3, tmp_path, problem):
         if problem != "unreachable":
             pull = run(["dvc", "pull"], b, check=False, env=CREDS, timeout=240)
             assert pull.returncode != 0
-            assert re.search(r"NoSuchBucket|InvalidAccessKeyId|403|does not exist",
-                             pull.stdout + pull.stderr, re.IGNORECASE)
+            assert re.search(
+                r"NoSuchBucket|InvalidAccessKeyId|403|does not exist",
+                pull.stdout + pull.stderr,
+                re.IGNORECASE,
+            )
     assert out.returncode == 2 and seconds < 30
-    expected = {"unreachable": "no answer from the server",
-                "missing bucket": "the bucket 'no-such-bucket' does not exist",
-                "wrong credentials": "the credentials were refused"}[problem]
+    expected = {
+        "unreachable": "no answer from the server",
+        "missing bucket": "the bucket 'no-such-bucket' does not exist",
+        "wrong credentials": "the credentials were refused",
+    }[problem]
     assert "remote 'storage'" in out.stderr and expected in out.stderr, out.stderr
 
 
@@ -246,16 +277,53 @@ def test_a_real_mlflow_server_keeps_runs_and_artifacts_on_s3(team, s3, tmp_path)
     store = bucket(s3, "mlflow")
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
-    mlflow_server = [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                     "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-                     "--artifacts-destination", "s3://mlflow/artifacts", "--workers", "1"]
+    mlflow_server = [
+        str(BIN / "mlflow"),
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--backend-store-uri",
+        f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "--artifacts-destination",
+        "s3://mlflow/artifacts",
+        "--workers",
+        "1",
+    ]
     with server(mlflow_server, f"{uri}/health", {**CREDS, "MLFLOW_S3_ENDPOINT_URL": s3}):
         env = {"MLFLOW_TRACKING_URI": uri, "DVC_EXP_NAME": "server-check"}  # no S3 keys: proxied
         model, plots = tmp_path / "model", tmp_path / "plots"
-        run(["python", "-m", "postergenre.pipeline.train", "mlknn", "--out", str(model), "--plots",
-             str(plots)], a, env=env)
-        run(["python", "-m", "postergenre.pipeline.evaluate", "mlknn", "--model", str(model), "--out",
-             str(tmp_path / "metrics" / "mlknn.json"), "--plots", str(plots)], a, env=env)
+        run(
+            [
+                "python",
+                "-m",
+                "postergenre.pipeline.train",
+                "mlknn",
+                "--out",
+                str(model),
+                "--plots",
+                str(plots),
+            ],
+            a,
+            env=env,
+        )
+        run(
+            [
+                "python",
+                "-m",
+                "postergenre.pipeline.evaluate",
+                "mlknn",
+                "--model",
+                str(model),
+                "--out",
+                str(tmp_path / "metrics" / "mlknn.json"),
+                "--plots",
+                str(plots),
+            ],
+            a,
+            env=env,
+        )
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name("postergenre")
         runs = {r.data.tags["stage"]: r for r in client.search_runs([experiment.experiment_id])}
@@ -284,9 +352,22 @@ def test_a_real_mlflow_server_keeps_runs_and_artifacts_on_s3(team, s3, tmp_path)
 
 def test_a_stage_fails_by_name_when_the_tracking_server_is_down(team, tmp_path):
     started = time.perf_counter()
-    out = run(["python", "-m", "postergenre.pipeline.train", "baseline", "--out", str(tmp_path / "m"),
-               "--plots", str(tmp_path / "p")], team["a"], check=False, timeout=120,
-              env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"})
+    out = run(
+        [
+            "python",
+            "-m",
+            "postergenre.pipeline.train",
+            "baseline",
+            "--out",
+            str(tmp_path / "m"),
+            "--plots",
+            str(tmp_path / "p"),
+        ],
+        team["a"],
+        check=False,
+        timeout=120,
+        env={"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{free_port()}"},
+    )
     assert out.returncode == 2 and time.perf_counter() - started < 60
     assert "MLflow tracking server http://127.0.0.1:" in out.stderr
     assert "does not answer" in out.stderr and not (tmp_path / "m").exists()

@@ -13,12 +13,18 @@ def test_a_killed_stage_run_is_marked_killed_by_the_next_one(tmp_path, monkeypat
 
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
-    killed = ("import os, signal\n"
-              "from postergenre.runtime.tracking import stage_run\n"
-              "with stage_run('train-x', {'seed': 1}):\n"
-              "    os.kill(os.getpid(), signal.SIGKILL)\n")
-    out = subprocess.run([sys.executable, "-c", killed], cwd=REPO, capture_output=True,
-                         env={"MLFLOW_TRACKING_URI": db, "PATH": "/usr/bin:/bin"})
+    killed = (
+        "import os, signal\n"
+        "from postergenre.runtime.tracking import stage_run\n"
+        "with stage_run('train-x', {'seed': 1}):\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", killed],
+        cwd=REPO,
+        capture_output=True,
+        env={"MLFLOW_TRACKING_URI": db, "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == -9
     client = MlflowClient(tracking_uri=db)
     experiment = client.get_experiment_by_name("postergenre")
@@ -65,10 +71,15 @@ def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatc
     with tracking.stage_run("evaluate-probe", {"seed": 1}) as evaluate:
         assert evaluate.link_to_training("train-probe", "abc") == train.run_id
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "postergenre.apps.mlflow_ui", "--port", str(port)],
-                              cwd=REPO, env={**os.environ, "MLFLOW_TRACKING_URI": db},
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                              start_new_session=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "postergenre.apps.mlflow_ui", "--port", str(port)],
+        cwd=REPO,
+        env={**os.environ, "MLFLOW_TRACKING_URI": db},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
     try:
         line = server.stdout.readline()
         url = line.split(": ", 1)[1].strip()
@@ -81,12 +92,23 @@ def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatc
             except OSError:
                 assert time.monotonic() < deadline, "mlflow ui did not start in 60 s"
                 time.sleep(0.5)
-        browser = [chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                   f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,900",
-                   "--virtual-time-budget=30000"]
+        browser = [
+            chromium,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1400,900",
+            "--virtual-time-budget=30000",
+        ]
         # one page load gives both: the DOM as rendered and a picture of it
-        dom = subprocess.run([*browser, "--dump-dom", f"--screenshot={tmp_path / 'runs.png'}", url],
-                             capture_output=True, text=True, timeout=120).stdout
+        dom = subprocess.run(
+            [*browser, "--dump-dom", f"--screenshot={tmp_path / 'runs.png'}", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)

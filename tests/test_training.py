@@ -51,6 +51,7 @@ def _kill_after(epoch):
     def on_epoch(record):
         if record["epoch"] == epoch:
             raise Killed  # after the loop wrote this epoch's checkpoint, as a SIGKILL would be
+
     return on_epoch
 
 
@@ -60,11 +61,13 @@ def test_a_killed_custom_cnn_resumes_to_the_uninterrupted_model(tmp_path, caplog
     whole = CustomCNNEstimator(GENRES, "16x16", **settings).fit(X, Y, dev=(X[:24], Y[:24]))
     with pytest.raises(Killed):
         CustomCNNEstimator(GENRES, "16x16", **settings).fit(
-            X, Y, dev=(X[:24], Y[:24]), on_epoch=_kill_after(2), checkpoints=tmp_path)
+            X, Y, dev=(X[:24], Y[:24]), on_epoch=_kill_after(2), checkpoints=tmp_path
+        )
     assert (tmp_path / "custom.pt").is_file()
     caplog.set_level("INFO")
     resumed = CustomCNNEstimator(GENRES, "16x16", **settings).fit(
-        X, Y, dev=(X[:24], Y[:24]), checkpoints=tmp_path)
+        X, Y, dev=(X[:24], Y[:24]), checkpoints=tmp_path
+    )
     assert "resuming after epoch 2" in caplog.text
     assert resumed.history == whole.history
     for key, value in whole.net.state_dict().items():
@@ -75,7 +78,8 @@ def test_a_checkpoint_from_other_settings_is_not_resumed(tmp_path, caplog):
     X, Y = posters()
     with pytest.raises(Killed):
         CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=3, batch_size=32).fit(
-            X, Y, on_epoch=_kill_after(1), checkpoints=tmp_path)
+            X, Y, on_epoch=_kill_after(1), checkpoints=tmp_path
+        )
     caplog.set_level("INFO")
     other = CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=3, batch_size=32, lr=0.01)
     other.fit(X, Y, checkpoints=tmp_path)
@@ -98,7 +102,8 @@ def test_a_planted_checkpoint_runs_no_code_and_training_starts_afresh(tmp_path, 
     torch.save({"fingerprint": _Planted(marker), "epoch": 1}, tmp_path / "custom.pt")
     caplog.set_level("INFO")
     model = CustomCNNEstimator(GENRES, "16x16", seed=5, epochs=2, batch_size=32).fit(
-        X, Y, checkpoints=tmp_path)
+        X, Y, checkpoints=tmp_path
+    )
     assert not marker.exists()
     assert "is not a checkpoint this code wrote (UnpicklingError" in caplog.text
     assert len(model.history) == 2 and "resuming" not in caplog.text
@@ -126,8 +131,7 @@ def test_a_killed_head_resumes_mid_weight_decay_sweep(tmp_path):
             FeatureHead(GENRES, "32x32", **settings).fit(F, Y, dev=(F[:50], Y[:50]), checkpoints=tmp_path)
     finally:
         training.train = real_train
-    resumed = FeatureHead(GENRES, "32x32", **settings).fit(F, Y, dev=(F[:50], Y[:50]),
-                                                           checkpoints=tmp_path)
+    resumed = FeatureHead(GENRES, "32x32", **settings).fit(F, Y, dev=(F[:50], Y[:50]), checkpoints=tmp_path)
     assert resumed.selection == whole.selection
     assert np.array_equal(resumed.predict_proba(F), whole.predict_proba(F))
 
@@ -149,17 +153,32 @@ def torchrun_runs(prepared, tmp_path_factory):
     logs = {}
     for method in ("custom", "head"):
         common = [method, "--params", str(out / "params.yaml"), "--plots", str(out / "plots" / method)]
-        logs[method] = run(["torchrun", "--standalone", "--nproc_per_node=2", "-m",
-                            "postergenre.pipeline.train", *common, "--out", str(out / "ddp" / method)],
-                           prepared, env=env).stderr
-        run(["python", "-m", "postergenre.pipeline.train", *common, "--out", str(out / "single" / method)],
-            prepared, env=env)
+        logs[method] = run(
+            [
+                "torchrun",
+                "--standalone",
+                "--nproc_per_node=2",
+                "-m",
+                "postergenre.pipeline.train",
+                *common,
+                "--out",
+                str(out / "ddp" / method),
+            ],
+            prepared,
+            env=env,
+        ).stderr
+        run(
+            ["python", "-m", "postergenre.pipeline.train", *common, "--out", str(out / "single" / method)],
+            prepared,
+            env=env,
+        )
     return out, logs
 
 
 @pytest.mark.parametrize("method, tolerance", [("custom", 1e-5), ("head", 1e-5)])
-def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, prepared, monkeypatch, method,
-                                                       tolerance):
+def test_torchrun_on_two_cpu_processes_trains_like_one(
+    torchrun_runs, prepared, monkeypatch, method, tolerance
+):
     from postergenre.core import dataset
     from postergenre.methods import load_model
 
@@ -172,8 +191,9 @@ def test_torchrun_on_two_cpu_processes_trains_like_one(torchrun_runs, prepared, 
     gap = np.abs(ddp.predict_proba(test.X) - single.predict_proba(test.X)).max()
     assert gap < tolerance, gap
     card = json.loads((out / "ddp" / method / "model.json").read_text())
-    assert len(card["state"]["history"]) == len(json.loads(
-        (out / "single" / method / "model.json").read_text())["state"]["history"])
+    assert len(card["state"]["history"]) == len(
+        json.loads((out / "single" / method / "model.json").read_text())["state"]["history"]
+    )
 
 
 @pytest.mark.parametrize("n, batch, ranks", [(160, 24, 2), (5, 4, 3), (0, 4, 2), (64, 8, 8)])
@@ -198,15 +218,29 @@ def test_the_embed_stage_under_torchrun_writes_the_bytes_one_process_writes(prep
     params = yaml.safe_load((prepared / "params.yaml").read_text())
     params["embed"].update(threads=1, batch_size=24)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    common = ["-m", "postergenre.pipeline.embed", "--backbone", "efficientnet_lite0", "--view",
-              "squash", "--resized", "data/resized", "--params", str(tmp_path / "params.yaml")]
-    ranks = run(["torchrun", "--standalone", "--nproc_per_node=2", *common, "--out",
-                 str(tmp_path / "ddp")], prepared, env={"OMP_NUM_THREADS": "1"}).stderr
+    common = [
+        "-m",
+        "postergenre.pipeline.embed",
+        "--backbone",
+        "efficientnet_lite0",
+        "--view",
+        "squash",
+        "--resized",
+        "data/resized",
+        "--params",
+        str(tmp_path / "params.yaml"),
+    ]
+    ranks = run(
+        ["torchrun", "--standalone", "--nproc_per_node=2", *common, "--out", str(tmp_path / "ddp")],
+        prepared,
+        env={"OMP_NUM_THREADS": "1"},
+    ).stderr
     run(["python", *common, "--out", str(tmp_path / "one")], prepared, env={"OMP_NUM_THREADS": "1"})
     n = json.loads((tmp_path / "one" / "embed.json").read_text())["n_posters"]
     assert n == 154
-    assert (f"{n} posters at 224x224, view squash at side 224, through efficientnet_lite0 "
-            "(2 processes") in ranks
+    assert (
+        f"{n} posters at 224x224, view squash at side 224, through efficientnet_lite0 (2 processes"
+    ) in ranks
     assert ranks.count(f"embed: {n} x 1280 features") == 1  # rank 0 alone writes
     for name in ("features.npy", "embed.json"):
         assert (tmp_path / "ddp" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
@@ -228,13 +262,27 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(prepared, tm
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     def train(out):
-        return ["python", "-m", "postergenre.pipeline.train", "custom", "--params",
-                str(tmp_path / "params.yaml"), "--out", str(tmp_path / out), "--plots",
-                str(tmp_path / "plots" / out)]
+        return [
+            "python",
+            "-m",
+            "postergenre.pipeline.train",
+            "custom",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(tmp_path / out),
+            "--plots",
+            str(tmp_path / "plots" / out),
+        ]
 
     run(train("whole"), prepared)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-           "PYTHONPATH": str(prepared / "src"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CI": "1",
+        "PYTHONPATH": str(prepared / "src"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'm.db'}",
+    }
     proc = subprocess.Popen(train("resumed"), cwd=prepared, env=env, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:
         if "custom epoch 2/3: train loss" in line:
@@ -270,8 +318,9 @@ def test_one_and_two_threads_agree_within_the_readme_tolerance(prepared, monkeyp
         kwargs, size, _ = method_settings(params, method)
         results = []
         for threads in (1, 2):
-            model = estimator_class(method)(genres, size, params["seed"],
-                                            **{**kwargs, "training": {"threads": threads}})
+            model = estimator_class(method)(
+                genres, size, params["seed"], **{**kwargs, "training": {"threads": threads}}
+            )
             train, dev = model.inputs("train", genres, True), model.inputs("dev", genres, True)
             model.fit(train.X, train.Y, dev=(dev.X, dev.Y))
             test = model.inputs("test", genres)
@@ -298,12 +347,31 @@ def test_what_killed_runs_leave_is_gone_after_the_next_repro(project, tmp_path):
     params = yaml.safe_load((project / "params.yaml").read_text())
     params["methods"]["custom"].update(epochs=3, batch_size=32)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "CI": "1",
-           "PYTHONPATH": str(project / "src"), "MLFLOW_TRACKING_URI": tracking_uri(project)}
-    proc = subprocess.Popen(["python", "-m", "postergenre.pipeline.train", "custom", "--params",
-                             str(tmp_path / "params.yaml"), "--out", str(tmp_path / "killed"),
-                             "--plots", str(tmp_path / "plots")], cwd=project, env=env,
-                            stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "CI": "1",
+        "PYTHONPATH": str(project / "src"),
+        "MLFLOW_TRACKING_URI": tracking_uri(project),
+    }
+    proc = subprocess.Popen(
+        [
+            "python",
+            "-m",
+            "postergenre.pipeline.train",
+            "custom",
+            "--params",
+            str(tmp_path / "params.yaml"),
+            "--out",
+            str(tmp_path / "killed"),
+            "--plots",
+            str(tmp_path / "plots"),
+        ],
+        cwd=project,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     for line in proc.stderr:
         if "custom epoch 2/3: train loss" in line:  # epoch 1's checkpoint is written
             proc.send_signal(signal.SIGKILL)

@@ -42,9 +42,13 @@ COLUMNS = ["mAP", "macro_roc_auc", "macro_f1_tuned", "micro_f1_op", "macro_f1_op
 
 def pick(block: dict) -> dict[str, float]:
     """The five numbers of a step from one split's block of the evaluate stage's details."""
-    return {"mAP": block["scores"]["mAP"], "macro_roc_auc": block["scores"]["macro_roc_auc"],
-            "macro_f1_tuned": block["tuned"]["macro_f1"],
-            "micro_f1_op": block["decided"]["micro_f1"], "macro_f1_op": block["decided"]["macro_f1"]}
+    return {
+        "mAP": block["scores"]["mAP"],
+        "macro_roc_auc": block["scores"]["macro_roc_auc"],
+        "macro_f1_tuned": block["tuned"]["macro_f1"],
+        "micro_f1_op": block["decided"]["micro_f1"],
+        "macro_f1_op": block["decided"]["macro_f1"],
+    }
 
 
 def numbers(Y: np.ndarray, P: np.ndarray, model, Y_train: np.ndarray) -> dict[str, float]:
@@ -68,10 +72,13 @@ def head_step(params: dict, backbones, views, pool) -> dict:
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y))
     P_dev = model.predict_proba(dev.X)
     model.tune_thresholds(dev.Y, P_dev, train.Y)
-    return {"dev": numbers(dev.Y, P_dev, model, train.Y),
-            "test": numbers(test.Y, model.predict_proba(test.X), model, train.Y),
-            "dim": int(train.X.shape[1]), "seconds": round(time.perf_counter() - start, 1),
-            "operating_point": model.operating_point}
+    return {
+        "dev": numbers(dev.Y, P_dev, model, train.Y),
+        "test": numbers(test.Y, model.predict_proba(test.X), model, train.Y),
+        "dim": int(train.X.shape[1]),
+        "seconds": round(time.perf_counter() - start, 1),
+        "operating_point": model.operating_point,
+    }
 
 
 def pipeline_row(method: str) -> dict | None:
@@ -79,13 +86,21 @@ def pipeline_row(method: str) -> dict | None:
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
-    return {"dev": pick(d["dev"]), "test": pick(d["test"]),
-            "operating_point": {k: d["test"]["decided"][k] for k in ("top_k", "lift")}}
+    return {
+        "dev": pick(d["dev"]),
+        "test": pick(d["test"]),
+        "operating_point": {k: d["test"]["decided"][k] for k in ("top_k", "lift")},
+    }
 
 
 def table(rows: list[tuple[str, dict]]) -> list[str]:
-    head = "| step | " + " | ".join(f"dev {c}" for c in COLUMNS) + " | " + \
-        " | ".join(f"test {c}" for c in COLUMNS) + " | op. (k, lift) |"
+    head = (
+        "| step | "
+        + " | ".join(f"dev {c}" for c in COLUMNS)
+        + " | "
+        + " | ".join(f"test {c}" for c in COLUMNS)
+        + " | op. (k, lift) |"
+    )
     lines = [head, "|" + "---|" * (2 * len(COLUMNS) + 2)]
     for label, r in rows:
         cells = [f"{r[s][c]:.4f}" for s in ("dev", "test") for c in COLUMNS]
@@ -105,23 +120,37 @@ def run(args: argparse.Namespace, params: dict) -> None:
     for label, backbones, views, pool in STEPS:
         log.info("step: %s", label)
         r = head_step(params, backbones, views, pool)
-        log.info("step: %s -> dev %s, test %s (%d features, %.0f s)", label, r["dev"], r["test"],
-                 r["dim"], r["seconds"])
+        log.info(
+            "step: %s -> dev %s, test %s (%d features, %.0f s)",
+            label,
+            r["dev"],
+            r["test"],
+            r["dim"],
+            r["seconds"],
+        )
         rows.append((f"head: {label}", r))
-    for method, label in (("custom", "custom CNN (study)"),
-                          ("mlknn_features", "ML-kNN on the pipeline's features"),
-                          ("head", "head in the pipeline (its embed settings)"),
-                          ("ensemble", "ensemble in the pipeline (dev: out-of-fold)")):
+    for method, label in (
+        ("custom", "custom CNN (study)"),
+        ("mlknn_features", "ML-kNN on the pipeline's features"),
+        ("head", "head in the pipeline (its embed settings)"),
+        ("ensemble", "ensemble in the pipeline (dev: out-of-fold)"),
+    ):
         r = pipeline_row(method)
         if r is not None:
             rows.append((label, r))
     e = params["embed"]
-    lines = ["# What each accuracy step adds (movielens)", "",
-             "Written by `python tools/accuracy_steps.py`. Dev: the split everything is chosen on; "
-             "test: the report's split. macro-F1 (tuned): per-genre thresholds; op.: the operating "
-             "point (top-k plus raised thresholds) chosen on dev. Pipeline settings: backbones "
-             f"{', '.join(e['backbones'])}; views {', '.join(e['views'])}; pool {e['pool']}; "
-             f"embed.size {e['size']}.", "", *table(rows), ""]
+    lines = [
+        "# What each accuracy step adds (movielens)",
+        "",
+        "Written by `python tools/accuracy_steps.py`. Dev: the split everything is chosen on; "
+        "test: the report's split. macro-F1 (tuned): per-genre thresholds; op.: the operating "
+        "point (top-k plus raised thresholds) chosen on dev. Pipeline settings: backbones "
+        f"{', '.join(e['backbones'])}; views {', '.join(e['views'])}; pool {e['pool']}; "
+        f"embed.size {e['size']}.",
+        "",
+        *table(rows),
+        "",
+    ]
     Path(args.out).write_text("\n".join(lines), encoding="utf-8")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1), encoding="utf-8")

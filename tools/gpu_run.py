@@ -44,26 +44,59 @@ from postergenre.core.atomic import write_json
 log = logging.getLogger("gpu_run")
 # What every chunk may hold (the device tool sends at most 64 MiB a call, the repo included).
 CHUNK_BYTES = 60 * 2**20
-META = ["data/interim/genres.json", "data/interim/movies.csv", "data/split/train.txt",
-        "data/split/dev.txt", "data/split/test.txt", "data/resized/manifest.csv"]
+META = [
+    "data/interim/genres.json",
+    "data/interim/movies.csv",
+    "data/split/train.txt",
+    "data/split/dev.txt",
+    "data/split/test.txt",
+    "data/resized/manifest.csv",
+]
 SIZE = "224x224"
 # The settings (docs/gpus.md): the study's ResNet34 from random init with this repo's
 # augmentation and warm-up, and the whole Lite0 from its ImageNet weights with a slower trunk.
 METHODS = {
-    "resnet34": {"family": "nets", "reads": "training", "size": SIZE, "epochs": 50,
-                 "batch_size": 64, "lr": 0.001, "weight_decay": 0.0,
-                 "augment": True, "warmup_epochs": 2, "trunk_lr_factor": 1.0, "weights": "none"},
-    "lite": {"family": "nets", "reads": "training", "size": SIZE, "backbone": "efficientnet_lite0",
-             "epochs": 15, "batch_size": 64, "lr": 0.001, "weight_decay": 0.0001, "dropout": 0.2,
-             "augment": True,
-             "warmup_epochs": 1, "trunk_lr_factor": 0.1},
+    "resnet34": {
+        "family": "nets",
+        "reads": "training",
+        "size": SIZE,
+        "epochs": 50,
+        "batch_size": 64,
+        "lr": 0.001,
+        "weight_decay": 0.0,
+        "augment": True,
+        "warmup_epochs": 2,
+        "trunk_lr_factor": 1.0,
+        "weights": "none",
+    },
+    "lite": {
+        "family": "nets",
+        "reads": "training",
+        "size": SIZE,
+        "backbone": "efficientnet_lite0",
+        "epochs": 15,
+        "batch_size": 64,
+        "lr": 0.001,
+        "weight_decay": 0.0001,
+        "dropout": 0.2,
+        "augment": True,
+        "warmup_epochs": 1,
+        "trunk_lr_factor": 0.1,
+    },
 }
 
 
 # -- pack (here) -----------------------------------------------------------------------------
 
-def pack(run: Path, posters: Path, out_root: Path, limit: int = 0,
-         chunk_bytes: int = CHUNK_BYTES, first_chunk_spare: int = 0) -> list[Path]:
+
+def pack(
+    run: Path,
+    posters: Path,
+    out_root: Path,
+    limit: int = 0,
+    chunk_bytes: int = CHUNK_BYTES,
+    first_chunk_spare: int = 0,
+) -> list[Path]:
     """Tar the experiment's posters (original bytes, manifest order) into .gpu1, .gpu2, ... under
     `out_root`, the small files in the first; `limit` keeps the first N posters (a smoke run).
     `first_chunk_spare` leaves that many bytes free in the last chunk (for what travels with it)."""
@@ -110,13 +143,15 @@ def pack(run: Path, posters: Path, out_root: Path, limit: int = 0,
                     tar.addfile(info, io.BytesIO(data))
             for arc, path in chunk:
                 tar.add(path, arcname=arc)
-        log.info("pack: %s: %d posters, %.1f MB", folder, len(chunk),
-                 (folder / "part.tar").stat().st_size / 1e6)
+        log.info(
+            "pack: %s: %d posters, %.1f MB", folder, len(chunk), (folder / "part.tar").stat().st_size / 1e6
+        )
         out.append(folder)
     return out
 
 
 # -- run (there) -----------------------------------------------------------------------------
+
 
 def unpack(packed: Path, work: Path) -> None:
     parts = sorted(packed.glob(".gpu*/part.tar"), key=lambda p: int(p.parent.name[4:]))
@@ -135,15 +170,23 @@ def gpu_params(repo: Path, epochs: int | None, methods: list[str], size: str) ->
     params["data"].update(source="movielens", path="../shared/data/movielens-posters")
     params["resize"]["sizes"] = [size]
     params["embed"]["size"] = size  # read by no method here, but validated
-    params["methods"] = {m: {**METHODS[m], "size": size,
-                             **({"epochs": epochs} if epochs else {})} for m in methods}
+    params["methods"] = {
+        m: {**METHODS[m], "size": size, **({"epochs": epochs} if epochs else {})} for m in methods
+    }
     params["feature_methods"] = {}
     params.pop("ensemble", None)
     return validate(params)
 
 
-def run(repo: Path, packed: Path, work: Path, out: Path, methods: list[str],
-        epochs: int | None = None, size: str = SIZE) -> dict:
+def run(
+    repo: Path,
+    packed: Path,
+    work: Path,
+    out: Path,
+    methods: list[str],
+    epochs: int | None = None,
+    size: str = SIZE,
+) -> dict:
     t_start = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
     unpack(packed, work)
@@ -156,8 +199,7 @@ def run(repo: Path, packed: Path, work: Path, out: Path, methods: list[str],
     return result
 
 
-def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: int | None,
-                           size: str) -> dict:
+def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: int | None, size: str) -> dict:
     import torch
 
     from postergenre.core import dataset
@@ -170,19 +212,24 @@ def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: in
     ids = dataset.read_manifest()
     shutil.move("data/resized/manifest.csv", "manifest.expected.csv")
     t0 = time.perf_counter()
-    report = resize_posters(ids, [poster_of[i] for i in ids], [size],
-                            "data/resized-new", progress=False)
+    report = resize_posters(ids, [poster_of[i] for i in ids], [size], "data/resized-new", progress=False)
     resize_s = time.perf_counter() - t0
     if dataset.read_manifest(Path("data/resized-new")) != ids:
         raise SystemExit(f"resize kept other posters than the experiment's: {report}")
     shutil.rmtree("data/resized")
     os.replace("data/resized-new", "data/resized")
     params = gpu_params(repo, epochs, methods, size)
-    device = (torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor()
-              or "cpu")
-    result = {"device": device, "torch": torch.__version__, "cuda": torch.version.cuda,
-              "python": platform.python_version(), "posters": len(ids), "size": size,
-              "resize_s": round(resize_s, 2), "methods": {}}
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+    result = {
+        "device": device,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "posters": len(ids),
+        "size": size,
+        "resize_s": round(resize_s, 2),
+        "methods": {},
+    }
     for method in methods:
         log.info("%s: training with %s", method, params["methods"][method])
         if torch.cuda.is_available():
@@ -203,19 +250,29 @@ def _resize_train_evaluate(repo: Path, out: Path, methods: list[str], epochs: in
         epochs_run = sum(1 for r in history if r.get("epoch", 0) >= 1)
         best = max((r for r in history if "dev_mAP" in r), key=lambda r: r["dev_mAP"])
         result["methods"][method] = {
-            "settings": params["methods"][method], "summary": summary, "details": details,
-            "history": history, "best_epoch": best["epoch"],
-            "train_s": round(train_s, 1), "evaluate_s": round(evaluate_s, 1),
+            "settings": params["methods"][method],
+            "summary": summary,
+            "details": details,
+            "history": history,
+            "best_epoch": best["epoch"],
+            "train_s": round(train_s, 1),
+            "evaluate_s": round(evaluate_s, 1),
             "train_posters_per_s": round(summary["n_train"] * epochs_run / train_s, 1),
             "score_posters_per_s": round(len(test.ids) / score_s, 1),
         }
-        log.info("%s: %.1f s training (%s posters/s), test mAP %.4f", method, train_s,
-                 result["methods"][method]["train_posters_per_s"], details["test"]["scores"]["mAP"])
+        log.info(
+            "%s: %.1f s training (%s posters/s), test mAP %.4f",
+            method,
+            train_s,
+            result["methods"][method]["train_posters_per_s"],
+            details["test"]["scores"]["mAP"],
+        )
         write_json(out / "gpu_run.json", result)  # what is done so far survives a time-out
     return result
 
 
 # -- report (here) ---------------------------------------------------------------------------
+
 
 def report(result: dict) -> str:
     """Markdown: each method's test (and dev) numbers beside the label-frequency bar, timings."""
@@ -240,28 +297,40 @@ def report(result: dict) -> str:
                 f"| {method} | {split} | {b['scores']['mAP']:.4f} | "
                 f"{b['scores']['macro_roc_auc']:.4f} | {b['tuned']['macro_f1']:.4f} | "
                 f"{b['decided']['micro_f1']:.4f} | {b['decided']['macro_f1']:.4f} | "
-                f"{b['label_frequency']['micro_f1']:.4f} |")
-    lines += ["", "| method | settings | epochs run (best dev) | training | posters/s trained | "
-              "posters/s scored |", "|---|---|---|---|---|---|"]
+                f"{b['label_frequency']['micro_f1']:.4f} |"
+            )
+    lines += [
+        "",
+        "| method | settings | epochs run (best dev) | training | posters/s trained | posters/s scored |",
+        "|---|---|---|---|---|---|",
+    ]
     for method, r in result["methods"].items():
         s = r["settings"]
         shown = ", ".join(f"{k} {v}" for k, v in s.items() if k != "size")
         epochs_run = sum(1 for h in r["history"] if h.get("epoch", 0) >= 1)
-        lines.append(f"| {method} | {shown} | {epochs_run} ({r['best_epoch']}) | "
-                     f"{r['train_s']:.0f} s | {r['train_posters_per_s']:.0f} | "
-                     f"{r['score_posters_per_s']:.0f} |")
-    lines += ["", "Training time is `train_model`'s wall time: every epoch's dev scoring, the threshold "
-              "and operating-point tuning and the first batches' CUDA start-up included; posters/s "
-              "trained = training posters x epochs / that time. Scored: the test split through "
-              "the saved model, after a warm-up batch.",
-              "", f"Resizing the {result['posters']} posters there: {result['resize_s']:.1f} s; "
-              f"the whole run: {result.get('total_s', float('nan')):.0f} s.", ""]
+        lines.append(
+            f"| {method} | {shown} | {epochs_run} ({r['best_epoch']}) | "
+            f"{r['train_s']:.0f} s | {r['train_posters_per_s']:.0f} | "
+            f"{r['score_posters_per_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "Training time is `train_model`'s wall time: every epoch's dev scoring, the threshold "
+        "and operating-point tuning and the first batches' CUDA start-up included; posters/s "
+        "trained = training posters x epochs / that time. Scored: the test split through "
+        "the saved model, after a warm-up batch.",
+        "",
+        f"Resizing the {result['posters']} posters there: {result['resize_s']:.1f} s; "
+        f"the whole run: {result.get('total_s', float('nan')):.0f} s.",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("pack", help="posters and tables into .gpu1 .. .gpuN chunks")
     p.add_argument("--run", type=Path, required=True, help="repository where movielens ran")
@@ -283,11 +352,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     repo = Path(__file__).resolve().parent.parent
     if args.command == "pack":
-        pack(args.run.resolve(), args.posters.resolve(), args.out, args.limit,
-             first_chunk_spare=args.spare)
+        pack(args.run.resolve(), args.posters.resolve(), args.out, args.limit, first_chunk_spare=args.spare)
     elif args.command == "run":
-        run(repo, args.packed.resolve(), args.work.resolve(), args.out.resolve(), args.methods,
-            args.epochs, args.size)
+        run(
+            repo,
+            args.packed.resolve(),
+            args.work.resolve(),
+            args.out.resolve(),
+            args.methods,
+            args.epochs,
+            args.size,
+        )
     else:
         text = report(json.loads(args.result.read_text(encoding="utf-8")))
         args.out.write_text(text, encoding="utf-8")

@@ -29,8 +29,15 @@ def chromium_path() -> str | None:
     return None
 
 
-def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | None = None,
-          width: int = 1100, timeout_ms: int = 60_000, browse: bool = False) -> dict[str, Any]:
+def drive(
+    url: str,
+    poster: Path,
+    screenshot: Path | None = None,
+    genre: str | None = None,
+    width: int = 1100,
+    timeout_ms: int = 60_000,
+    browse: bool = False,
+) -> dict[str, Any]:
     """Open the page at `url`, upload `poster`, wait for its scores and heat map; return what
     the page shows (`rows`: genre names in order, `named`, `thresholds`: how many marks,
     `heat_map_width`: the heat map image's natural width, `neighbours`; with `browse`, what
@@ -42,8 +49,7 @@ def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | N
         raise RuntimeError("no chromium on PATH (Debian: apt-get install chromium)")
     requests: list[str] = []
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=binary,
-                                    args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(executable_path=binary, args=["--no-sandbox", "--disable-gpu"])
         try:
             page = browser.new_page(viewport={"width": width, "height": 900})
             page.on("request", lambda r: requests.append(r.url))
@@ -54,10 +60,13 @@ def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | N
                 page.click(f".row:has(.name:text-is('{genre}'))")
             page.wait_for_function(
                 "() => { const i = document.getElementById('heat');"
-                " return i.complete && i.naturalWidth > 0; }", timeout=timeout_ms)
+                " return i.complete && i.naturalWidth > 0; }",
+                timeout=timeout_ms,
+            )
             page.wait_for_function(
-                "() => [...document.querySelectorAll('#neighbours img')]"
-                ".every(i => i.complete)", timeout=timeout_ms)
+                "() => [...document.querySelectorAll('#neighbours img')].every(i => i.complete)",
+                timeout=timeout_ms,
+            )
             shown = page.evaluate("""() => ({
                 rows: [...document.querySelectorAll('.row .name')].map(e => e.textContent),
                 named: document.getElementById('named').textContent,
@@ -71,14 +80,19 @@ def drive(url: str, poster: Path, screenshot: Path | None = None, genre: str | N
             if screenshot is not None:
                 screenshot.parent.mkdir(parents=True, exist_ok=True)
                 jpeg = screenshot.suffix.lower() in (".jpg", ".jpeg")
-                page.screenshot(path=str(screenshot), full_page=True,
-                                type="jpeg" if jpeg else "png", **({"quality": 80} if jpeg else {}))
+                page.screenshot(
+                    path=str(screenshot),
+                    full_page=True,
+                    type="jpeg" if jpeg else "png",
+                    **({"quality": 80} if jpeg else {}),
+                )
             if browse:  # the second view: the test split, true against predicted genres
                 page.goto(url.rstrip("/") + "/browse", timeout=timeout_ms)
                 page.wait_for_selector("#grid .poster", timeout=timeout_ms)
                 page.wait_for_function(
                     "() => [...document.querySelectorAll('#grid img')].every(i => i.complete)",
-                    timeout=timeout_ms)
+                    timeout=timeout_ms,
+                )
                 shown["browse"] = page.evaluate("""() => ({
                     posters: document.querySelectorAll('#grid .poster').length,
                     pictures: [...document.querySelectorAll('#grid img')]
@@ -111,8 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         server.shutdown()
         server.server_close()
     outside = [u for u in shown["requests"] if not u.startswith(f"http://{host}:{port}/")]
-    print(f"{args.out}: {args.out.stat().st_size / 1024:.0f} KB; named: {shown['named']}; "
-          f"{len(shown['requests'])} requests, {len(outside)} outside {host}:{port}")
+    print(
+        f"{args.out}: {args.out.stat().st_size / 1024:.0f} KB; named: {shown['named']}; "
+        f"{len(shown['requests'])} requests, {len(outside)} outside {host}:{port}"
+    )
     return 1 if outside else 0
 
 

@@ -41,10 +41,13 @@ def publish(run: Path, name: str, repo: Path = REPO) -> list[Path]:
         return f"![{alt}](../docs/{name}/{target.name})"
 
     text = INLINE.sub(copy, text)
-    text = text.replace("| method | precision-recall |",
-                        "Links below are to the pictures of the last run in this working copy "
-                        "(`dvc exp apply` the experiment to see its own).\n\n"
-                        "| method | precision-recall |", 1)
+    text = text.replace(
+        "| method | precision-recall |",
+        "Links below are to the pictures of the last run in this working copy "
+        "(`dvc exp apply` the experiment to see its own).\n\n"
+        "| method | precision-recall |",
+        1,
+    )
     maps = genre_maps(run, out_dir, name)
     if maps:
         text += maps
@@ -61,26 +64,38 @@ def genre_maps(run: Path, out_dir: Path, name: str) -> str:
     source = run / "plots" / "genres" / "genres.png"
     if not source.is_file():
         return ""
-    Image.open(source).convert("RGB").save(out_dir / "genres.jpg", "JPEG", quality=70,
-                                           optimize=True)
+    Image.open(source).convert("RGB").save(out_dir / "genres.jpg", "JPEG", quality=70, optimize=True)
     result = json.loads((run / "plots" / "genres" / "genres.json").read_text(encoding="utf-8"))
     ranks = result["ranks"]
-    rows = [f"| {r['genre']} | {r['test_posters_with_genre']} | "
-            + " | ".join(f"{p:.2f}" for p in r["precision_at_ranks"]) + " |"
-            for r in result["genres"]]
-    return "\n".join([
-        "", "## What each genre looks like", "",
-        f"The `genre-maps` stage: for each genre, the {ranks} test posters `{result['method']}` "
-        "scores highest for it, with the genre's Grad-CAM heat map (green frame: the poster has "
-        "the genre; red: it does not), and the precision at those ranks.", "",
-        f"![top posters per genre with heat maps](../docs/{name}/genres.jpg)", "",
-        "| genre | test posters with it | " + " | ".join(f"P@{k}" for k in range(1, ranks + 1))
-        + " |", "|---|---|" + "---|" * ranks, *rows, ""])
+    rows = [
+        f"| {r['genre']} | {r['test_posters_with_genre']} | "
+        + " | ".join(f"{p:.2f}" for p in r["precision_at_ranks"])
+        + " |"
+        for r in result["genres"]
+    ]
+    return "\n".join(
+        [
+            "",
+            "## What each genre looks like",
+            "",
+            f"The `genre-maps` stage: for each genre, the {ranks} test posters `{result['method']}` "
+            "scores highest for it, with the genre's Grad-CAM heat map (green frame: the poster has "
+            "the genre; red: it does not), and the precision at those ranks.",
+            "",
+            f"![top posters per genre with heat maps](../docs/{name}/genres.jpg)",
+            "",
+            "| genre | test posters with it | " + " | ".join(f"P@{k}" for k in range(1, ranks + 1)) + " |",
+            "|---|---|" + "---|" * ranks,
+            *rows,
+            "",
+        ]
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", type=Path, required=True, help="the working copy that ran it")
     parser.add_argument("--name", required=True, help="e.g. movielens")
     args = parser.parse_args()

@@ -40,8 +40,15 @@ class Progress:
     steps stay quiet.
     """
 
-    def __init__(self, what: str, total: int, unit: str = "poster", every: float = 10.0,
-                 enabled: bool = True, logger: logging.Logger | None = None):
+    def __init__(
+        self,
+        what: str,
+        total: int,
+        unit: str = "poster",
+        every: float = 10.0,
+        enabled: bool = True,
+        logger: logging.Logger | None = None,
+    ):
         self.what, self.total, self.unit, self.every = what, int(total), unit, every
         self.enabled = enabled
         self.log = logger or log

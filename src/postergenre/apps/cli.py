@@ -27,12 +27,13 @@ COMMANDS = {
     "evaluate": ("postergenre.pipeline.evaluate", "score one model on the test split"),
     "genre-maps": ("postergenre.pipeline.genre_maps", "per genre: top test posters, heat maps"),
     "report": ("postergenre.pipeline.report", "every method side by side -> reports/results.md"),
-    "download-posters": ("postergenre.apps.download_posters",
-                         "fetch posters from TMDB's image server, resumably"),
+    "download-posters": (
+        "postergenre.apps.download_posters",
+        "fetch posters from TMDB's image server, resumably",
+    ),
     "predict": ("postergenre.apps.predict", "genres for new posters from a model folder"),
     "explain": ("postergenre.apps.explain", "heat maps and nearest training posters for posters"),
-    "serve": ("postergenre.apps.web", "a local web page: drop a poster, see scores, heat maps, "
-              "neighbours"),
+    "serve": ("postergenre.apps.web", "a local web page: drop a poster, see scores, heat maps, neighbours"),
     "compare": ("postergenre.apps.compare", "experiments side by side, a table per headline metric"),
     "check-remote": ("postergenre.apps.remote", "can the DVC remote be used? (one try, seconds)"),
 }
@@ -41,14 +42,23 @@ COMMANDS = {
 def _top_parser() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
     listing = "\n".join(f"  {name:<{width}}  {text}" for name, (_, text) in COMMANDS.items())
-    parser = argparse.ArgumentParser(prog="postergenre", description=__doc__,
-                                     epilog=f"subcommands:\n{listing}",
-                                     formatter_class=entry.HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="postergenre",
+        description=__doc__,
+        epilog=f"subcommands:\n{listing}",
+        formatter_class=entry.HelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=entry.version())
-    parser.add_argument("--params", dest="top_params", default=None, metavar="FILE",
-                        help="params file (default params.yaml); also accepted after the subcommand")
-    parser.add_argument("command", metavar="SUBCOMMAND", choices=list(COMMANDS),
-                        help="one of the subcommands below")
+    parser.add_argument(
+        "--params",
+        dest="top_params",
+        default=None,
+        metavar="FILE",
+        help="params file (default params.yaml); also accepted after the subcommand",
+    )
+    parser.add_argument(
+        "command", metavar="SUBCOMMAND", choices=list(COMMANDS), help="one of the subcommands below"
+    )
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
 
@@ -57,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     top = _top_parser().parse_args(argv)
     module_name, text = COMMANDS[top.command]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"postergenre {top.command}",
-                                     description=module.__doc__ or text,
-                                     formatter_class=entry.HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"postergenre {top.command}",
+        description=module.__doc__ or text,
+        formatter_class=entry.HelpFormatter,
+    )
     module.add_arguments(parser)
     if not any(a.dest == "params" for a in parser._actions):
         parser.set_defaults(params=None)

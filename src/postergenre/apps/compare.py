@@ -55,8 +55,7 @@ def experiments(show_json: list[dict[str, Any]]) -> list[Experiment]:
             out.append(exp)
         for group in state.get("experiments") or []:
             for rev in group.get("revs") or []:
-                exp = _experiment(rev, group.get("name") or rev.get("name")
-                                  or str(rev.get("rev", "?"))[:7])
+                exp = _experiment(rev, group.get("name") or rev.get("name") or str(rev.get("rev", "?"))[:7])
                 if exp:
                     out.append(exp)
     return out
@@ -81,18 +80,27 @@ def table(exps: list[Experiment], metrics: list[str]) -> str:
     methods = list(dict.fromkeys(m for e in exps for m in e.metrics))
     widths = [max(len(m), 6) for m in methods]
     for metric in metrics:
-        lines += ["", f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  "
-                  + "  ".join(f"{m:>{w}s}" for m, w in zip(methods, widths, strict=True))]
+        lines += [
+            "",
+            f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  "
+            + "  ".join(f"{m:>{w}s}" for m, w in zip(methods, widths, strict=True)),
+        ]
         for e in exps:
             cells = [_cell(e.metrics.get(m, {}).get(metric)) for m in methods]
-            lines.append(f"{e.name[:NAME_WIDTH]:{NAME_WIDTH}s}  "
-                         + "  ".join(f"{c:>{w}s}" for c, w in zip(cells, widths, strict=True)))
+            lines.append(
+                f"{e.name[:NAME_WIDTH]:{NAME_WIDTH}s}  "
+                + "  ".join(f"{c:>{w}s}" for c, w in zip(cells, widths, strict=True))
+            )
     return "\n".join(lines)
 
 
 def dvc_exp_show(extra: list[str]) -> list[dict[str, Any]]:
-    out = subprocess.run([sys.executable, "-m", "dvc", "exp", "show", "--json", *extra],
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "dvc", "exp", "show", "--json", *extra],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if out.returncode != 0:
         raise ValueError(f"dvc exp show failed: {out.stderr.strip()[-500:]}")
     return json.loads(out.stdout)
@@ -101,11 +109,16 @@ def dvc_exp_show(extra: list[str]) -> list[dict[str, Any]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from postergenre.pipeline.evaluate import HEADLINE
 
-    parser.add_argument("--metric", action="append", choices=list(HEADLINE), default=None,
-                        help=f"a headline metric to show, repeatable (default: "
-                             f"{', '.join(DEFAULT_METRICS)})")
-    parser.add_argument("dvc_args", nargs="*", metavar="-- DVC_ARGS",
-                        help="passed to `dvc exp show` (e.g. -- -A, -- -n 3)")
+    parser.add_argument(
+        "--metric",
+        action="append",
+        choices=list(HEADLINE),
+        default=None,
+        help=f"a headline metric to show, repeatable (default: {', '.join(DEFAULT_METRICS)})",
+    )
+    parser.add_argument(
+        "dvc_args", nargs="*", metavar="-- DVC_ARGS", help="passed to `dvc exp show` (e.g. -- -A, -- -n 3)"
+    )
 
 
 NEEDS_PARAMS = False

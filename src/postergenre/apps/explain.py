@@ -71,14 +71,18 @@ class Explanation:
 
 # -- nearest training posters -----------------------------------------------------------------
 
+
 class TrainingPosters:
     """The repository's posters (pictures at one resize variant), titles and genres, and the
     training split's ids; read, as every stage reads them, from the working directory."""
+
     def __init__(self):
         interim, resized, split = paths.interim(), paths.resized(), paths.split()
         if not (interim / "movies.csv").is_file() or not (split / "train.txt").is_file():
-            raise ExplainError(f"no {interim}/movies.csv or {split}/train.txt here: run it in the "
-                               "repository that trained the model, after `dvc repro`")
+            raise ExplainError(
+                f"no {interim}/movies.csv or {split}/train.txt here: run it in the "
+                "repository that trained the model, after `dvc repro`"
+            )
         self.train_ids = (split / "train.txt").read_text(encoding="utf-8").split()
         self.titles = dataset.read_titles(interim)
         self.labels = dataset.read_labels(interim)
@@ -96,8 +100,11 @@ class TrainingPosters:
         return None if row is None else Image.fromarray(np.asarray(self.array[row]))
 
     def describe(self, movie_id: str) -> dict[str, Any]:
-        return {"id": movie_id, "title": self.titles.get(movie_id, ""),
-                "genres": list(self.labels.get(movie_id, []))}
+        return {
+            "id": movie_id,
+            "title": self.titles.get(movie_id, ""),
+            "genres": list(self.labels.get(movie_id, [])),
+        }
 
 
 def _width(path: Path) -> int:
@@ -107,6 +114,7 @@ def _width(path: Path) -> int:
 class NeighbourIndex:
     """Training vectors in the space the neighbours are searched in, with their movie ids, and
     how a model's inputs become a vector of that space (`to_vectors`)."""
+
     def __init__(self, ids: list[str], vectors: np.ndarray, metric: str, space: str, to_vectors):
         self.ids, self.vectors, self.metric, self.space = ids, vectors, metric, space
         self.to_vectors = to_vectors
@@ -126,30 +134,32 @@ class NeighbourIndex:
         return [(self.ids[i], float(di)) for i, di in zip(rows, d, strict=True)]
 
 
-def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = CACHE
-                ) -> NeighbourIndex:
+def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = CACHE) -> NeighbourIndex:
     """The model's neighbour index in the space it says it searches (`neighbour_space`); the
     training vectors of a space derived from the split are cached once per model folder."""
     space = model.neighbour_space()
     if space is None:
-        raise ExplainError(f"{model.method} searches no neighbours (they are shown for the "
-                           "feature methods and the kNN methods)")
+        raise ExplainError(
+            f"{model.method} searches no neighbours (they are shown for the "
+            "feature methods and the kNN methods)"
+        )
     if not space.cacheable:
         vectors = space.train_vectors()
         if len(vectors) != len(posters.train_ids):
-            raise ExplainError(f"{model_dir} holds {len(vectors)} training posters, this "
-                               f"repository's train split {len(posters.train_ids)}: not the data "
-                               "it was trained on")
-        return NeighbourIndex(posters.train_ids, vectors, space.metric, space.described,
-                              space.to_vectors)
+            raise ExplainError(
+                f"{model_dir} holds {len(vectors)} training posters, this "
+                f"repository's train split {len(posters.train_ids)}: not the data "
+                "it was trained on"
+            )
+        return NeighbourIndex(posters.train_ids, vectors, space.metric, space.described, space.to_vectors)
     key = hashlib.sha256((model_dir / "model.json").read_bytes()).hexdigest()[:16]
     path = cache / f"{model.method}-{key}.npz"
     if path.is_file():
         saved = np.load(path)
-        return NeighbourIndex(saved["ids"].tolist(), saved["vectors"], space.metric,
-                              space.described, space.to_vectors)
-    log.info("explain: indexing the training posters' features for %s (once per model folder)",
-             model_dir)
+        return NeighbourIndex(
+            saved["ids"].tolist(), saved["vectors"], space.metric, space.described, space.to_vectors
+        )
+    log.info("explain: indexing the training posters' features for %s (once per model folder)", model_dir)
     ids, vectors = posters.train_ids, space.train_vectors()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -160,6 +170,7 @@ def build_index(model, model_dir: Path, posters: TrainingPosters, cache: Path = 
 
 def explainable_methods() -> str:
     """The methods with heat maps or neighbours, by name."""
+
     def explainable(method: str) -> bool:
         cls = estimator_class(method)
         return cls.has_heatmaps or cls.neighbour_space is not Estimator.neighbour_space
@@ -169,14 +180,18 @@ def explainable_methods() -> str:
 
 # -- the explainer -----------------------------------------------------------------------------
 
+
 class Explainer:
     """A model folder loaded once, with its neighbour index; `explain` per poster."""
+
     def __init__(self, model_dir: str | Path, cache: Path = CACHE):
         self.model_dir = Path(model_dir)
         self.model = model = load_model(model_dir)
         if not model.has_heatmaps and model.neighbour_space() is None:
-            raise ExplainError(f"{model.method} cannot be explained: it has neither heat maps nor "
-                               f"neighbours (explain takes {explainable_methods()})")
+            raise ExplainError(
+                f"{model.method} cannot be explained: it has neither heat maps nor "
+                f"neighbours (explain takes {explainable_methods()})"
+            )
         self.reader = PosterReader(model)
         self.genres = model.genres
         # the bar each genre's score must reach to be named without the top-k rule
@@ -191,8 +206,7 @@ class Explainer:
             self.neighbours_note = str(exc)
             log.warning("explain: no nearest posters: %s", exc)
 
-    def explain(self, path: str | Path, name: str | None = None,
-                cam_genres: str = "all") -> Explanation:
+    def explain(self, path: str | Path, name: str | None = None, cam_genres: str = "all") -> Explanation:
         """One poster file; PosterError for an unusable one. `cam_genres`: `all` genres' heat
         maps, or only the `decided` ones (the top-scored one if none is)."""
         image, sized_list = self.reader.read(path)
@@ -206,12 +220,21 @@ class Explainer:
         else:
             wanted = [int(j) for j in np.flatnonzero(decided)] or [int(np.argmax(scores))]
         cams, view, region = poster_maps(model, sized[model.size], inputs, wanted)
-        out = Explanation(str(name or path), image, scores, decided, cams, region, view,
-                          neighbours_note=self.neighbours_note)
+        out = Explanation(
+            str(name or path),
+            image,
+            scores,
+            decided,
+            cams,
+            region,
+            view,
+            neighbours_note=self.neighbours_note,
+        )
         if self.index is not None:
             key = "similarity" if self.index.metric == "cosine" else "distance"
-            out.neighbours = [{**self.posters.describe(i), key: round(v, 4)}
-                              for i, v in self.index.search(inputs)]
+            out.neighbours = [
+                {**self.posters.describe(i), key: round(v, 4)} for i, v in self.index.search(inputs)
+            ]
         return out
 
     def as_json(self, e: Explanation) -> dict[str, Any]:
@@ -220,11 +243,12 @@ class Explainer:
             "method": self.model.method,
             "genres": [self.genres[j] for j in np.flatnonzero(e.decided)],
             "scores": {g: round(float(s), 6) for g, s in zip(self.genres, e.scores, strict=True)},
-            "thresholds": {g: round(float(t), 6)
-                           for g, t in zip(self.genres, self.thresholds, strict=True)},
+            "thresholds": {g: round(float(t), 6) for g, t in zip(self.genres, self.thresholds, strict=True)},
             "top_k": self.top_k,
-            "heat_maps": {self.genres[g]: {"view": e.cam_view, "peak": _peak(c, e.cam_region)}
-                          for g, c in e.cams.items()},
+            "heat_maps": {
+                self.genres[g]: {"view": e.cam_view, "peak": _peak(c, e.cam_region)}
+                for g, c in e.cams.items()
+            },
             "neighbour_space": self.index.space if self.index is not None else None,
             "neighbours": e.neighbours,
             **({"neighbours_note": e.neighbours_note} if e.neighbours_note else {}),
@@ -240,6 +264,7 @@ def _peak(cam: np.ndarray, region: tuple[float, float]) -> list[float]:
 
 
 # -- pictures ----------------------------------------------------------------------------------
+
 
 def figure(explainer: Explainer, e: Explanation, max_maps: int = 4) -> Image.Image:
     """One picture per poster: the poster, the heat maps of its decided genres (the top one if
@@ -267,8 +292,12 @@ def figure(explainer: Explainer, e: Explanation, max_maps: int = 4) -> Image.Ima
         draw.text((x, pad), f"{genres[g]} {e.scores[g]:.2f} (heat map)", fill="black", font=text_font)
         canvas.paste(overlay(e.image, e.cams[g], e.cam_region), (x, pad + label))
     x += w + pad
-    draw.text((x, pad), f"scores; | = threshold; bold = named ({explainer.model.method})",
-              fill="black", font=text_font)
+    draw.text(
+        (x, pad),
+        f"scores; | = threshold; bold = named ({explainer.model.method})",
+        fill="black",
+        font=text_font,
+    )
     name_w, track = 90, bars_w - 90 - 40
     for i, j in enumerate(np.argsort(-e.scores, kind="stable")):
         y = pad + label + i * (bar_h + 3)
@@ -290,21 +319,21 @@ def figure(explainer: Explainer, e: Explanation, max_maps: int = 4) -> Image.Ima
             pic = explainer.posters.picture(nb["id"]) if explainer.posters else None
             if pic is not None:
                 canvas.paste(pic.resize(THUMB, Image.Resampling.BILINEAR), (nx, y0 + label))
-            value = (f"sim {nb['similarity']:.2f}" if "similarity" in nb
-                     else f"dist {nb['distance']:.2f}")
+            value = f"sim {nb['similarity']:.2f}" if "similarity" in nb else f"dist {nb['distance']:.2f}"
             lines = [nb["title"][:16], ", ".join(nb["genres"])[:16], value]
             for k, text in enumerate(lines):
                 draw.text((nx, y0 + label + THUMB[1] + 2 + 12 * k), text, fill="black", font=text_font)
     elif e.neighbours_note:
-        draw.text((pad, y0), f"no nearest posters: {e.neighbours_note}"[:160], fill="#666",
-                  font=text_font)
+        draw.text((pad, y0), f"no nearest posters: {e.neighbours_note}"[:160], fill="#666", font=text_font)
     return canvas
 
 
 # -- the command -------------------------------------------------------------------------------
 
-def explain_posters(model_dir: str | Path, inputs: list[str | Path], out_dir: str | Path,
-                    cam_genres: str = "decided") -> dict[str, Any]:
+
+def explain_posters(
+    model_dir: str | Path, inputs: list[str | Path], out_dir: str | Path, cam_genres: str = "decided"
+) -> dict[str, Any]:
     """Write `<out>/<poster stem>.png` per usable poster and `<out>/explain.json`; return it."""
     explainer = Explainer(model_dir)
     paths = collect_posters(inputs)
@@ -332,22 +361,35 @@ def explain_posters(model_dir: str | Path, inputs: list[str | Path], out_dir: st
                 figure(explainer, e).save(tmp, "PNG", optimize=True)
             entries.append({**explainer.as_json(e), "png": f"{stem}.png"})
             bar.update()
-    result = {"model": str(model_dir), "method": explainer.model.method, "warning": warning,
-              "explanations": entries, "errors": errors}
+    result = {
+        "model": str(model_dir),
+        "method": explainer.model.method,
+        "warning": warning,
+        "explanations": entries,
+        "errors": errors,
+    }
     write_json(out / "explain.json", result)
-    log.info("explain: %d of %d files explained, %d not (%s)", len(entries), len(paths),
-             len(errors), out / "explain.json")
+    log.info(
+        "explain: %d of %d files explained, %d not (%s)",
+        len(entries),
+        len(paths),
+        len(errors),
+        out / "explain.json",
+    )
     return result
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a model folder (models/METHOD)")
-    parser.add_argument("paths", nargs="+", metavar="POSTER",
-                        help="poster files or folders of them")
+    parser.add_argument("paths", nargs="+", metavar="POSTER", help="poster files or folders of them")
     parser.add_argument("--out", required=True, help="folder for one PNG per poster + explain.json")
-    parser.add_argument("--genres", choices=["decided", "all"], default="decided",
-                        help="heat maps of the decided genres only (default) or of every genre "
-                             "(in the JSON; the PNG shows up to four decided ones)")
+    parser.add_argument(
+        "--genres",
+        choices=["decided", "all"],
+        default="decided",
+        help="heat maps of the decided genres only (default) or of every genre "
+        "(in the JSON; the PNG shows up to four decided ones)",
+    )
 
 
 NEEDS_PARAMS = False

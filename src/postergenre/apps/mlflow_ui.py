@@ -34,8 +34,12 @@ def experiment_id(uri: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5000, help="port to listen on")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="server processes (MLflow's default is 4; one serves one reader)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (MLflow's default is 4; one serves one reader)",
+    )
 
 
 NEEDS_PARAMS = False
@@ -45,8 +49,20 @@ def run(args: argparse.Namespace, params: dict | None) -> None:
     uri = tracking_uri()
     url = runs_table_url(f"http://{args.host}:{args.port}", experiment_id(uri))
     print(f"MLflow runs of this repository: {url}", flush=True)
-    server = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-              "--host", args.host, "--port", str(args.port), "--workers", str(args.workers)]
+    server = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--workers",
+        str(args.workers),
+    ]
     raise SystemExit(subprocess.call(server))
 
 

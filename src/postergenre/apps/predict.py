@@ -35,8 +35,7 @@ def collect_posters(inputs: list[str | Path]) -> list[Path]:
     out: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            out += sorted(p for p in item.iterdir()
-                          if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(p for p in item.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         else:
             out.append(item)
     return out
@@ -61,8 +60,7 @@ class PosterReader:
         return image, resize_variants(image, self._dims)
 
 
-def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int = 3
-                    ) -> dict[str, Any]:
+def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int = 3) -> dict[str, Any]:
     """{"genres", "predictions": [...], "errors": [...]} for the posters in `inputs`."""
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
@@ -78,7 +76,7 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
     errors: list[dict[str, str]] = []
     bar = Progress("predict", len(paths), "file")  # the unusable ones too: listed in errors
     for start in range(0, len(paths), _BATCH):
-        chunk = paths[start:start + _BATCH]
+        chunk = paths[start : start + _BATCH]
         batch: list[list[np.ndarray]] = []
         names = []
         for path in chunk:
@@ -94,45 +92,57 @@ def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int 
             chosen = model.decide(scores)
             for name, row, picked in zip(names, scores, chosen, strict=True):
                 order = np.argsort(-row, kind="stable")[:top_k]
-                predictions.append({
-                    "poster": name,
-                    "genres": [model.genres[j] for j in np.flatnonzero(picked)],
-                    "top_k": [[model.genres[j], round(float(row[j]), 6)] for j in order],
-                    "scores": {g: round(float(s), 6)
-                               for g, s in zip(model.genres, row, strict=True)},
-                })
+                predictions.append(
+                    {
+                        "poster": name,
+                        "genres": [model.genres[j] for j in np.flatnonzero(picked)],
+                        "top_k": [[model.genres[j], round(float(row[j]), 6)] for j in order],
+                        "scores": {g: round(float(s), 6) for g, s in zip(model.genres, row, strict=True)},
+                    }
+                )
         bar.update(len(chunk))
     bar.close()
-    return {"model": str(model_dir), "method": model.method, "genres": model.genres,
-            "trained_on": model.trained_on, "warning": warning,
-            # what names a genre: its score at or above its threshold, or among the top_k
-            "thresholds": {g: round(float(t), 6) for g, t in zip(model.genres, thresholds,
-                                                                  strict=True)},
-            "top_k_named": int(model.operating_point["top_k"]),
-            "predictions": predictions, "errors": errors}
+    return {
+        "model": str(model_dir),
+        "method": model.method,
+        "genres": model.genres,
+        "trained_on": model.trained_on,
+        "warning": warning,
+        # what names a genre: its score at or above its threshold, or among the top_k
+        "thresholds": {g: round(float(t), 6) for g, t in zip(model.genres, thresholds, strict=True)},
+        "top_k_named": int(model.operating_point["top_k"]),
+        "predictions": predictions,
+        "errors": errors,
+    }
 
 
 def named_thresholds(model) -> np.ndarray:
     """Each genre's threshold as the model's operating point applies it (raised by its lift):
     a score at or above it names the genre (as do the top_k highest, where top_k > 0)."""
-    return raised_thresholds(np.asarray(model.thresholds, dtype=np.float64),
-                             float(model.operating_point.get("lift", 0.0)))
+    return raised_thresholds(
+        np.asarray(model.thresholds, dtype=np.float64), float(model.operating_point.get("lift", 0.0))
+    )
 
 
-def training_warning(model_dir: str | Path, trained_on: dict[str, Any],
-                     posters: list[Path] | None = None) -> str | None:
+def training_warning(
+    model_dir: str | Path, trained_on: dict[str, Any], posters: list[Path] | None = None
+) -> str | None:
     """What a user must know before trusting the scores: a model that never saw a real poster
     (said unless every poster given is one of the synthetic set it was trained on)."""
     if not trained_on:
-        return (f"{model_dir}/model.json does not say what the model was trained on (a model "
-                "saved before that was recorded); retrain it to know")
+        return (
+            f"{model_dir}/model.json does not say what the model was trained on (a model "
+            "saved before that was recorded); retrain it to know"
+        )
     if trained_on.get("source") == "synthetic":
         folder = Path(trained_on.get("path") or SYNTHETIC).resolve()
         if posters and all(folder in Path(p).resolve().parents for p in posters):
             return None
-        return (f"{model_dir} was trained on {trained_on.get('posters', '?')} synthetic posters "
-                "(data.source=synthetic) and never saw a real one: its scores on real posters "
-                "mean nothing. Train on real posters first (docs/results.md)")
+        return (
+            f"{model_dir} was trained on {trained_on.get('posters', '?')} synthetic posters "
+            "(data.source=synthetic) and never saw a real one: its scores on real posters "
+            "mean nothing. Train on real posters first (docs/results.md)"
+        )
     return None
 
 
@@ -149,8 +159,9 @@ def format_table(result: dict[str, Any]) -> str:
 
     for p in result["predictions"]:
         picked = sorted(p["genres"], key=lambda g: -p["scores"][g])
-        rows.append((Path(p["poster"]).name, ", ".join(picked) or "-",
-                     ", ".join(scored(g, s) for g, s in p["top_k"])))
+        rows.append(
+            (Path(p["poster"]).name, ", ".join(picked) or "-", ", ".join(scored(g, s) for g, s in p["top_k"]))
+        )
     name_w = max([len("poster")] + [len(r[0]) for r in rows] + [0])
     genre_w = max([len("predicted genres")] + [len(r[1]) for r in rows])
     lines = [f"{'poster':{name_w}s}  {'predicted genres':{genre_w}s}  top-k: score vs threshold"]
@@ -159,8 +170,10 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{Path(e['poster']).name:{name_w}s}  not predicted: {e['reason']} {e['detail']}")
     if thresholds:
         forced = result.get("top_k_named", 0)
-        lines.append("named: a genre scored at or above its threshold (tuned on dev)"
-                     + (f", and each poster's {forced} highest-scored" if forced else ""))
+        lines.append(
+            "named: a genre scored at or above its threshold (tuned on dev)"
+            + (f", and each poster's {forced} highest-scored" if forced else "")
+        )
     return "\n".join(lines)
 
 

@@ -32,8 +32,9 @@ class PosterGenreModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         self.model_dir = context.artifacts["model_dir"]
 
-    def predict(self, context, model_input: pd.DataFrame,
-                params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         if isinstance(model_input, pd.DataFrame):
             if "poster" not in model_input.columns:
                 raise ValueError("the input needs a `poster` column of poster file paths")
@@ -42,8 +43,7 @@ class PosterGenreModel(mlflow.pyfunc.PythonModel):
             paths = [str(p) for p in model_input]
         result = predict_posters(self.model_dir, paths, top_k=1)
         for error in result["errors"]:
-            log.warning("not predicted: %s (%s %s)", error["poster"], error["reason"],
-                        error["detail"])
+            log.warning("not predicted: %s (%s %s)", error["poster"], error["reason"], error["detail"])
         scores = {p["poster"]: p["scores"] for p in result["predictions"]}
         nan = dict.fromkeys(result["genres"], np.nan)
         return pd.DataFrame([scores.get(p, nan) for p in paths], columns=result["genres"])

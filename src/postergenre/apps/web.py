@@ -79,13 +79,27 @@ class App:
         out = self.explainer.as_json(e)
         genres = self.explainer.genres
         order = np.argsort(-e.scores, kind="stable")
-        return {"id": key, "method": out["method"], "poster": name,
-                "rows": [{"genre": genres[j], "index": int(j), "score": float(e.scores[j]),
-                          "threshold": float(self.explainer.thresholds[j]),
-                          "named": bool(e.decided[j])} for j in order],
-                "genres": out["genres"], "top_k": out["top_k"], "heat_maps": bool(e.cams),
-                "neighbour_space": out["neighbour_space"], "neighbours": out["neighbours"],
-                "neighbours_note": out.get("neighbours_note", "")}
+        return {
+            "id": key,
+            "method": out["method"],
+            "poster": name,
+            "rows": [
+                {
+                    "genre": genres[j],
+                    "index": int(j),
+                    "score": float(e.scores[j]),
+                    "threshold": float(self.explainer.thresholds[j]),
+                    "named": bool(e.decided[j]),
+                }
+                for j in order
+            ],
+            "genres": out["genres"],
+            "top_k": out["top_k"],
+            "heat_maps": bool(e.cams),
+            "neighbour_space": out["neighbour_space"],
+            "neighbours": out["neighbours"],
+            "neighbours_note": out.get("neighbours_note", ""),
+        }
 
     def heat_map(self, key: str, genre: int | None) -> bytes | None:
         with self.lock:
@@ -112,10 +126,15 @@ class App:
                 data = model.inputs("test", genres)
                 decided = model.decide(model.predict_proba(data.X))
                 titles = self.explainer.posters.titles if self.explainer.posters else {}
-                self._test = [{"id": i, "title": titles.get(i, ""),
-                               "true": [genres[j] for j in np.flatnonzero(y)],
-                               "predicted": [genres[j] for j in np.flatnonzero(d)]}
-                              for i, y, d in zip(data.ids, data.Y, decided, strict=True)]
+                self._test = [
+                    {
+                        "id": i,
+                        "title": titles.get(i, ""),
+                        "true": [genres[j] for j in np.flatnonzero(y)],
+                        "predicted": [genres[j] for j in np.flatnonzero(d)],
+                    }
+                    for i, y, d in zip(data.ids, data.Y, decided, strict=True)
+                ]
             return self._test
 
 
@@ -132,9 +151,14 @@ class Handler(BaseHTTPRequestHandler):
         super().handle_one_request()  # a request line or headers that stall: closed there
         if self._status is not None:
             # a request line that did not parse sets neither command nor path
-            log.info("%s %s %s %d B %.0f ms", getattr(self, "command", None) or "-",
-                     (getattr(self, "path", None) or "-")[:200],
-                     self._status, self._sent, 1000 * (time.perf_counter() - self._started))
+            log.info(
+                "%s %s %s %d B %.0f ms",
+                getattr(self, "command", None) or "-",
+                (getattr(self, "path", None) or "-")[:200],
+                self._status,
+                self._sent,
+                1000 * (time.perf_counter() - self._started),
+            )
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         self._status = int(code) if str(code).isdigit() else code  # logged whole, once, above
@@ -173,8 +197,7 @@ class Handler(BaseHTTPRequestHandler):
         host = self.headers.get("Host", "")
         if self.hosts is None or host.lower() in self.hosts:
             return True
-        self._refuse(403, f"Host {host[:100]!r} is not this server's address "
-                     f"(open {sorted(self.hosts)[0]})")
+        self._refuse(403, f"Host {host[:100]!r} is not this server's address (open {sorted(self.hosts)[0]})")
         return False
 
     def do_GET(self) -> None:  # noqa: N802 (the http.server interface)
@@ -187,15 +210,22 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, BROWSE.encode("utf-8"), "text/html; charset=utf-8")
             elif url.path == "/api/model":
                 m = self.app.explainer.model
-                self._json(200, {"method": m.method, "genres": m.genres,
-                                 "trained_on": m.trained_on,
-                                 "warning": self.app.warning})
+                self._json(
+                    200,
+                    {
+                        "method": m.method,
+                        "genres": m.genres,
+                        "trained_on": m.trained_on,
+                        "warning": self.app.warning,
+                    },
+                )
             elif parts[:2] == ["api", "heatmap"] and len(parts) == 4:
                 genre = None if parts[3] == "poster" else int(parts[3])
                 png = self.app.heat_map(parts[2], genre)
                 if png is None:
-                    self._error(404, "no such explanation or genre (the server keeps the last "
-                                f"{KEEP} uploads)")
+                    self._error(
+                        404, f"no such explanation or genre (the server keeps the last {KEEP} uploads)"
+                    )
                 else:
                     self._send(200, png, "image/png")
             elif parts[:2] == ["api", "poster"] and len(parts) == 3:
@@ -209,8 +239,7 @@ class Handler(BaseHTTPRequestHandler):
                 offset = max(0, int(query.get("offset", ["0"])[0]))
                 limit = min(200, max(1, int(query.get("limit", ["48"])[0])))
                 rows = self.app.test_split()
-                self._json(200, {"total": len(rows), "offset": offset,
-                                 "rows": rows[offset:offset + limit]})
+                self._json(200, {"total": len(rows), "offset": offset, "rows": rows[offset : offset + limit]})
             else:
                 self._error(404, f"nothing at {url.path}")
         except (ValueError, FileNotFoundError) as exc:
@@ -232,8 +261,9 @@ class Handler(BaseHTTPRequestHandler):
             return
         length = int(given)
         if length > MAX_UPLOAD:
-            self._refuse(413, f"the file is {length / 2**20:.1f} MB; posters up to "
-                         f"{MAX_UPLOAD // 2**20} MB are taken")
+            self._refuse(
+                413, f"the file is {length / 2**20:.1f} MB; posters up to {MAX_UPLOAD // 2**20} MB are taken"
+            )
             return
         if length == 0:
             self._error(400, "the file is empty")
@@ -267,12 +297,18 @@ def allowed_hosts(host: str, port: int) -> frozenset[str] | None:
     names = {host, f"[{host}]"} if ":" in host else {host}
     if host.startswith("127.") or host == "::1":
         names |= {"localhost"}
-    return frozenset(n.lower() + suffix for n in names
-                     for suffix in ([f":{port}"] + ([""] if port == 80 else [])))
+    return frozenset(
+        n.lower() + suffix for n in names for suffix in ([f":{port}"] + ([""] if port == 80 else []))
+    )
 
 
-def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000,
-                cache: Path | None = None, timeout: float = TIMEOUT) -> ThreadingHTTPServer:
+def make_server(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    cache: Path | None = None,
+    timeout: float = TIMEOUT,
+) -> ThreadingHTTPServer:
     """The server, bound (port 0: a free one) but not yet serving; `cache`: where the neighbour
     index is kept (default .cache/explain); `timeout`: seconds a request may take to arrive."""
     app = App(model_dir, cache=cache)
@@ -285,11 +321,16 @@ def make_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a model folder (models/METHOD)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1: this machine only)")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
-    parser.add_argument("--timeout", type=float, default=TIMEOUT,
-                        help=f"seconds a request may take to arrive (default {TIMEOUT:g})")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=TIMEOUT,
+        help=f"seconds a request may take to arrive (default {TIMEOUT:g})",
+    )
 
 
 NEEDS_PARAMS = False
@@ -298,8 +339,7 @@ NEEDS_PARAMS = False
 def run(args: argparse.Namespace, params: dict | None = None) -> None:
     server = make_server(args.model, args.host, args.port, timeout=args.timeout)
     host, port = server.server_address[:2]
-    print(f"postergenre: serving {args.model} at http://{host}:{port}/ (Ctrl-C stops)",
-          flush=True)
+    print(f"postergenre: serving {args.model} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -330,9 +370,12 @@ font-size:11px;margin:0 10px 12px 0;vertical-align:top}.poster img{width:100px;h
 .hit{color:#2e7d32;font-weight:600}.miss{color:#b71c1c}
 """
 
-PAGE = """<!doctype html>
+PAGE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>postergenre</title>
-<style>""" + _STYLE + """</style></head><body>
+<style>"""
+    + _STYLE
+    + """</style></head><body>
 <header><b>postergenre</b> <span id="method"></span><a href="/">a poster</a>
 <a href="/browse">the test split</a></header>
 <main>
@@ -417,10 +460,14 @@ drop.ondrop = (ev) => { ev.preventDefault(); drop.classList.remove('over');
   if (ev.dataTransfer.files[0]) upload(ev.dataTransfer.files[0]); };
 </script></body></html>
 """.replace("__MAX_UPLOAD__", str(MAX_UPLOAD))
+)
 
-BROWSE = """<!doctype html>
+BROWSE = (
+    """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>postergenre: test split</title>
-<style>""" + _STYLE + """</style></head><body>
+<style>"""
+    + _STYLE
+    + """</style></head><body>
 <header><b>postergenre</b> the test split: true against predicted genres<a href="/">a poster</a>
 </header><main><div id="error" role="alert"></div><div id="summary"></div><div id="grid"></div>
 <button id="more" hidden>more</button></main>
@@ -454,3 +501,4 @@ $('more').onclick = more;
 more();
 </script></body></html>
 """
+)

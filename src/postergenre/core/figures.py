@@ -46,15 +46,17 @@ def genre_colours(n: int) -> list:
     return [cmap[i % len(cmap)] for i in range(n)]
 
 
-def pr_curves_png(path: Path, curves: list[dict[str, Any]], genres: list[str], ap: list,
-                  prevalence: list[float], title: str) -> None:
+def pr_curves_png(
+    path: Path, curves: list[dict[str, Any]], genres: list[str], ap: list, prevalence: list[float], title: str
+) -> None:
     """Precision against recall, one small panel per genre in its own colour, with its AP and,
     dashed, the precision of guessing (the genre's share of the posters)."""
     plt = _pyplot()
     cols = 5
     rows = max(1, -(-len(genres) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.65 * rows + 0.5), sharex=True,
-                             sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(1.9 * cols, 1.65 * rows + 0.5), sharex=True, sharey=True, squeeze=False
+    )
     colours = genre_colours(len(genres))
     for j, g in enumerate(genres):
         ax = axes[j // cols][j % cols]
@@ -63,8 +65,7 @@ def pr_curves_png(path: Path, curves: list[dict[str, Any]], genres: list[str], a
             r, p = zip(*sorted(pts, key=lambda t: (t[0], -t[1])), strict=True)
             ax.plot(r, p, color=colours[j], linewidth=1.4)
         ax.axhline(prevalence[j], color="grey", linestyle=":", linewidth=1)
-        ax.set_title(f"{g}  AP {ap[j]:.2f}" if ap[j] is not None else f"{g}  (no positive)",
-                     fontsize=8)
+        ax.set_title(f"{g}  AP {ap[j]:.2f}" if ap[j] is not None else f"{g}  (no positive)", fontsize=8)
         ax.set(xlim=(0, 1), ylim=(0, 1.02))
         ax.grid(alpha=0.3)
     for k in range(len(genres), rows * cols):
@@ -84,11 +85,15 @@ def f1_bars_png(path: Path, rows: list[dict[str, Any]], genres: list[str], title
     y = np.arange(len(genres))
     fig, ax = plt.subplots(figsize=(6.5, 0.28 * len(genres) + 1.2))
     h = 0.4 if tuned else 0.8
-    ax.barh(y - (h / 2 if tuned else 0), [at_half.get(g, 0) for g in genres], height=h,
-            color="#9aa5b1", label="threshold 0.5 (the study's)")
+    ax.barh(
+        y - (h / 2 if tuned else 0),
+        [at_half.get(g, 0) for g in genres],
+        height=h,
+        color="#9aa5b1",
+        label="threshold 0.5 (the study's)",
+    )
     if tuned:
-        ax.barh(y + h / 2, [tuned.get(g, 0) for g in genres], height=h, color="#1f77b4",
-                label="tuned on dev")
+        ax.barh(y + h / 2, [tuned.get(g, 0) for g in genres], height=h, color="#1f77b4", label="tuned on dev")
     ax.set_yticks(y, genres)
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel="F1 on the test split", title=title)
@@ -104,8 +109,9 @@ def training_png(path: Path, rows: list[dict[str, Any]], title: str) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     if not rows:
-        ax.text(0.5, 0.5, "fitted in one pass: no epochs, no loss curve", ha="center",
-                va="center", fontsize=11)
+        ax.text(
+            0.5, 0.5, "fitted in one pass: no epochs, no loss curve", ha="center", va="center", fontsize=11
+        )
         ax.set(title=title, xticks=[], yticks=[])
         fig.tight_layout()
         _save(fig, path)
@@ -115,9 +121,16 @@ def training_png(path: Path, rows: list[dict[str, Any]], title: str) -> None:
         pts = sorted((r["epoch"], r["loss"]) for r in rows if r["curve"] == name)
         x, yv = zip(*pts, strict=True)
         dev = name.startswith("dev")
-        ax.plot(x, yv, marker="o" if dev else None, markersize=3, linewidth=1.3,
-                linestyle="-" if dev else "--", color=f"C{i // 2 if len(curves) > 2 else i}",
-                label=name)
+        ax.plot(
+            x,
+            yv,
+            marker="o" if dev else None,
+            markersize=3,
+            linewidth=1.3,
+            linestyle="-" if dev else "--",
+            color=f"C{i // 2 if len(curves) > 2 else i}",
+            label=name,
+        )
     ax.set(xlabel="epoch", ylabel="BCE loss", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -147,8 +160,16 @@ def _wrap(draw, text: str, font, width: int, max_lines: int) -> list[str]:
     return [line if draw.textlength(line, font=font) <= width else line[:22] + "…" for line in lines]
 
 
-def gallery_png(path: Path, posters: np.ndarray, titles: list[str], genres: list[str],
-                Y: np.ndarray, Yhat: np.ndarray, P: np.ndarray, poster_h: int = 240) -> None:
+def gallery_png(
+    path: Path,
+    posters: np.ndarray,
+    titles: list[str],
+    genres: list[str],
+    Y: np.ndarray,
+    Yhat: np.ndarray,
+    P: np.ndarray,
+    poster_h: int = 240,
+) -> None:
     """Posters side by side, each with its title, its true genres, and the predicted genres in
     score order: a check mark (green) when the movie has the genre, a cross (red) when not."""
     from PIL import Image, ImageDraw
@@ -173,8 +194,7 @@ def gallery_png(path: Path, posters: np.ndarray, titles: list[str], genres: list
             draw.text((x0 + pad, y), line, fill=(60, 60, 60), font=font)
             y += line_h
         picked = sorted(np.flatnonzero(Yhat[i]), key=lambda j: -P[i, j])
-        draw.text((x0 + pad, y), "predicted:" if picked else "predicted: none", fill=(0, 0, 0),
-                  font=font)
+        draw.text((x0 + pad, y), "predicted:" if picked else "predicted: none", fill=(0, 0, 0), font=font)
         y += line_h
         for j in picked[:5]:
             hit = genres[j] in true

@@ -53,8 +53,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = None
-             ) -> Image.Image:
+def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = None) -> Image.Image:
     """Open, check and decode one poster to RGB; raise PosterError with the reason if unusable.
 
     The pixel count is checked from the header, before any decoding, so a file claiming absurd
@@ -80,8 +79,9 @@ def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = 
             with Image.open(source) as image:
                 width, height = image.size
                 if width * height > max_pixels or width < 1 or height < 1:
-                    raise PosterError("too_many_pixels",
-                                      f"{width}x{height} exceeds resize.max_pixels={max_pixels}")
+                    raise PosterError(
+                        "too_many_pixels", f"{width}x{height} exceeds resize.max_pixels={max_pixels}"
+                    )
                 if draft is not None and image.format == "JPEG":
                     image.draft("RGB", tuple(draft))
                 image.load()
@@ -111,8 +111,7 @@ def resize_into(image: Image.Image, outs: list[np.ndarray]) -> None:
     pixels = pixels.view(1, height, width, 3).permute(0, 3, 1, 2)  # NCHW view, channels-last
     for out in outs:
         target = torch.from_numpy(out).permute(2, 0, 1)[None]
-        torch.ops.aten._upsample_bilinear2d_aa.out(pixels, list(out.shape[:2]), False, None, None,
-                                                   out=target)
+        torch.ops.aten._upsample_bilinear2d_aa.out(pixels, list(out.shape[:2]), False, None, None, out=target)
 
 
 def resize_variants(image: Image.Image, sizes: list[tuple[int, int]]) -> list[np.ndarray]:
@@ -156,9 +155,15 @@ def _process_chunk(chunk: list[tuple[int, str]]) -> list[tuple[int, str, str]]:
     return rejects
 
 
-def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str],
-                   out_dir: str | Path, workers: int = 0, max_pixels: int = MAX_PIXELS,
-                   progress: bool = True) -> dict:
+def resize_posters(
+    ids: list[str],
+    paths: list[str | Path],
+    size_names: list[str],
+    out_dir: str | Path,
+    workers: int = 0,
+    max_pixels: int = MAX_PIXELS,
+    progress: bool = True,
+) -> dict:
     """Write every usable poster at every size into `out_dir`; return the report."""
     if len(ids) != len(paths):
         raise ValueError(f"{len(ids)} ids but {len(paths)} poster paths")
@@ -173,8 +178,7 @@ def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str
         scratch = [tmp / f".all-{name}.npy" for name in size_names]
         for path, (w, h) in zip(scratch, sizes, strict=True):
             np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(n, h, w, 3)).flush()
-        chunks = [[(i, str(paths[i])) for i in range(s, min(s + _CHUNK, n))]
-                  for s in range(0, n, _CHUNK)]
+        chunks = [[(i, str(paths[i])) for i in range(s, min(s + _CHUNK, n))] for s in range(0, n, _CHUNK)]
         init_args = ([str(p) for p in scratch], sizes, max_pixels)
         rejects: list[tuple[int, str, str]] = []
         bar = Progress("resize", n, "poster", enabled=progress)
@@ -209,12 +213,19 @@ def resize_posters(ids: list[str], paths: list[str | Path], size_names: list[str
             "posters_rejected": len(rejects),
             "rejected_by_reason": dict(sorted(Counter(r for _, r, _ in rejects).items())),
             "sizes": size_names,
-            "rejects": [{"id": ids[i], "poster": str(paths[i]), "reason": reason,
-                         "detail": detail} for i, reason, detail in rejects],
+            "rejects": [
+                {"id": ids[i], "poster": str(paths[i]), "reason": reason, "detail": detail}
+                for i, reason, detail in rejects
+            ],
         }
         write_json(tmp / "resize_report.json", report)
-    log.info("resize: %d posters in, %d ok, %d rejected %s", n, report["posters_ok"],
-             report["posters_rejected"], report["rejected_by_reason"])
+    log.info(
+        "resize: %d posters in, %d ok, %d rejected %s",
+        n,
+        report["posters_ok"],
+        report["posters_rejected"],
+        report["rejected_by_reason"],
+    )
     return report
 
 
@@ -225,10 +236,9 @@ def _compact(scratch: Path, keep: np.ndarray, target: Path) -> None:
         del source
         os.replace(scratch, target)
         return
-    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8,
-                                    shape=(len(keep), *source.shape[1:]))
+    out = np.lib.format.open_memmap(target, mode="w+", dtype=np.uint8, shape=(len(keep), *source.shape[1:]))
     for start in range(0, len(keep), 1024):
-        out[start:start + 1024] = source[keep[start:start + 1024]]
+        out[start : start + 1024] = source[keep[start : start + 1024]]
     out.flush()
     del out, source
     scratch.unlink()

@@ -185,8 +185,10 @@ def per_genre(Y: np.ndarray, Yhat: np.ndarray, genres: list[str]) -> dict[str, d
     _check(Y, Yhat)
     tp, predicted, s = _counts(Y, Yhat, 0)
     p, r, f = _divide(tp, predicted), _divide(tp, s), _divide(2.0 * tp, s + predicted)
-    return {g: {"precision": _round(p[j]), "recall": _round(r[j]), "f1": _round(f[j]),
-                "support": int(s[j])} for j, g in enumerate(genres)}
+    return {
+        g: {"precision": _round(p[j]), "recall": _round(r[j]), "f1": _round(f[j]), "support": int(s[j])}
+        for j, g in enumerate(genres)
+    }
 
 
 def tune_thresholds(Y: np.ndarray, P: np.ndarray, grid: np.ndarray | None = None) -> np.ndarray:
@@ -208,8 +210,12 @@ def tune_thresholds(Y: np.ndarray, P: np.ndarray, grid: np.ndarray | None = None
 
 def score_metrics(Y: np.ndarray, P: np.ndarray) -> dict:
     """Every metric that reads scores rather than label sets."""
-    return {"bce_loss": bce_loss(Y, P), "top1_accuracy": top_k_accuracy(Y, P, 1),
-            "top3_accuracy": top_k_accuracy(Y, P, 3), **ranking_metrics(Y, P)}
+    return {
+        "bce_loss": bce_loss(Y, P),
+        "top1_accuracy": top_k_accuracy(Y, P, 1),
+        "top3_accuracy": top_k_accuracy(Y, P, 3),
+        **ranking_metrics(Y, P),
+    }
 
 
 def raised_thresholds(thresholds: np.ndarray, lift: float) -> np.ndarray:
@@ -218,8 +224,7 @@ def raised_thresholds(thresholds: np.ndarray, lift: float) -> np.ndarray:
     return thresholds + lift * (1.0 - thresholds)
 
 
-def apply_rule(P: np.ndarray, thresholds: np.ndarray, top_k: int = 0, lift: float = 0.0
-               ) -> np.ndarray:
+def apply_rule(P: np.ndarray, thresholds: np.ndarray, top_k: int = 0, lift: float = 0.0) -> np.ndarray:
     """[n, n_genres] 0/1 label sets: each movie's `top_k` highest-scored genres, plus every genre
     at or above its threshold raised by `lift` of the way to 1 (lift 0: the tuned thresholds;
     lift 1: the top-k alone)."""
@@ -234,8 +239,9 @@ TOP_KS = (0, 1, 2, 3)
 LIFTS = tuple(round(float(x), 2) for x in np.linspace(0.0, 1.0, 11))
 
 
-def tune_operating_point(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
-                         prior_micro_f1: float) -> dict[str, float]:
+def tune_operating_point(
+    Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray, prior_micro_f1: float
+) -> dict[str, float]:
     """The decision rule (`apply_rule`'s top_k and lift) chosen on (Y, P), the dev split: of the
     rules whose micro-F1 beats the label-frequency predictor's (`prior_micro_f1`, on the same
     movies), the one with the highest macro-F1; if none beats it, the highest micro-F1. Ties go
@@ -248,14 +254,19 @@ def tune_operating_point(Y: np.ndarray, P: np.ndarray, thresholds: np.ndarray,
             key = (beats, f1["macro_f1"] if beats else f1["micro_f1"])
             if best_key is None or key > best_key:
                 best_key = key
-                best = {"top_k": top_k, "lift": lift, "dev_micro_f1": f1["micro_f1"],
-                        "dev_macro_f1": f1["macro_f1"], "prior_dev_micro_f1": _round(prior_micro_f1),
-                        "beats_prior_on_dev": bool(beats)}
+                best = {
+                    "top_k": top_k,
+                    "lift": lift,
+                    "dev_micro_f1": f1["micro_f1"],
+                    "dev_macro_f1": f1["macro_f1"],
+                    "prior_dev_micro_f1": _round(prior_micro_f1),
+                    "beats_prior_on_dev": bool(beats),
+                }
     return best
 
 
 def label_frequency_sets(Y_train: np.ndarray, n: int) -> np.ndarray:
-    """"Always the common genres": the r most frequent training genres for each of n movies (r =
+    """ "Always the common genres": the r most frequent training genres for each of n movies (r =
     the training label cardinality, rounded)."""
     frequency = label_frequency(Y_train)
     r = max(1, int(round(Y_train.sum(axis=1).mean())))

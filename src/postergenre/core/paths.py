@@ -98,5 +98,3 @@ def plots_dir(method: str) -> Path:
 
 def features_dir(backbone: str, view: str, root: Path | None = None) -> Path:
     return (root or features()) / backbone / view
-
-

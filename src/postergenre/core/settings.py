@@ -64,16 +64,19 @@ class Clean(Settings):
 
 class Resize(Settings):
     sizes: Annotated[list[Size], Field(min_length=1), AfterValidator(_each_once)] = [
-        "64x64", "100x150", "224x224"]
+        "64x64",
+        "100x150",
+        "224x224",
+    ]
     workers: int = Field(0, ge=0)
     max_pixels: int = Field(50_000_000, ge=1)
 
 
 class Embed(Settings):
-    backbones: Annotated[list[Literal[BACKBONES]], Field(min_length=1),
-                         AfterValidator(_each_once)] = ["efficientnet_lite0"]
-    views: Annotated[list[Literal[VIEWS]], Field(min_length=1), AfterValidator(_each_once)] = [
-        "squash"]
+    backbones: Annotated[list[Literal[BACKBONES]], Field(min_length=1), AfterValidator(_each_once)] = [
+        "efficientnet_lite0"
+    ]
+    views: Annotated[list[Literal[VIEWS]], Field(min_length=1), AfterValidator(_each_once)] = ["squash"]
     pool: Literal["concat", "mean"] = "concat"
     size: Size = "224x224"
     batch_size: int = Field(4, ge=1)
@@ -95,8 +98,7 @@ class Split(Settings):
     @model_validator(mode="after")
     def _sums_to_one(self) -> Split:
         if abs(self.train + self.dev + self.test - 1.0) > 1e-6:
-            raise ValueError(f"train + dev + test must sum to 1, got "
-                             f"{self.train} + {self.dev} + {self.test}")
+            raise ValueError(f"train + dev + test must sum to 1, got {self.train} + {self.dev} + {self.test}")
         return self
 
 
@@ -131,10 +133,20 @@ def describe(exc: ValidationError, model: type[BaseModel], where: str = "") -> s
     if error["type"] == "missing":
         parent = ".".join(p for p in (where, *loc[:-1]) if p) or "params"
         return f"{parent}: missing key {loc[-1]}"
-    msg = (error["msg"].removeprefix("Value error, ").replace("Input should be", "must be")
-           .replace("List should have", "must list").removesuffix(" after validation, not 0"))
-    if error["type"].endswith("_type") or error["type"] in ("literal_error", "greater_than",
-                                                          "greater_than_equal", "less_than",
-                                                          "less_than_equal", "too_short"):
+    msg = (
+        error["msg"]
+        .removeprefix("Value error, ")
+        .replace("Input should be", "must be")
+        .replace("List should have", "must list")
+        .removesuffix(" after validation, not 0")
+    )
+    if error["type"].endswith("_type") or error["type"] in (
+        "literal_error",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "too_short",
+    ):
         return f"'{path}' {msg}, got {error.get('input')!r}"
     return f"'{path}': {msg}"

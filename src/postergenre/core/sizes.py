@@ -12,8 +12,7 @@ def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(part) for part in str(text).lower().split("x"))
     except ValueError:
-        raise SizeError(
-            f"image size must look like WIDTHxHEIGHT (e.g. 100x150), got {text!r}") from None
+        raise SizeError(f"image size must look like WIDTHxHEIGHT (e.g. 100x150), got {text!r}") from None
     if w <= 0 or h <= 0:
         raise SizeError(f"image size must be positive, got {text!r}")
     return w, h

@@ -44,7 +44,7 @@ def safe_filename(name: str) -> str:
     stripped = out.lstrip(".")
     out = "(DOT)" * (len(out) - len(stripped)) + stripped
     stem = out.rstrip(". ")
-    out = stem + "".join("(DOT)" if c == "." else "(SP)" for c in out[len(stem):])
+    out = stem + "".join("(DOT)" if c == "." else "(SP)" for c in out[len(stem) :])
     if not out:
         out = "(EMPTY)"
     while len(out.encode("utf-8")) > _MAX_NAME_BYTES:
@@ -86,8 +86,9 @@ def drop_bad_titles(records: Iterable[Record]) -> tuple[list[Record], list[Recor
     return _split(records, check)
 
 
-def drop_unknown_genres(records: Iterable[Record], known: frozenset[str] | None
-                        ) -> tuple[list[Record], Counter]:
+def drop_unknown_genres(
+    records: Iterable[Record], known: frozenset[str] | None
+) -> tuple[list[Record], Counter]:
     """Remove genre names outside the source's vocabulary (and repeats of a name).
 
     Returns the records and a count of the names removed. `known=None` accepts every name.
@@ -106,8 +107,7 @@ def drop_no_genre(records: Iterable[Record]) -> tuple[list[Record], list[Record]
     return _split(records, lambda rec: None if rec["genres"] else "no_genre")
 
 
-def drop_missing_posters(records: Iterable[Record], posters_root: Path
-                         ) -> tuple[list[Record], list[Record]]:
+def drop_missing_posters(records: Iterable[Record], posters_root: Path) -> tuple[list[Record], list[Record]]:
     """Drop movies whose poster path escapes the posters folder or names no file."""
 
     def check(rec: Record) -> str | None:
@@ -122,8 +122,7 @@ def drop_missing_posters(records: Iterable[Record], posters_root: Path
     return _split(records, check)
 
 
-def _keep_first(records: Iterable[Record], field: str, reason: str
-                ) -> tuple[list[Record], list[Record]]:
+def _keep_first(records: Iterable[Record], field: str, reason: str) -> tuple[list[Record], list[Record]]:
     seen: set[str] = set()
 
     def check(rec: Record) -> str | None:
@@ -145,8 +144,9 @@ def drop_duplicate_titles(records: Iterable[Record]) -> tuple[list[Record], list
     return _keep_first(records, "title", "duplicate_title")
 
 
-def drop_rare_genres(records: Iterable[Record], min_count: int
-                     ) -> tuple[list[Record], list[Record], Counter, list[str]]:
+def drop_rare_genres(
+    records: Iterable[Record], min_count: int
+) -> tuple[list[Record], list[Record], Counter, list[str]]:
     """Genres with fewer than `min_count` movies leave the vocabulary.
 
     Returns kept records, records left with no genre (dropped), the removed genres' counts, and

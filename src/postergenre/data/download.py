@@ -115,8 +115,9 @@ def _decoded(body: bytes, encoding: str, limit: int) -> bytes:
 
 def _fetch(url: str, settings: DownloadSettings, until: float | None = None) -> bytes:
     """One attempt, over by `until` (time.monotonic()): the body, or _Retry / _Fail."""
-    request = urllib.request.Request(url, headers={"User-Agent": "postergenre",
-                                                   "Accept-Encoding": "gzip, identity"})
+    request = urllib.request.Request(
+        url, headers={"User-Agent": "postergenre", "Accept-Encoding": "gzip, identity"}
+    )
     until = time.monotonic() + settings.deadline if until is None else until
     try:
         with _OPENER.open(request, timeout=settings.timeout) as response:
@@ -169,8 +170,7 @@ def _check_image(body: bytes) -> None:
         raise _Fail("not_an_image", f"{type(exc).__name__}: {str(exc)[:80]}") from None
 
 
-def fetch_poster(url: str, target: Path, settings: DownloadSettings,
-                 sleep=time.sleep) -> None:
+def fetch_poster(url: str, target: Path, settings: DownloadSettings, sleep=time.sleep) -> None:
     """Download `url` to `target` with retries; raise _Fail when it cannot be had."""
     reason = ""
     until = time.monotonic() + settings.deadline
@@ -213,26 +213,28 @@ def plan(metadata: Path, settings: DownloadSettings) -> tuple[list[tuple[str, st
             skipped.append({"row": line, "id": row["id"], "reason": "no_poster_path", "detail": ""})
             continue
         if not TMDB_POSTER_PATH.match(path):
-            skipped.append({"row": line, "id": row["id"], "reason": "bad_poster_path",
-                            "detail": path[:80]})
+            skipped.append({"row": line, "id": row["id"], "reason": "bad_poster_path", "detail": path[:80]})
             continue
         try:
             name = tmdb_poster_name(row, settings.poster_key, settings.poster_ext)
         except ValueError as exc:
-            skipped.append({"row": line, "id": row["id"], "reason": "bad_poster_key",
-                            "detail": str(exc)})
+            skipped.append({"row": line, "id": row["id"], "reason": "bad_poster_key", "detail": str(exc)})
             continue
         if name in names:
-            skipped.append({"row": line, "id": row["id"], "reason": "duplicate_poster",
-                            "detail": name})
+            skipped.append({"row": line, "id": row["id"], "reason": "duplicate_poster", "detail": name})
             continue
         names.add(name)
         jobs.append((row["id"], f"{settings.base_url.rstrip('/')}/{settings.size}{path}", name))
     return jobs, skipped
 
 
-def download_posters(metadata: str | Path, out_dir: str | Path, settings: DownloadSettings,
-                     report_path: str | Path | None = None, progress: bool = True) -> dict:
+def download_posters(
+    metadata: str | Path,
+    out_dir: str | Path,
+    settings: DownloadSettings,
+    report_path: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
     """Fetch every missing poster named in `metadata` into `out_dir`; write and return a report."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -243,15 +245,18 @@ def download_posters(metadata: str | Path, out_dir: str | Path, settings: Downlo
     failures: list[dict] = []
     bar = Progress("download", len(todo), "poster", enabled=progress)
     with ThreadPoolExecutor(max(1, settings.concurrency)) as pool:
-        futures = {pool.submit(fetch_poster, url, out_dir / name, settings): (movie_id, url, name)
-                   for movie_id, url, name in todo}
+        futures = {
+            pool.submit(fetch_poster, url, out_dir / name, settings): (movie_id, url, name)
+            for movie_id, url, name in todo
+        }
         for future in as_completed(futures):
             movie_id, url, name = futures[future]
             try:
                 future.result()
             except _Fail as exc:
-                failures.append({"id": movie_id, "url": url, "file": name, "reason": exc.reason,
-                                 "detail": exc.detail})
+                failures.append(
+                    {"id": movie_id, "url": url, "file": name, "reason": exc.reason, "detail": exc.detail}
+                )
             bar.update(1)
     bar.close()
     failures.sort(key=lambda f: f["file"])
@@ -266,10 +271,17 @@ def download_posters(metadata: str | Path, out_dir: str | Path, settings: Downlo
         "skipped": skipped,
         "failures": failures,
     }
-    assert report["rows_in"] == (report["rows_skipped"] + report["already_present"]
-                                 + report["downloaded"] + report["failed"])
+    assert report["rows_in"] == (
+        report["rows_skipped"] + report["already_present"] + report["downloaded"] + report["failed"]
+    )
     write_json(report_path or out_dir.parent / "download_report.json", report)
-    log.info("download: %d downloaded, %d already present, %d failed %s, %d rows skipped %s",
-             report["downloaded"], report["already_present"], report["failed"],
-             report["failed_by_reason"], report["rows_skipped"], report["skipped_by_reason"])
+    log.info(
+        "download: %d downloaded, %d already present, %d failed %s, %d rows skipped %s",
+        report["downloaded"],
+        report["already_present"],
+        report["failed"],
+        report["failed_by_reason"],
+        report["rows_skipped"],
+        report["skipped_by_reason"],
+    )
     return report

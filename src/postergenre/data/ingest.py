@@ -28,10 +28,12 @@ def clean(rows, root: Path, min_genre_count: int):
     records, bad = cleaning.drop_bad_titles(records)
     dropped += bad
     records, unknown = cleaning.drop_unknown_genres(records, rows.known_genres)
-    for rule in (cleaning.drop_no_genre,
-                 lambda r: cleaning.drop_missing_posters(r, root),
-                 cleaning.drop_duplicate_ids,
-                 cleaning.drop_duplicate_titles):
+    for rule in (
+        cleaning.drop_no_genre,
+        lambda r: cleaning.drop_missing_posters(r, root),
+        cleaning.drop_duplicate_ids,
+        cleaning.drop_duplicate_titles,
+    ):
         records, bad = rule(records)
         dropped += bad
     records, bad, rare, vocab = cleaning.drop_rare_genres(records, min_genre_count)
@@ -64,22 +66,23 @@ def ingest(data: dict, min_genre_count: int, out_dir: str | Path) -> dict:
         },
         "min_genre_count": min_genre_count,
         "n_genres": len(vocab),
-        "dropped": [
-            {k: d.get(k, "") for k in ("row", "id", "title", "reason", "detail")} for d in dropped
-        ],
+        "dropped": [{k: d.get(k, "") for k in ("row", "id", "title", "reason", "detail")} for d in dropped],
         # side-file rows (MovieLens links.csv, movies.csv) that could not be used, and why
         "metadata_rows_ignored": rows.ignored,
-        "metadata_rows_ignored_by_reason": dict(sorted(Counter(
-            f"{i['file']}: {i['reason']}" for i in rows.ignored).items())),
+        "metadata_rows_ignored_by_reason": dict(
+            sorted(Counter(f"{i['file']}: {i['reason']}" for i in rows.ignored).items())
+        ),
     }
     assert report["rows_in"] == report["rows_kept"] + report["rows_dropped"], "rows lost in ingest"
     out_dir = Path(out_dir)
     refused = out_dir.parent / f"{out_dir.name}_report.refused.json"  # beside the output
     if not records:  # no output; the report says why
         write_json(refused, report)
-        raise ValueError(f"no movie survived cleaning ({report['rows_in']} rows in, dropped by "
-                         f"reason: {report['dropped_by_reason']}; each row in {refused}); check "
-                         "data.source and data.path")
+        raise ValueError(
+            f"no movie survived cleaning ({report['rows_in']} rows in, dropped by "
+            f"reason: {report['dropped_by_reason']}; each row in {refused}); check "
+            "data.source and data.path"
+        )
     if refused.exists():  # a refusal's report, out of date now that the source is read
         refused.unlink()
     with atomic_path(out_dir) as tmp:
@@ -91,10 +94,22 @@ def ingest(data: dict, min_genre_count: int, out_dir: str | Path) -> dict:
                 ordered = sorted(rec["genres"], key=vocab.index)
                 # The checksum makes this table change when a poster's bytes do, so the resize
                 # stage depends on this table alone instead of re-hashing the posters folder.
-                writer.writerow((rec["id"], rec["title"], "|".join(ordered), rec["poster"],
-                                 file_md5(root / rec["poster"])))
+                writer.writerow(
+                    (
+                        rec["id"],
+                        rec["title"],
+                        "|".join(ordered),
+                        rec["poster"],
+                        file_md5(root / rec["poster"]),
+                    )
+                )
         write_json(tmp / "genres.json", {"genres": vocab, "counts": {g: counts[g] for g in vocab}})
         write_json(tmp / "ingest_report.json", report)
-    log.info("ingest: %d rows in, %d kept, %d dropped %s", report["rows_in"], report["rows_kept"],
-             report["rows_dropped"], report["dropped_by_reason"])
+    log.info(
+        "ingest: %d rows in, %d kept, %d dropped %s",
+        report["rows_in"],
+        report["rows_kept"],
+        report["rows_dropped"],
+        report["dropped_by_reason"],
+    )
     return report

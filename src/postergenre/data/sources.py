@@ -44,21 +44,29 @@ class SourceRows:
     # lost by them directly, but each is listed with its reason in the ingest report.
     ignored: list[dict] = field(default_factory=list)
 
-    def ignore(self, file: str, row: int, reason: str, detail: str = "", movie_id: str = "",
-               title: str = "") -> None:
+    def ignore(
+        self, file: str, row: int, reason: str, detail: str = "", movie_id: str = "", title: str = ""
+    ) -> None:
         """A side-file row left out, with the movie it named (movieId, and its title where
         movies.csv has one)."""
-        self.ignored.append({"file": file, "row": row, "id": movie_id, "title": title,
-                             "reason": reason, "detail": detail})
+        self.ignored.append(
+            {"file": file, "row": row, "id": movie_id, "title": title, "reason": reason, "detail": detail}
+        )
 
     @property
     def rows_in(self) -> int:
         return len(self.records) + len(self.rejects)
 
     def reject(self, row: int, reason: str, detail: str = "", **fields) -> None:
-        self.rejects.append({"row": row, "id": fields.get("id", ""),
-                             "title": fields.get("title", ""), "reason": reason,
-                             "detail": detail})
+        self.rejects.append(
+            {
+                "row": row,
+                "id": fields.get("id", ""),
+                "title": fields.get("title", ""),
+                "reason": reason,
+                "detail": detail,
+            }
+        )
 
 
 def read_csv_rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -72,11 +80,11 @@ def read_csv_rows(path: Path, required: tuple[str, ...]) -> tuple[list[str], lis
             header = [h.strip() for h in next(reader)]
             rows = [(reader.line_num, fields) for fields in reader if fields]
         except StopIteration:
-            raise SourceError(
-                f"{path}: empty file (expected a header with {', '.join(required)})") from None
+            raise SourceError(f"{path}: empty file (expected a header with {', '.join(required)})") from None
         except csv.Error as exc:
-            raise SourceError(f"{path}, line {reader.line_num}: {exc} (fields are limited to "
-                              f"{FIELD_LIMIT // 2**20} MiB)") from None
+            raise SourceError(
+                f"{path}, line {reader.line_num}: {exc} (fields are limited to {FIELD_LIMIT // 2**20} MiB)"
+            ) from None
         missing = [c for c in required if c not in header]
         if missing:
             raise SourceError(f"{path}: missing column(s) {', '.join(missing)}; header is {header}")
@@ -108,8 +116,9 @@ def parse_tmdb_genres(text: str) -> list[str]:
     Raises ValueError when the field is not such a list, or longer than GENRES_LIMIT.
     """
     if len(text) > GENRES_LIMIT:
-        raise GenresTooLong(f"{len(text)} characters, more than a genres list ({GENRES_LIMIT}): "
-                         f"{text[:60]!r}")
+        raise GenresTooLong(
+            f"{len(text)} characters, more than a genres list ({GENRES_LIMIT}): {text[:60]!r}"
+        )
     try:
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
@@ -181,8 +190,7 @@ def read_tmdb(path: Path, poster_key: str, ext: str) -> SourceRows:
         except ValueError as exc:
             out.reject(line, "bad_poster_key", str(exc), id=movie_id, title=title)
             continue
-        out.records.append({"id": movie_id, "title": title, "genres": genres,
-                            "poster": poster, "row": line})
+        out.records.append({"id": movie_id, "title": title, "genres": genres, "poster": poster, "row": line})
     return out
 
 
@@ -198,11 +206,23 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
         movie_id = fields[0].strip()
         title = fields[1].strip() if len(fields) > 1 else ""
         if len(fields) != len(header):
-            out.ignore("movies.csv", line, "wrong_field_count",
-                       f"{len(fields)} fields, header has {len(header)}", movie_id, title)
+            out.ignore(
+                "movies.csv",
+                line,
+                "wrong_field_count",
+                f"{len(fields)} fields, header has {len(header)}",
+                movie_id,
+                title,
+            )
         elif movie_id in movies:
-            out.ignore("movies.csv", line, "duplicate_movie_id",
-                       f"movieId {movie_id} already seen; kept the first row", movie_id, title)
+            out.ignore(
+                "movies.csv",
+                line,
+                "duplicate_movie_id",
+                f"movieId {movie_id} already seen; kept the first row",
+                movie_id,
+                title,
+            )
         else:
             movies[movie_id] = (title, fields[2].strip())
     imdb_to_movie: dict[int, str] = {}
@@ -211,12 +231,18 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
         title = movies.get(movie_id, ("", ""))[0]
         imdb = fields[1].strip() if len(fields) >= 2 else ""
         if not imdb.isdigit():
-            out.ignore("links.csv", line, "bad_imdb_id", f"imdbId {imdb[:30]!r} is not a number",
-                       movie_id, title)
+            out.ignore(
+                "links.csv", line, "bad_imdb_id", f"imdbId {imdb[:30]!r} is not a number", movie_id, title
+            )
         elif int(imdb) in imdb_to_movie:
-            out.ignore("links.csv", line, "duplicate_imdb_id",
-                       f"imdbId {imdb} already names movieId {imdb_to_movie[int(imdb)]}; kept that",
-                       movie_id, title)
+            out.ignore(
+                "links.csv",
+                line,
+                "duplicate_imdb_id",
+                f"imdbId {imdb} already names movieId {imdb_to_movie[int(imdb)]}; kept that",
+                movie_id,
+                title,
+            )
         else:
             imdb_to_movie[int(imdb)] = movie_id
     names = sorted(os.listdir(posters_root))
@@ -236,10 +262,12 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
             out.reject(line, "no_movies_row", f"movieId {movie_id} is not in movies.csv", id=movie_id)
             continue
         title, genre_field = movies[movie_id]
-        genres = [] if genre_field == MOVIELENS_NO_GENRE else [
-            g.strip() for g in genre_field.split("|") if g.strip()]
-        out.records.append({"id": movie_id, "title": title, "genres": genres, "poster": name,
-                            "row": line})
+        genres = (
+            []
+            if genre_field == MOVIELENS_NO_GENRE
+            else [g.strip() for g in genre_field.split("|") if g.strip()]
+        )
+        out.records.append({"id": movie_id, "title": title, "genres": genres, "poster": name, "row": line})
     return out
 
 

@@ -84,8 +84,9 @@ def _random_box(rng: np.random.Generator, width: int, height: int) -> tuple[int,
     return x, y, x + w, y + h
 
 
-def render_poster(genres: list[str], rng: np.random.Generator, width: int, height: int,
-                  noise: float) -> Image.Image:
+def render_poster(
+    genres: list[str], rng: np.random.Generator, width: int, height: int, noise: float
+) -> Image.Image:
     """One poster whose look depends on its genres, blurred by distractors and noise."""
     styles = [STYLES[g] for g in genres]
     base = np.mean([s["color"] for s in styles], axis=0) * 0.45 + rng.normal(0, 25, 3)
@@ -108,8 +109,15 @@ def render_poster(genres: list[str], rng: np.random.Generator, width: int, heigh
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
-def generate(out_dir: str | Path, n: int, seed: int, width: int = 120, height: int = 180,
-             noise: float = 0.5, progress: bool = True) -> Path:
+def generate(
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    width: int = 120,
+    height: int = 180,
+    noise: float = 0.5,
+    progress: bool = True,
+) -> Path:
     """Write `out_dir/movies.csv` (id,title,genres,poster) and `out_dir/posters/<id>.jpg`.
 
     `poster` is relative to the posters folder, as the csv source reads it.

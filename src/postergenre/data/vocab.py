@@ -30,9 +30,25 @@ TMDB_GENRES: frozenset[str] = frozenset(STUDY_GENRE_COUNTS)
 
 MOVIELENS_GENRES: frozenset[str] = frozenset(
     {
-        "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary",
-        "Drama", "Fantasy", "Film-Noir", "Horror", "IMAX", "Musical", "Mystery", "Romance",
-        "Sci-Fi", "Thriller", "War", "Western",
+        "Action",
+        "Adventure",
+        "Animation",
+        "Children",
+        "Comedy",
+        "Crime",
+        "Documentary",
+        "Drama",
+        "Fantasy",
+        "Film-Noir",
+        "Horror",
+        "IMAX",
+        "Musical",
+        "Mystery",
+        "Romance",
+        "Sci-Fi",
+        "Thriller",
+        "War",
+        "Western",
     }
 )
 MOVIELENS_NO_GENRE = "(no genres listed)"

@@ -20,8 +20,7 @@ from pathlib import Path
 
 from postergenre.methods.base import CARD, Estimator, read_model_card
 
-__all__ = ["CARD", "GROUP", "MethodSpec", "estimator_class", "load_model", "read_model_card",
-           "spec", "specs"]
+__all__ = ["CARD", "GROUP", "MethodSpec", "estimator_class", "load_model", "read_model_card", "spec", "specs"]
 
 PACKAGE = "postergenre"
 METHODS_DIR = Path(__file__).resolve().parent

@@ -37,20 +37,30 @@ class Settings(NetworkSettings):
     dense: PositiveInt = 256
 
 
-def custom_cnn(n_genres: int, height: int, width: int, filters=(32, 64, 128), dense: int = 256,
-               dropout: float = 0.25) -> nn.Module:
+def custom_cnn(
+    n_genres: int, height: int, width: int, filters=(32, 64, 128), dense: int = 256, dropout: float = 0.25
+) -> nn.Module:
     """The study's own CNN: convolutions with filters growing with depth, max-pooling between,
     dropout, flatten, a ReLU dense layer, one logit per genre (sigmoid in the loss); `features`
     then `head`, in order."""
     layers: list[nn.Module] = []
     channels = 3
     for f in filters:
-        layers += [nn.Conv2d(channels, f, 3, padding=1), nn.ReLU(inplace=True),
-                   nn.MaxPool2d(2), nn.Dropout(dropout)]
+        layers += [
+            nn.Conv2d(channels, f, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Dropout(dropout),
+        ]
         channels = f
     flat = channels * (height // 2 ** len(filters)) * (width // 2 ** len(filters))
-    head = nn.Sequential(nn.Flatten(), nn.Linear(flat, dense), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout), nn.Linear(dense, n_genres))
+    head = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(flat, dense),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(dense, n_genres),
+    )
     return nn.Sequential(OrderedDict(features=nn.Sequential(*layers), head=head))
 
 
@@ -60,8 +70,9 @@ class CustomCNNEstimator(PixelNetwork):
 
     def build(self, pretrained: bool = True) -> nn.Module:
         width, height = self.width_height
-        return custom_cnn(len(self.genres), height, width, dense=self.params["dense"],
-                          dropout=self.params["dropout"])
+        return custom_cnn(
+            len(self.genres), height, width, dense=self.params["dense"], dropout=self.params["dropout"]
+        )
 
     def cam_layer(self, net: nn.Module) -> nn.Module:
         return net.features[-3]  # the last convolution's ReLU, before its pooling

@@ -72,15 +72,23 @@ class _Stacker:
 
     def predict(self, Z: np.ndarray) -> np.ndarray:
         Zs = (Z - self.mean) / self.std
-        cols = [np.full(len(Z), m) if isinstance(m, float) else m.predict_proba(Zs)[:, 1]
-                for m in self.models]
+        cols = [
+            np.full(len(Z), m) if isinstance(m, float) else m.predict_proba(Zs)[:, 1] for m in self.models
+        ]
         return np.stack(cols, axis=1)
 
     def state(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "std": self.std.tolist(), "c": self.c,
-                "genres": [m if isinstance(m, float)
-                           else {"coef": m.coef_[0].tolist(), "intercept": float(m.intercept_[0])}
-                           for m in self.models]}
+        return {
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "c": self.c,
+            "genres": [
+                m
+                if isinstance(m, float)
+                else {"coef": m.coef_[0].tolist(), "intercept": float(m.intercept_[0])}
+                for m in self.models
+            ],
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> _Stacker:
@@ -114,9 +122,14 @@ class Settings(MethodSettings):
 
     input: ClassVar[str] = "members"
     members: Annotated[list[str], Field(min_length=1), AfterValidator(_each_once)] = [
-        "head", "custom", "mlknn_features"]
+        "head",
+        "custom",
+        "mlknn_features",
+    ]
     combine: Annotated[list[Literal[COMBINE]], Field(min_length=1), AfterValidator(_each_once)] = [
-        "average", "stack"]
+        "average",
+        "stack",
+    ]
     c: Annotated[list[PositiveFloat], Field(min_length=1)] = [0.01, 0.1, 1.0]
     folds: Annotated[int, Field(ge=2, le=20)] = 5  # out-of-fold dev scores
 
@@ -145,8 +158,7 @@ class Ensemble(Estimator):
             folder = self.models_dir / name
             model = load_model(folder)
             if model.genres != self.genres:
-                raise ValueError(f"{folder} was trained on another genre vocabulary; re-run its "
-                                 "train stage")
+                raise ValueError(f"{folder} was trained on another genre vocabulary; re-run its train stage")
             self.models[name] = model
         return self.models[name]
 
@@ -179,8 +191,11 @@ class Ensemble(Estimator):
         for name in self.params["members"]:
             model = self.member(name)
             width, height = model.width_height
-            Xm = X if X.shape[1:3] == (height, width) else np.stack(
-                [resize_variants(Image.fromarray(x), [(width, height)])[0] for x in X])
+            Xm = (
+                X
+                if X.shape[1:3] == (height, width)
+                else np.stack([resize_variants(Image.fromarray(x), [(width, height)])[0] for x in X])
+            )
             parts.append(model.predict_proba(model.inputs_from_posters(Xm)))
         return np.hstack(parts).astype(np.float64)
 
@@ -188,18 +203,21 @@ class Ensemble(Estimator):
     def poster_sizes(self) -> list[str]:
         """The members' sizes (`predict` resizes each decoded poster to each, as the resize
         stage did, rather than resizing a resized poster)."""
-        return list(dict.fromkeys(s for name in self.params["members"]
-                                  for s in self.member(name).poster_sizes))
+        return list(
+            dict.fromkeys(s for name in self.params["members"] for s in self.member(name).poster_sizes)
+        )
 
     def inputs_from_sized_posters(self, posters: dict[str, np.ndarray]) -> np.ndarray:
-        parts = [self.member(name).predict_proba(self.member(name).inputs_from_sized_posters(posters))
-                 for name in self.params["members"]]
+        parts = [
+            self.member(name).predict_proba(self.member(name).inputs_from_sized_posters(posters))
+            for name in self.params["members"]
+        ]
         return np.hstack(parts).astype(np.float64)
 
     # -- combining -----------------------------------------------------------------------------
     def _split_scores(self, Z: np.ndarray) -> list[np.ndarray]:
         g = len(self.genres)
-        return [Z[:, i * g:(i + 1) * g] for i in range(len(self.params["members"]))]
+        return [Z[:, i * g : (i + 1) * g] for i in range(len(self.params["members"]))]
 
     def _combine(self, Z: np.ndarray, way: str | None = None, fitted=None) -> np.ndarray:
         """Z combined the chosen way (or `way`, with `fitted` weights or stacker)."""
@@ -237,13 +255,19 @@ class Ensemble(Estimator):
         if dev is None or len(dev[0]) == 0:
             raise ValueError("ensemble: the combination is fitted on the dev split, which is empty")
         Z, Yd = np.asarray(dev[0], dtype=np.float64), dev[1]
-        candidates = [(way, c) for way in self.params["combine"]
-                      for c in (self.params["c"] if way == "stack" else [None])]
+        candidates = [
+            (way, c)
+            for way in self.params["combine"]
+            for c in (self.params["c"] if way == "stack" else [None])
+        ]
         best = None
-        self.chosen = {"members_dev_mAP": {
-            name: mean_average_precision(Yd, P)
-            for name, P in zip(self.params["members"], self._split_scores(Z), strict=True)},
-            "out_of_fold_dev_mAP": {}}
+        self.chosen = {
+            "members_dev_mAP": {
+                name: mean_average_precision(Yd, P)
+                for name, P in zip(self.params["members"], self._split_scores(Z), strict=True)
+            },
+            "out_of_fold_dev_mAP": {},
+        }
         for way, c in candidates:
             oof = self._out_of_fold(Z, Yd, way, c)
             score = mean_average_precision(Yd, oof) or 0.0
@@ -275,8 +299,12 @@ class Ensemble(Estimator):
 
     # -- saving --------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"way": self.way, "weights": self.weights, "chosen": self.chosen,
-                "stacker": self.stacker.state() if self.stacker else None}
+        return {
+            "way": self.way,
+            "weights": self.weights,
+            "chosen": self.chosen,
+            "stacker": self.stacker.state() if self.stacker else None,
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.way = state["way"]

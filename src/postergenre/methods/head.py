@@ -35,8 +35,13 @@ LOSSES = ("bce", "weighted_bce", "asl")
 _SCORE_BATCH = 4096
 
 
-def asymmetric_loss(logits: torch.Tensor, y: torch.Tensor, gamma_neg: float = 4.0,
-                    gamma_pos: float = 0.0, margin: float = 0.05) -> torch.Tensor:
+def asymmetric_loss(
+    logits: torch.Tensor,
+    y: torch.Tensor,
+    gamma_neg: float = 4.0,
+    gamma_pos: float = 0.0,
+    margin: float = 0.05,
+) -> torch.Tensor:
     """Asymmetric loss (Ridnik et al., ICCV 2021): easy negatives are down-weighted by p^gamma_neg
     and shifted by `margin`, so the many absent genres stop drowning the few present ones."""
     p = torch.sigmoid(logits)
@@ -108,9 +113,11 @@ class FeatureHead(FeatureInput, Estimator):
         super().__init__(genres, size, seed, **params)
         self._init_backbone()
         if self.params["finetune_blocks"] and (len(self.backbone_names) > 1 or self.views != ["squash"]):
-            raise ValueError("finetune_blocks > 0 tunes one backbone on squashed posters: set "
-                             "embed.backbones to one backbone and embed.views to [squash] (got "
-                             f"{self.backbone_names}, {self.views})")
+            raise ValueError(
+                "finetune_blocks > 0 tunes one backbone on squashed posters: set "
+                "embed.backbones to one backbone and embed.views to [squash] (got "
+                f"{self.backbone_names}, {self.views})"
+            )
         self.head: networks.Head | None = None
         self.history: list[dict[str, float]] = []
         self.selection: list[dict[str, float]] = []
@@ -131,8 +138,9 @@ class FeatureHead(FeatureInput, Estimator):
         if not self.params["finetune_blocks"]:
             return self._check_X(X)
         if X.ndim != 4 or X.shape[-1] != 3:
-            raise ValueError(f"finetune_blocks > 0 trains on posters [n, height, width, 3], got "
-                             f"shape {list(X.shape)}")
+            raise ValueError(
+                f"finetune_blocks > 0 trains on posters [n, height, width, 3], got shape {list(X.shape)}"
+            )
 
     # -- training ------------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
@@ -156,9 +164,15 @@ class FeatureHead(FeatureInput, Estimator):
             for wd in p["weight_decay"]:
                 head, history = self._train_head(F, Y, F_dev, Y_dev, wd, checkpoints)
                 score = training.best_dev_score(history)
-                self.selection.append({"weight_decay": wd, "dev_mAP": round(score, 6) if has_dev else None,
-                                       "epoch": max(history, key=lambda r: r.get("dev_mAP", 0))["epoch"]
-                                       if has_dev else p["epochs"]})
+                self.selection.append(
+                    {
+                        "weight_decay": wd,
+                        "dev_mAP": round(score, 6) if has_dev else None,
+                        "epoch": max(history, key=lambda r: r.get("dev_mAP", 0))["epoch"]
+                        if has_dev
+                        else p["epochs"],
+                    }
+                )
                 log.info("head: weight_decay=%g -> best dev mAP %.4f", wd, score)
                 if best is None or score > best[2]:
                     best = (head, history, score, wd)
@@ -169,8 +183,9 @@ class FeatureHead(FeatureInput, Estimator):
             if p["finetune_blocks"]:
                 # Kept only if some epoch beat the stock backbone on dev; else the model is the
                 # head on stock features, and the cached features still fit it.
-                self.finetuned = self._finetune(A, Y, A_dev, Y_dev, stop, self.chosen_weight_decay,
-                                                checkpoints)
+                self.finetuned = self._finetune(
+                    A, Y, A_dev, Y_dev, stop, self.chosen_weight_decay, checkpoints
+                )
                 self._fused = {}
 
     def _new_head(self, F: np.ndarray) -> networks.Head:
@@ -187,9 +202,16 @@ class FeatureHead(FeatureInput, Estimator):
     def _settings(self, name: str, epochs: int, batch_size: int, checkpoints, data, **extra):
         settings = {k: v for k, v in self.params.items() if k != "epochs"}
         return training.LoopSettings(
-            epochs=epochs, batch_size=batch_size, seed=self.seed, name=name, checkpoints=checkpoints,
-            fingerprint=training.fingerprint({**settings, "name": name, "seed": self.seed,
-                                              "genres": self.genres}, *data), **extra)
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=self.seed,
+            name=name,
+            checkpoints=checkpoints,
+            fingerprint=training.fingerprint(
+                {**settings, "name": name, "seed": self.seed, "genres": self.genres}, *data
+            ),
+            **extra,
+        )
 
     def _train_head(self, F, Y, F_dev, Y_dev, wd: float, checkpoints):
         """One weight-decay candidate: AdamW on the chosen loss; the head comes back holding its
@@ -204,14 +226,27 @@ class FeatureHead(FeatureInput, Estimator):
             return Ft[idx].to(device), Yt[idx].to(device)
 
         settings = self._settings(
-            f"head-wd{wd:g}", p["epochs"], p["batch_size"], checkpoints, (F, Y),
+            f"head-wd{wd:g}",
+            p["epochs"],
+            p["batch_size"],
+            checkpoints,
+            (F, Y),
             sample_weights=oversampling_weights(Y) if p["oversample"] else None,
-            record={"weight_decay": wd})
+            record={"weight_decay": wd},
+        )
         optimiser = torch.optim.AdamW(head.parameters(), lr=p["lr"], weight_decay=wd)
         history = training.train(
-            head, optimiser, self._loss(Y, device), batch, len(F), settings,
+            head,
+            optimiser,
+            self._loss(Y, device),
+            batch,
+            len(F),
+            settings,
             dev_scores=(lambda m: training.scores(m, F_dev, _features_to_tensor, _SCORE_BATCH))
-            if F_dev is not None else None, Y_dev=Y_dev)
+            if F_dev is not None
+            else None,
+            Y_dev=Y_dev,
+        )
         return head.cpu(), history
 
     # -- fine-tuning the last blocks -----------------------------------------------------------
@@ -223,7 +258,7 @@ class FeatureHead(FeatureInput, Estimator):
         parts = []
         with torch.no_grad(), Progress("fine-tune: frozen blocks", len(X), "poster") as bar:
             for s in range(0, len(X), bs):
-                x = bb.view_input(bb.to_input(X[s:s + bs]), "squash", side)
+                x = bb.view_input(bb.to_input(X[s : s + bs]), "squash", side)
                 parts.append(net.trunk(x, stop))
                 bar.update(len(parts[-1]))
         return torch.cat(parts)
@@ -231,8 +266,9 @@ class FeatureHead(FeatureInput, Estimator):
     def _tail_features(self, A: torch.Tensor, stop: int) -> np.ndarray:
         net = self.backbone().eval()
         with torch.no_grad():
-            return torch.cat([net.features(A[s:s + 256], start=stop)
-                              for s in range(0, len(A), 256)]).numpy()
+            return torch.cat(
+                [net.features(A[s : s + 256], start=stop) for s in range(0, len(A), 256)]
+            ).numpy()
 
     def _finetune(self, A, Y, A_dev, Y_dev, stop: int, wd: float, checkpoints) -> bool:
         """Train blocks[stop:], the 1x1 head conv and the genre head together from the chosen
@@ -253,14 +289,27 @@ class FeatureHead(FeatureInput, Estimator):
             return A[torch.from_numpy(idx)].to(device), Yt[idx].to(device)
 
         settings = self._settings(
-            "head-finetune", p["finetune_epochs"], p["finetune_batch_size"], checkpoints,
-            (A.numpy(), Y), score_initial=True, record={"finetune": True})
-        optimiser = torch.optim.AdamW([*trainable, *head.parameters()], lr=p["finetune_lr"],
-                                      weight_decay=wd)
+            "head-finetune",
+            p["finetune_epochs"],
+            p["finetune_batch_size"],
+            checkpoints,
+            (A.numpy(), Y),
+            score_initial=True,
+            record={"finetune": True},
+        )
+        optimiser = torch.optim.AdamW([*trainable, *head.parameters()], lr=p["finetune_lr"], weight_decay=wd)
         history = training.train(
-            tail, optimiser, self._loss(Y, device), batch, len(A), settings,
+            tail,
+            optimiser,
+            self._loss(Y, device),
+            batch,
+            len(A),
+            settings,
             dev_scores=(lambda m: training.scores(m, A_dev, lambda a, d: a.to(d), 64))
-            if A_dev is not None else None, Y_dev=Y_dev)
+            if A_dev is not None
+            else None,
+            Y_dev=Y_dev,
+        )
         tail.cpu()
         for param in net.parameters():
             param.requires_grad_(False)
@@ -303,8 +352,12 @@ class FeatureHead(FeatureInput, Estimator):
             return training.scores(self.head, X, _features_to_tensor, _SCORE_BATCH)
 
     def _state(self) -> dict[str, Any]:
-        return {"history": self.history, "selection": self.selection,
-                "chosen_weight_decay": self.chosen_weight_decay, **self._backbone_state()}
+        return {
+            "history": self.history,
+            "selection": self.selection,
+            "chosen_weight_decay": self.chosen_weight_decay,
+            **self._backbone_state(),
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.history = state["history"]
@@ -318,8 +371,9 @@ class FeatureHead(FeatureInput, Estimator):
 
     def _load_weights(self, folder: Path) -> None:
         state = read_saved(folder / "head.pt")
-        self.head = networks.Head(state["mean"].shape[0], len(self.genres), self.params["hidden"],
-                         self.params["dropout"])
+        self.head = networks.Head(
+            state["mean"].shape[0], len(self.genres), self.params["hidden"], self.params["dropout"]
+        )
         self.head.load_state_dict(state)
         self.head.eval()
         self._load_backbone(folder)

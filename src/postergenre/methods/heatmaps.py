@@ -16,8 +16,7 @@ from PIL import Image, ImageFont
 
 DISPLAY = (200, 300)  # a poster as drawn: 2:3
 # the heat map's colours from cold to hot (a perceptual ramp: dark violet, red, orange, yellow)
-RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]],
-                dtype=np.float32)
+RAMP = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=np.float32)
 
 
 def grad_cam(A: torch.Tensor, logits: torch.Tensor, genres: list[int]) -> dict[int, np.ndarray]:
@@ -34,12 +33,18 @@ def grad_cam(A: torch.Tensor, logits: torch.Tensor, genres: list[int]) -> dict[i
 
 
 # the rows of the poster each view shows (the map is laid over those)
-REGIONS = {"squash": (0.0, 1.0), "aspect": (0.0, 1.0), "flip": (0.0, 1.0),
-           "top": (0.0, 2 / 3), "bottom": (1 / 3, 1.0)}
+REGIONS = {
+    "squash": (0.0, 1.0),
+    "aspect": (0.0, 1.0),
+    "flip": (0.0, 1.0),
+    "top": (0.0, 2 / 3),
+    "bottom": (1 / 3, 1.0),
+}
 
 
-def poster_maps(model, X: np.ndarray, inputs: np.ndarray, genres: list[int]
-                ) -> tuple[dict[int, np.ndarray], str, tuple[float, float]]:
+def poster_maps(
+    model, X: np.ndarray, inputs: np.ndarray, genres: list[int]
+) -> tuple[dict[int, np.ndarray], str, tuple[float, float]]:
     """Grad-CAM maps of `genres` for one poster (X [1, H, W, 3] at the model's size; `inputs`:
     what its scores were computed from), the view they are of and the poster's rows they cover;
     no maps for a model without a convolutional network of its own (the kNN methods)."""
@@ -61,8 +66,9 @@ def colour(cam: np.ndarray) -> np.ndarray:
     return (RAMP[lo] * (1 - frac) + RAMP[lo + 1] * frac).astype(np.uint8)
 
 
-def overlay(image: Image.Image, cam: np.ndarray | None, region=(0.0, 1.0),
-            size: tuple[int, int] = DISPLAY) -> Image.Image:
+def overlay(
+    image: Image.Image, cam: np.ndarray | None, region=(0.0, 1.0), size: tuple[int, int] = DISPLAY
+) -> Image.Image:
     """The poster squashed to `size` with the heat map laid over the rows it covers (the hotter,
     the more opaque), or the poster alone."""
     base = image.convert("RGB").resize(size, Image.Resampling.BILINEAR)
@@ -71,7 +77,8 @@ def overlay(image: Image.Image, cam: np.ndarray | None, region=(0.0, 1.0),
     w, h = size
     top, bottom = round(region[0] * h), round(region[1] * h)
     heat = Image.fromarray(cam.astype(np.float32), mode="F").resize(
-        (w, bottom - top), Image.Resampling.BILINEAR)
+        (w, bottom - top), Image.Resampling.BILINEAR
+    )
     heat = np.clip(np.asarray(heat), 0, 1)
     pixels = np.asarray(base, dtype=np.float32).copy()
     alpha = (0.15 + 0.6 * heat)[..., None]

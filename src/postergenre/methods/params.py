@@ -70,8 +70,9 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     for name in ("data", "clean", "resize", "embed", "training", "split"):
         _require_every_key(params[name], Params.model_fields[name].annotation, name)
     if checked.embed.size not in checked.resize.sizes:
-        raise ParamsError(f"embed.size {checked.embed.size!r} is not one of resize.sizes "
-                          f"{checked.resize.sizes}")
+        raise ParamsError(
+            f"embed.size {checked.embed.size!r} is not one of resize.sizes {checked.resize.sizes}"
+        )
     if not params["methods"] and not params["feature_methods"]:
         raise ParamsError("no method to run: methods and feature_methods are both empty")
     for group in METHOD_GROUPS:
@@ -82,8 +83,10 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
         others = [m for m in all_methods(params) if m != "ensemble"]
         for member in params["ensemble"]["members"]:
             if member not in others:
-                raise ParamsError(f"ensemble.members names {member!r}, which is not another method "
-                                  f"of params.yaml ({', '.join(others)})")
+                raise ParamsError(
+                    f"ensemble.members names {member!r}, which is not another method "
+                    f"of params.yaml ({', '.join(others)})"
+                )
     return params
 
 
@@ -102,8 +105,10 @@ def _check_method(params: dict[str, Any], group: str, name: str, section: Any) -
     where = group if group == name else f"{group}.{name}"
     known = [s.name for s in method_specs().values() if s.group == group]
     if name not in method_specs() or method_specs()[name].group != group:
-        raise ParamsError(f"unknown method '{where}' in params; methods known in {group}: "
-                          f"{', '.join(known)} (a method is a module in src/postergenre/methods)")
+        raise ParamsError(
+            f"unknown method '{where}' in params; methods known in {group}: "
+            f"{', '.join(known)} (a method is a module in src/postergenre/methods)"
+        )
     spec = method_spec(name)
     section = section or {}
     if not isinstance(section, dict):
@@ -112,17 +117,20 @@ def _check_method(params: dict[str, Any], group: str, name: str, section: Any) -
     for key in ("family", "reads"):
         fixed = spec.settings.model_fields.get(key)
         if fixed is not None and section.get(key) != fixed.default:
-            raise ParamsError(f"'{where}.{key}' must be {fixed.default!r} (fixed by "
-                              f"methods/{name}.py: dvc.yaml's stages read it), got "
-                              f"{section.get(key)!r}")
+            raise ParamsError(
+                f"'{where}.{key}' must be {fixed.default!r} (fixed by "
+                f"methods/{name}.py: dvc.yaml's stages read it), got "
+                f"{section.get(key)!r}"
+            )
     try:
         spec.settings.model_validate(section)
     except ValidationError as exc:
         raise ParamsError(settings.describe(exc, spec.settings, where)) from None
     _require_every_key(section, spec.settings, where)
     if "size" in section and section["size"] not in params["resize"]["sizes"]:
-        raise ParamsError(f"{where}.size {section['size']!r} is not one of resize.sizes "
-                          f"{params['resize']['sizes']}")
+        raise ParamsError(
+            f"{where}.size {section['size']!r} is not one of resize.sizes {params['resize']['sizes']}"
+        )
 
 
 # -- what each method reads --------------------------------------------------------------------
@@ -143,8 +151,10 @@ def section_key(method: str) -> str:
 
 def method_spec_in(params: dict[str, Any], method: str) -> MethodSpec:
     if method not in all_methods(params):
-        raise ParamsError(f"no section methods.{method}, feature_methods.{method} or {method} in "
-                          f"params.yaml; methods there: {', '.join(all_methods(params))}")
+        raise ParamsError(
+            f"no section methods.{method}, feature_methods.{method} or {method} in "
+            f"params.yaml; methods there: {', '.join(all_methods(params))}"
+        )
     return method_spec(method)
 
 
@@ -155,8 +165,15 @@ def stage_params(params: dict[str, Any], method: str) -> list[str]:
     features, the embed stage's settings."""
     spec = method_spec_in(params, method)
     reads = [] if spec.reads == "seed" else [spec.reads]
-    keys = ["seed", *reads, section_key(method), "resize.sizes", "resize.max_pixels",
-            "data.source", "data.path"]
+    keys = [
+        "seed",
+        *reads,
+        section_key(method),
+        "resize.sizes",
+        "resize.max_pixels",
+        "data.source",
+        "data.path",
+    ]
     return keys + (["embed"] if spec.input != "pixels" else [])
 
 
@@ -175,8 +192,12 @@ def method_settings(params: dict[str, Any], method: str) -> tuple[dict[str, Any]
         # Posters at the embed stage's size go through the embed stage's backbone.
         embed = params["embed"]
         size = embed["size"]
-        kwargs.update(backbones=embed["backbones"], views=embed["views"], pool=embed["pool"],
-                      embed_batch_size=embed["batch_size"])
+        kwargs.update(
+            backbones=embed["backbones"],
+            views=embed["views"],
+            pool=embed["pool"],
+            embed_batch_size=embed["batch_size"],
+        )
     else:
         size = kwargs.pop("size")
     if spec.reads != "seed":

@@ -22,7 +22,6 @@ torch = lazy_module("torch")  # imported on first use (core/lazy.py)
 nn = lazy_module("torch.nn")
 
 
-
 class Settings(NetworkSettings):
     """methods.resnet34: torchvision's ResNet34, its last layer one logit per genre."""
 
@@ -80,14 +79,17 @@ def build_resnet34(n_genres: int, weights: str) -> nn.Module:
     elif weights != "none":
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"methods.resnet34.weights: {path} is not a file "
-                                    "(expected imagenet, none, or a state-dict path)")
+            raise FileNotFoundError(
+                f"methods.resnet34.weights: {path} is not a file "
+                "(expected imagenet, none, or a state-dict path)"
+            )
         state = torch.load(path, map_location="cpu", weights_only=True)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         missing, unexpected = net.load_state_dict(state, strict=False)
         if unexpected or set(missing) - {"fc.weight", "fc.bias"}:
-            raise ValueError(f"{path} is not a ResNet34 state dict (missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]})")
+            raise ValueError(
+                f"{path} is not a ResNet34 state dict (missing {missing[:3]}, unexpected {unexpected[:3]})"
+            )
     net.fc = nn.Linear(net.fc.in_features, n_genres)
     return net
 

@@ -51,32 +51,42 @@ def check_listed_stages(dvc_yaml: dict, params: dict) -> None:
         stage = stages.get(name)
         if stage is None:
             if members is not None:
-                raise ValueError(f"params.yaml has an ensemble section but dvc.yaml has no stage "
-                                 f"{name}: add the stage, or delete the section to skip it")
+                raise ValueError(
+                    f"params.yaml has an ensemble section but dvc.yaml has no stage "
+                    f"{name}: add the stage, or delete the section to skip it"
+                )
             continue
         if members is None:
-            raise ValueError(f"dvc.yaml has the stage {name} but params.yaml no ensemble section: "
-                             "delete the stage to skip the ensemble")
+            raise ValueError(
+                f"dvc.yaml has the stage {name} but params.yaml no ensemble section: "
+                "delete the stage to skip the ensemble"
+            )
         listed = [m for m in _models_listed(stage) if m != "ensemble"]
         if sorted(listed) != sorted(members):
-            raise ValueError(f"dvc.yaml's {name} reads the models of {', '.join(listed)} but "
-                             f"ensemble.members is {', '.join(members)}: DVC cannot list a "
-                             "params list as deps, so edit the stage's models/ and method-code "
-                             "deps to match")
+            raise ValueError(
+                f"dvc.yaml's {name} reads the models of {', '.join(listed)} but "
+                f"ensemble.members is {', '.join(members)}: DVC cannot list a "
+                "params list as deps, so edit the stage's models/ and method-code "
+                "deps to match"
+            )
     if "genre-maps" in stages:
         mapped = [m for m in all_methods(params) if estimator_class(m).has_heatmaps]
         listed = _models_listed(stages["genre-maps"])
         if sorted(listed) != sorted(mapped):
-            raise ValueError(f"dvc.yaml's genre-maps reads the models of {', '.join(listed)} but "
-                             f"the methods with heat maps in params.yaml are {', '.join(mapped)}: "
-                             "edit the stage's models/, metrics/details/ and method-code deps to "
-                             "match")
+            raise ValueError(
+                f"dvc.yaml's genre-maps reads the models of {', '.join(listed)} but "
+                f"the methods with heat maps in params.yaml are {', '.join(mapped)}: "
+                "edit the stage's models/, metrics/details/ and method-code deps to "
+                "match"
+            )
 
 
 # What each source reads from data.path (docs/data.md: where to get each)
-READS = {"movielens": "a folder with MovieLens' links.csv and movies.csv, and posters/",
-         "tmdb": "The Movies Dataset's movies_metadata.csv (or its folder, with posters/)",
-         "csv": "movies.csv (id, title, genres, poster), or its folder"}
+READS = {
+    "movielens": "a folder with MovieLens' links.csv and movies.csv, and posters/",
+    "tmdb": "The Movies Dataset's movies_metadata.csv (or its folder, with posters/)",
+    "csv": "movies.csv (id, title, genres, poster), or its folder",
+}
 
 
 def check_data_paths(data: dict, synthetic_out: str) -> None:
@@ -91,16 +101,19 @@ def check_data_paths(data: dict, synthetic_out: str) -> None:
                     f"data.source synthetic reads the synthesize stage's output {synthetic_out}"
                     f"{'/posters' if key == 'posters' else ''}, so data.{key} must be "
                     f"{want!r}, not {given!r} (for other posters set data.source too: "
-                    "docs/data.md); nothing was changed")
+                    "docs/data.md); nothing was changed"
+                )
         return
     for key in ("path", "posters"):
         if data[key] and not resolve_data_path(data[key]).exists():
             resolved = resolve_data_path(data[key])
             where = "" if str(resolved) == data[key] else f" (resolved to {resolved})"
             what = READS.get(data["source"], "") if key == "path" else "the folder of posters"
-            raise ValueError(f"data.{key} {data[key]!r} does not exist{where}; the "
-                             f"{data['source']} source reads {what} there (docs/data.md says "
-                             "where to get it); nothing was changed")
+            raise ValueError(
+                f"data.{key} {data[key]!r} does not exist{where}; the "
+                f"{data['source']} source reads {what} there (docs/data.md says "
+                "where to get it); nothing was changed"
+            )
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
@@ -115,8 +128,12 @@ def run(args: argparse.Namespace, params: dict) -> None:
     check_data_paths(data, synthetic_out)
     if args.out:
         write_json(args.out, {"params": "valid"})
-    log.info("params: %s is valid (source %s, methods %s)", args.params or "params.yaml",
-             data["source"], ", ".join(all_methods(params)))
+    log.info(
+        "params: %s is valid (source %s, methods %s)",
+        args.params or "params.yaml",
+        data["source"],
+        ", ".join(all_methods(params)),
+    )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,15 @@ INFO = "embed.json"
 ARRAY = "features.npy"
 
 
-def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view: str, size: str,
-                  batch_size: int, threads: int = 0) -> dict[str, Any]:
+def embed_posters(
+    resized: str | Path,
+    out_dir: str | Path,
+    backbone: str,
+    view: str,
+    size: str,
+    batch_size: int,
+    threads: int = 0,
+) -> dict[str, Any]:
     """Write the features folder of one backbone and view whole (array + embed.json) or not at
     all, and log how long it took (in no file: a rerun changes nothing); return embed.json's
     content."""
@@ -62,34 +69,67 @@ def embed_posters(resized: str | Path, out_dir: str | Path, backbone: str, view:
         net = bb.fused(plain)
         side = bb.resolution(backbone)
         if rank == 0:
-            log.info("embed: %s weights check: temple -> %s %.2f, flower -> %s", backbone,
-                     temple[0][0], temple[0][1], ", ".join(name for name, _ in flower[:2]))
-            log.info("embed: %d posters at %s, view %s at side %d, through %s (%d process%s x %d "
-                     "threads, batches of %d)", len(posters), size, view, side, backbone, ranks,
-                     "" if ranks == 1 else "es", torch.get_num_threads(), batch_size)
+            log.info(
+                "embed: %s weights check: temple -> %s %.2f, flower -> %s",
+                backbone,
+                temple[0][0],
+                temple[0][1],
+                ", ".join(name for name, _ in flower[:2]),
+            )
+            log.info(
+                "embed: %d posters at %s, view %s at side %d, through %s (%d process%s x %d "
+                "threads, batches of %d)",
+                len(posters),
+                size,
+                view,
+                side,
+                backbone,
+                ranks,
+                "" if ranks == 1 else "es",
+                torch.get_num_threads(),
+                batch_size,
+            )
         start = time.perf_counter()
         if ranks == 1:
             features = bb.embed(net, posters, per_batch, progress=True, view=view, side=side)
         else:
             rows = _rows_of_rank(len(posters), per_batch, rank, ranks)
-            features = _gathered(rows, bb.embed(net, posters[rows], per_batch, progress=rank == 0,
-                                                view=view, side=side), len(posters), ranks)
+            features = _gathered(
+                rows,
+                bb.embed(net, posters[rows], per_batch, progress=rank == 0, view=view, side=side),
+                len(posters),
+                ranks,
+            )
         seconds = time.perf_counter() - start
     if rank != 0:
         return {}
     if not np.isfinite(features).all():
         raise ValueError("the backbone produced non-finite features; nothing written")
-    info = {"backbone": backbone, "view": view, "side": side,
-            "weights_sha256": bb.file_sha256(weights), "size": size,
-            "n_posters": int(len(posters)), "dim": int(features.shape[1]), "batch_size": batch_size}
+    info = {
+        "backbone": backbone,
+        "view": view,
+        "side": side,
+        "weights_sha256": bb.file_sha256(weights),
+        "size": size,
+        "n_posters": int(len(posters)),
+        "dim": int(features.shape[1]),
+        "batch_size": batch_size,
+    }
     per_s = len(posters) / seconds if seconds > 0 else 0.0
     with atomic_path(out_dir) as tmp:
         tmp.mkdir(parents=True)
         np.save(tmp / ARRAY, features)
         write_json(tmp / INFO, info)
-    log.info("embed: %d x %d features (%s, %s) in %.1f s (%.1f posters/s, %d threads)",
-             len(features), features.shape[1], backbone, view, seconds, per_s,
-             torch.get_num_threads())
+    log.info(
+        "embed: %d x %d features (%s, %s) in %.1f s (%.1f posters/s, %d threads)",
+        len(features),
+        features.shape[1],
+        backbone,
+        view,
+        seconds,
+        per_s,
+        torch.get_num_threads(),
+    )
     return info
 
 
@@ -97,8 +137,9 @@ def _rows_of_rank(n: int, batch_size: int, rank: int, size: int) -> np.ndarray:
     """The posters of every size-th batch from the rank-th: whole batches, as one process
     forms them, so that each is computed as it is there."""
     starts = range(rank * batch_size, n, size * batch_size)
-    return np.concatenate([np.arange(s, min(s + batch_size, n)) for s in starts] or
-                          [np.zeros(0, dtype=np.int64)])
+    return np.concatenate(
+        [np.arange(s, min(s + batch_size, n)) for s in starts] or [np.zeros(0, dtype=np.int64)]
+    )
 
 
 def _gathered(rows: np.ndarray, features: np.ndarray, n: int, size: int) -> np.ndarray | None:
@@ -119,20 +160,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", required=True, help="one of embed.backbones")
     parser.add_argument("--view", required=True, help="one of embed.views")
     parser.add_argument("--resized", default=str(paths.resized()), help="the resize stage's folder")
-    parser.add_argument("--out", default=None,
-                        help="features folder (default data/features/BACKBONE/VIEW)")
+    parser.add_argument("--out", default=None, help="features folder (default data/features/BACKBONE/VIEW)")
     entry.add_params_option(parser)
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
     embed = params["embed"]
-    for name, value, known in (("backbone", args.backbone, embed["backbones"]),
-                               ("view", args.view, embed["views"])):
+    for name, value, known in (
+        ("backbone", args.backbone, embed["backbones"]),
+        ("view", args.view, embed["views"]),
+    ):
         if value not in known:
             raise ValueError(f"--{name} {value!r} is not in embed.{name}s {known}")
     out = args.out or paths.features_dir(args.backbone, args.view)
-    embed_posters(args.resized, out, args.backbone, args.view, embed["size"], embed["batch_size"],
-                  threads=embed["threads"])
+    embed_posters(
+        args.resized,
+        out,
+        args.backbone,
+        args.view,
+        embed["size"],
+        embed["batch_size"],
+        threads=embed["threads"],
+    )
 
 
 if __name__ == "__main__":

@@ -43,12 +43,16 @@ GALLERY_SIZE = 8
 # what write_plots writes into the plots folder (the train stage writes training.*)
 PLOTS = ("per_genre.json", "f1.json", "f1.png", "pr_curves.json", "pr_curves.png", "gallery.png")
 # The headline file's keys: (where in the details, key in the details)
-HEADLINE = {"mAP": ("scores", "mAP"), "macro_roc_auc": ("scores", "macro_roc_auc"),
-            "micro_f1": ("decided", "micro_f1"), "macro_f1": ("decided", "macro_f1"),
-            "all_match": ("at_0.5", "all_match"),
-            "at_least_one_match": ("at_0.5", "at_least_one_match"),
-            "binary_accuracy": ("at_0.5", "binary_accuracy"),
-            "hamming_loss": ("at_0.5", "hamming_loss")}
+HEADLINE = {
+    "mAP": ("scores", "mAP"),
+    "macro_roc_auc": ("scores", "macro_roc_auc"),
+    "micro_f1": ("decided", "micro_f1"),
+    "macro_f1": ("decided", "macro_f1"),
+    "all_match": ("at_0.5", "all_match"),
+    "at_least_one_match": ("at_0.5", "at_least_one_match"),
+    "binary_accuracy": ("at_0.5", "binary_accuracy"),
+    "hamming_loss": ("at_0.5", "hamming_loss"),
+}
 
 
 def headline(details: dict[str, Any]) -> dict[str, Any]:
@@ -76,14 +80,17 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     r = int(common[0].sum()) if len(common) else 0
     return {
         "all_zeros": {**label_set_metrics(Y, zeros), **_scalars(score_metrics(Y, zeros))},
-        "label_frequency": {**label_set_metrics(Y, common),
-                            **_scalars(score_metrics(Y, freq_scores)),
-                            "genres_predicted": r},
+        "label_frequency": {
+            **label_set_metrics(Y, common),
+            **_scalars(score_metrics(Y, freq_scores)),
+            "genres_predicted": r,
+        },
     }
 
 
-def split_block(model, Y: np.ndarray, P: np.ndarray, Y_train: np.ndarray, scores: dict
-                ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
+def split_block(
+    model, Y: np.ndarray, P: np.ndarray, Y_train: np.ndarray, scores: dict
+) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
     """One split's numbers: the threshold-free scores, the label sets at 0.5, at the tuned
     thresholds alone and at the operating point (what `predict` decides), and the trivial
     predictors on the same movies; with those three label sets (for the plots)."""
@@ -98,8 +105,9 @@ def split_block(model, Y: np.ndarray, P: np.ndarray, Y_train: np.ndarray, scores
     return block, (at_half, tuned, decided)
 
 
-def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None,
-                   split: str = "test") -> dict[str, Any]:
+def evaluate_model(
+    model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None, split: str = "test"
+) -> dict[str, Any]:
     """Write the headline metrics JSON at `out_path`, every number in `paths.details_file(out_path)`
     (and the plots); return the details."""
     model = load_model(model_dir)
@@ -135,20 +143,22 @@ def evaluate_model(model_dir: str | Path, out_path: str | Path, plots_dir: str |
         split: results,
         **({"dev": dev_block} if dev_block else {}),
         # where the numbers come from: the model's training data and the posters scored here
-        "data": {"trained_on": model.trained_on,
-                 f"{split}_sha256": dataset.content_sha256(np.asarray(data.ids), data.X, Y)},
+        "data": {
+            "trained_on": model.trained_on,
+            f"{split}_sha256": dataset.content_sha256(np.asarray(data.ids), data.X, Y),
+        },
     }
     write_json(paths.details_file(out_path), result)
     write_json(out_path, headline(result))
     if plots_dir is not None:
-        write_plots(Path(plots_dir), Scored(model, split, data.ids, Y, P, at_half, tuned, decided,
-                                                   scores))
+        write_plots(Path(plots_dir), Scored(model, split, data.ids, Y, P, at_half, tuned, decided, scores))
     return result
 
 
 @dataclass
 class Scored:
     """A model's scores and label sets on one split: what the plots draw."""
+
     model: Any
     split: str
     ids: list[str]
@@ -168,10 +178,16 @@ def write_plots(folder: Path, s: Scored) -> None:
     tuned_pg = per_genre(Y, tuned, genres) if tuned is not None else None
     rows = []
     for j, g in enumerate(genres):
-        rows.append({"genre": g, **half[g],
-                     "f1_tuned": tuned_pg[g]["f1"] if tuned_pg else None,
-                     "threshold": round(float(model.thresholds[j]), 4),
-                     "ap": scores["per_genre_ap"][j], "roc_auc": scores["per_genre_auc"][j]})
+        rows.append(
+            {
+                "genre": g,
+                **half[g],
+                "f1_tuned": tuned_pg[g]["f1"] if tuned_pg else None,
+                "threshold": round(float(model.thresholds[j]), 4),
+                "ap": scores["per_genre_ap"][j],
+                "roc_auc": scores["per_genre_auc"][j],
+            }
+        )
     write_json(folder / "per_genre.json", rows)
     f1 = [{"genre": g, "threshold": "0.5", "f1": half[g]["f1"]} for g in genres]
     if tuned_pg:
@@ -185,18 +201,33 @@ def write_plots(folder: Path, s: Scored) -> None:
             continue
         precision, recall = pr_curve(Y[:, j], P[:, j])
         keep = np.unique(np.linspace(0, len(recall) - 1, min(len(recall), 50)).astype(int))
-        curves += [{"genre": g, "recall": round(float(recall[i]), 4),
-                    "precision": round(float(precision[i]), 4)} for i in keep]
+        curves += [
+            {"genre": g, "recall": round(float(recall[i]), 4), "precision": round(float(precision[i]), 4)}
+            for i in keep
+        ]
     write_json(folder / "pr_curves.json", curves)
-    figures.pr_curves_png(folder / "pr_curves.png", curves, genres, scores["per_genre_ap"],
-                          [float(v) for v in Y.mean(axis=0)], f"Precision-recall per genre: {what}")
+    figures.pr_curves_png(
+        folder / "pr_curves.png",
+        curves,
+        genres,
+        scores["per_genre_ap"],
+        [float(v) for v in Y.mean(axis=0)],
+        f"Precision-recall per genre: {what}",
+    )
     shown = s.decided if s.decided is not None else s.at_half
     # the posters themselves, whatever the model read (features are no picture)
     posters = dataset.load_split(s.split, model.size, genres, limit=GALLERY_SIZE).X
     titles = dataset.read_titles()
     ids = s.ids[:GALLERY_SIZE]
-    figures.gallery_png(folder / "gallery.png", posters, [titles.get(i, f"id {i}") for i in ids],
-                        genres, Y[:GALLERY_SIZE], shown[:GALLERY_SIZE], P[:GALLERY_SIZE])
+    figures.gallery_png(
+        folder / "gallery.png",
+        posters,
+        [titles.get(i, f"id {i}") for i in ids],
+        genres,
+        Y[:GALLERY_SIZE],
+        shown[:GALLERY_SIZE],
+        P[:GALLERY_SIZE],
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -219,16 +250,22 @@ def run(args: argparse.Namespace, params: dict) -> None:
         result = evaluate_model(model, out, plots)
         mlrun.log_metrics(result)
         model_sha = folder_sha256(model)
-        mlrun.set_tags({"model_sha256": model_sha,
-                        "data_sha256": result["data"]["trained_on"].get("sha256", "unknown"),
-                        "test_sha256": result["data"]["test_sha256"]})
+        mlrun.set_tags(
+            {
+                "model_sha256": model_sha,
+                "data_sha256": result["data"]["trained_on"].get("sha256", "unknown"),
+                "test_sha256": result["data"]["test_sha256"],
+            }
+        )
         mlrun.link_to_training(f"train-{method}", model_sha)
         mlrun.log_artifacts([out], "metrics")
         mlrun.log_artifacts([paths.details_file(out)], "metrics/details")
         mlrun.log_artifacts([plots / name for name in PLOTS], "plots")
     logging.getLogger(__name__).info(
-        "evaluate-%s: %s", method, {k: v for k, v in result["test"]["at_0.5"].items()
-                                    if k in ("at_least_one_match", "micro_f1")})
+        "evaluate-%s: %s",
+        method,
+        {k: v for k, v in result["test"]["at_0.5"].items() if k in ("at_least_one_match", "micro_f1")},
+    )
 
 
 if __name__ == "__main__":

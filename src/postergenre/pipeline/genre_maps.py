@@ -34,8 +34,7 @@ RANKS = 5
 CELL = (80, 120)  # a poster as drawn
 
 
-def best_method(params: dict, details: Path = paths.METRICS / "details"
-                ) -> tuple[str, dict[str, float]]:
+def best_method(params: dict, details: Path = paths.METRICS / "details") -> tuple[str, dict[str, float]]:
     """The method with heat maps and the highest test mAP, and every candidate's mAP."""
     candidates = [m for m in all_methods(params) if estimator_class(m).has_heatmaps]
     if not candidates:
@@ -65,8 +64,9 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
     rows = []
     w, h = CELL
     pad, label_w, title_h = 6, 150, 14
-    canvas = Image.new("RGB", (label_w + ranks * (w + pad) + pad, len(genres) * (h + title_h + pad)
-                               + pad), "white")
+    canvas = Image.new(
+        "RGB", (label_w + ranks * (w + pad) + pad, len(genres) * (h + title_h + pad) + pad), "white"
+    )
     draw, text_font = ImageDraw.Draw(canvas), font()
     with Progress("genre-maps", len(genres), "genre") as bar:
         for g, genre in enumerate(genres):
@@ -76,26 +76,39 @@ def genre_maps(model_dir: Path, out: Path, ranks: int = RANKS) -> dict[str, Any]
             y = pad + g * (h + title_h + pad)
             n_true = int(data.Y[:, g].sum())
             draw.text((pad, y + title_h), genre, fill="black", font=text_font)
-            draw.text((pad, y + title_h + 14), f"{n_true} of {len(P)} test", fill="#555",
-                      font=text_font)
+            draw.text((pad, y + title_h + 14), f"{n_true} of {len(P)} test", fill="#555", font=text_font)
             draw.text((pad, y + title_h + 28), "precision at ranks:", fill="#555", font=text_font)
-            draw.text((pad, y + title_h + 42), " ".join(f"{p:.2f}" for p in precision),
-                      fill="black", font=text_font)
+            draw.text(
+                (pad, y + title_h + 42), " ".join(f"{p:.2f}" for p in precision), fill="black", font=text_font
+            )
             entries = []
             for r, i in enumerate(top):
                 x = label_w + r * (w + pad)
-                one = posters[i:i + 1]
-                cams, _, region = poster_maps(model, one, data.X[i:i + 1], [g])
+                one = posters[i : i + 1]
+                cams, _, region = poster_maps(model, one, data.X[i : i + 1], [g])
                 pic = Image.fromarray(np.asarray(one[0]))  # as the model read it, drawn 2:3
                 canvas.paste(overlay(pic, cams[g], region, CELL), (x, y + title_h))
                 colour = "#2e7d32" if truth[r] else "#c62828"
-                draw.rectangle([x - 2, y + title_h - 2, x + w + 1, y + title_h + h + 1],
-                               outline=colour, width=3)
+                draw.rectangle(
+                    [x - 2, y + title_h - 2, x + w + 1, y + title_h + h + 1], outline=colour, width=3
+                )
                 draw.text((x, y), f"#{r + 1} {P[i, g]:.2f}", fill="black", font=text_font)
-                entries.append({"id": data.ids[i], "title": titles.get(data.ids[i], ""),
-                                "score": round(float(P[i, g]), 6), "has_genre": bool(truth[r])})
-            rows.append({"genre": genre, "test_posters_with_genre": n_true,
-                         "precision_at_ranks": precision, "top": entries})
+                entries.append(
+                    {
+                        "id": data.ids[i],
+                        "title": titles.get(data.ids[i], ""),
+                        "score": round(float(P[i, g]), 6),
+                        "has_genre": bool(truth[r]),
+                    }
+                )
+            rows.append(
+                {
+                    "genre": genre,
+                    "test_posters_with_genre": n_true,
+                    "precision_at_ranks": precision,
+                    "top": entries,
+                }
+            )
             bar.update()
     result = {"method": model.method, "model": str(model_dir), "ranks": ranks, "genres": rows}
     out.mkdir(parents=True, exist_ok=True)
@@ -116,8 +129,11 @@ def run(args: argparse.Namespace, params: dict) -> None:
     paths.use_data(args.data)
     torch.set_num_threads(params["training"]["threads"])  # the same maps on every run
     method, maps = best_method(params)
-    log.info("genre-maps: %s has the highest test mAP of %s", method,
-             ", ".join(f"{m} {v:.4f}" for m, v in maps.items()))
+    log.info(
+        "genre-maps: %s has the highest test mAP of %s",
+        method,
+        ", ".join(f"{m} {v:.4f}" for m, v in maps.items()),
+    )
     genre_maps(paths.model_dir(method), Path(args.out), args.ranks)
     log.info("genre-maps: wrote %s/genres.png", args.out)
 

@@ -21,9 +21,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, params: dict) -> None:
     paths = read_poster_paths(posters_root(params["data"]), Path(args.interim))
-    resize_posters(list(paths), list(paths.values()),
-                   params["resize"]["sizes"], args.out, workers=params["resize"]["workers"],
-                   max_pixels=params["resize"]["max_pixels"], progress=True)
+    resize_posters(
+        list(paths),
+        list(paths.values()),
+        params["resize"]["sizes"],
+        args.out,
+        workers=params["resize"]["workers"],
+        max_pixels=params["resize"]["max_pixels"],
+        progress=True,
+    )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from postergenre.runtime import entry
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--interim", default=str(paths.interim()), help="the ingest stage's folder")
     parser.add_argument("--resized", default=str(paths.resized()), help="the resize stage's folder")
-    parser.add_argument("--out", default=str(paths.split()),
-                        help="train.txt, dev.txt, test.txt and the report")
+    parser.add_argument(
+        "--out", default=str(paths.split()), help="train.txt, dev.txt, test.txt and the report"
+    )
     entry.add_params_option(parser)
 
 

@@ -18,8 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, params: dict) -> None:
     syn = params["data"]["synthetic"]
-    generate(args.out, n=syn["n"], seed=params["seed"], width=syn["width"], height=syn["height"],
-             noise=syn["noise"], progress=True)
+    generate(
+        args.out,
+        n=syn["n"],
+        seed=params["seed"],
+        width=syn["width"],
+        height=syn["height"],
+        noise=syn["noise"],
+        progress=True,
+    )
     logging.getLogger(__name__).info("synthesize: %d posters in %s", syn["n"], args.out)
 
 

@@ -29,8 +29,15 @@ from postergenre.runtime import entry
 log = logging.getLogger(__name__)
 
 # the folders stages write into, and how deep their temporaries can sit
-WRITTEN = {Path("data"): 3, paths.MODELS: 1, paths.METRICS: 2, paths.PLOTS: 2, Path("reports"): 1,
-           paths.CHECKPOINTS: 2, paths.EXPLAIN_CACHE.parent: 2}
+WRITTEN = {
+    Path("data"): 3,
+    paths.MODELS: 1,
+    paths.METRICS: 2,
+    paths.PLOTS: 2,
+    Path("reports"): 1,
+    paths.CHECKPOINTS: 2,
+    paths.EXPLAIN_CACHE.parent: 2,
+}
 
 
 def _size(path: Path) -> int:
@@ -62,8 +69,11 @@ def saved_checkpoints(checkpoints: Path = paths.CHECKPOINTS) -> list[Path]:
     """`.checkpoints/<method>/` whose model folder holds a saved model."""
     if not checkpoints.is_dir():
         return []
-    return [folder for folder in sorted(checkpoints.iterdir())
-            if folder.is_dir() and (paths.model_dir(folder.name) / "model.json").is_file()]
+    return [
+        folder
+        for folder in sorted(checkpoints.iterdir())
+        if folder.is_dir() and (paths.model_dir(folder.name) / "model.json").is_file()
+    ]
 
 
 def _running_runs(uri: str) -> bool:
@@ -72,7 +82,7 @@ def _running_runs(uri: str) -> bool:
     schema is read only here, and anything unexpected falls back to asking MLflow."""
     if not uri.startswith("sqlite:///"):
         return True
-    db = Path(uri[len("sqlite:///"):])
+    db = Path(uri[len("sqlite:///") :])
     if not db.is_file():
         return False
     try:

@@ -32,12 +32,20 @@ log = logging.getLogger(__name__)
 
 def preprocess_settings(params: dict) -> dict[str, Any]:
     """How the resize stage decoded posters, for `predict` to do the same to new ones."""
-    return {"draft": list(draft_size([parse_size(s) for s in params["resize"]["sizes"]])),
-            "max_pixels": params["resize"]["max_pixels"]}
+    return {
+        "draft": list(draft_size([parse_size(s) for s in params["resize"]["sizes"]])),
+        "max_pixels": params["resize"]["max_pixels"],
+    }
 
 
-def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str | Path,
-                run=None, checkpoints: Path | None = None) -> dict[str, Any] | None:
+def train_model(
+    params: dict,
+    method: str,
+    out_dir: str | Path,
+    plots_dir: str | Path,
+    run=None,
+    checkpoints: Path | None = None,
+) -> dict[str, Any] | None:
     """Fit, tune per-genre thresholds on dev, save; return a summary (counts and the training
     data's hash; None on a rank > 0)."""
     kwargs, size, _ = method_settings(params, method)
@@ -48,8 +56,15 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     train = dev if model.fits_on == "dev" else model.inputs("train", genres, training=True)
     Y_train = dataset.load_labels("train", genres)  # the label-frequency bar of the operating point
     on_epoch = (lambda rec: run.log_metrics(rec, step=int(rec["epoch"]))) if run else None
-    log.info("train-%s: fitted on %d %s inputs (%d dev) of shape %s, %d genres", method,
-             len(train.ids), model.fits_on, len(dev.ids), list(train.X.shape[1:]), len(genres))
+    log.info(
+        "train-%s: fitted on %d %s inputs (%d dev) of shape %s, %d genres",
+        method,
+        len(train.ids),
+        model.fits_on,
+        len(dev.ids),
+        list(train.X.shape[1:]),
+        len(genres),
+    )
     model.fit(train.X, train.Y, dev=(dev.X, dev.Y), on_epoch=on_epoch, checkpoints=checkpoints)
     if int(os.environ.get("RANK", "0")) != 0:
         return None
@@ -59,20 +74,27 @@ def train_model(params: dict, method: str, out_dir: str | Path, plots_dir: str |
     if model.probabilistic:
         log.info("train-%s: operating point on dev: %s", method, model.operating_point)
     model.preprocess = preprocess_settings(params)
-    model.trained_on = {"source": params["data"]["source"], "path": params["data"]["path"],
-                        "posters": len(train.ids), "dev_posters": len(dev.ids),
-                        **({"split": "dev"} if model.fits_on == "dev" else {}),
-                        "sha256": dataset.content_sha256(np.asarray(train.ids), train.X, train.Y)}
+    model.trained_on = {
+        "source": params["data"]["source"],
+        "path": params["data"]["path"],
+        "posters": len(train.ids),
+        "dev_posters": len(dev.ids),
+        **({"split": "dev"} if model.fits_on == "dev" else {}),
+        "sha256": dataset.content_sha256(np.asarray(train.ids), train.X, train.Y),
+    }
     model.save(out_dir)
     # every method writes both (dvc.yaml's foreach lists them for all): no rows where it fits in
     # one pass
     rows = training_rows(getattr(model, "history", []))
     write_json(Path(plots_dir) / "training.json", rows)
-    figures.training_png(Path(plots_dir) / "training.png", rows,
-                         f"{method}: loss per epoch ({len(train.ids)} training posters)" if rows
-                         else f"{method} ({len(train.ids)} training posters)")
-    return {"n_train": len(train.ids), "n_dev": len(dev.ids),
-            "data_sha256": model.trained_on["sha256"]}
+    figures.training_png(
+        Path(plots_dir) / "training.png",
+        rows,
+        f"{method}: loss per epoch ({len(train.ids)} training posters)"
+        if rows
+        else f"{method} ({len(train.ids)} training posters)",
+    )
+    return {"n_train": len(train.ids), "n_dev": len(dev.ids), "data_sha256": model.trained_on["sha256"]}
 
 
 LOOP_KEYS = {"epoch", "train_loss", "train_loss_quarters", "dev_loss", "dev_mAP"}
@@ -84,15 +106,18 @@ def training_rows(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     sweeps (a candidate weight decay, the fine-tune)."""
     rows = []
     for rec in history:
-        tag = ", ".join(k if v is True else f"{k} {v:g}" if isinstance(v, int | float)
-                        else f"{k} {v}" for k, v in rec.items() if k not in LOOP_KEYS)
+        tag = ", ".join(
+            k if v is True else f"{k} {v:g}" if isinstance(v, int | float) else f"{k} {v}"
+            for k, v in rec.items()
+            if k not in LOOP_KEYS
+        )
         suffix = f" ({tag})" if tag else ""
         epoch = rec["epoch"]
-        quarters = rec.get("train_loss_quarters") or (
-            [rec["train_loss"]] if "train_loss" in rec else [])
+        quarters = rec.get("train_loss_quarters") or ([rec["train_loss"]] if "train_loss" in rec else [])
         for q, loss in enumerate(quarters, 1):
-            rows.append({"epoch": round(epoch - 1 + q / len(quarters), 4), "loss": loss,
-                         "curve": f"train{suffix}"})
+            rows.append(
+                {"epoch": round(epoch - 1 + q / len(quarters), 4), "loss": loss, "curve": f"train{suffix}"}
+            )
         if "dev_loss" in rec:
             rows.append({"epoch": epoch, "loss": rec["dev_loss"], "curve": f"dev{suffix}"})
     return rows
@@ -117,11 +142,9 @@ def run(args: argparse.Namespace, params: dict) -> None:
         summary = train_model(params, args.method, out, plots, mlrun, checkpoints)
         if main_rank:
             mlrun.log_metrics(summary)  # the counts (log_metrics keeps numbers only)
-            mlrun.set_tags({"data_sha256": summary["data_sha256"],
-                            "model_sha256": folder_sha256(out)})
+            mlrun.set_tags({"data_sha256": summary["data_sha256"], "model_sha256": folder_sha256(out)})
             mlrun.log_artifacts([Path(out) / "model.json"], "model")
-            mlrun.log_artifacts([Path(plots) / "training.json", Path(plots) / "training.png"],
-                                "plots")
+            mlrun.log_artifacts([Path(plots) / "training.json", Path(plots) / "training.png"], "plots")
             mlrun.set_tags({"pyfunc_uri": log_pyfunc(out)})
     if main_rank:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: nothing to resume

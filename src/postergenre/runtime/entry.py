@@ -26,8 +26,11 @@ def add_params_option(parser: argparse.ArgumentParser) -> None:
 
 def add_data_option(parser: argparse.ArgumentParser) -> None:
     """Where the data stages' outputs are read from (the stage calls `paths.use_data`)."""
-    parser.add_argument("--data", default=str(paths.DATA),
-                        help="the data stages' folder: interim/, resized/, split/, features/")
+    parser.add_argument(
+        "--data",
+        default=str(paths.DATA),
+        help="the data stages' folder: interim/, resized/, split/, features/",
+    )
 
 
 def add_method_argument(parser: argparse.ArgumentParser) -> None:
@@ -37,8 +40,12 @@ def add_method_argument(parser: argparse.ArgumentParser) -> None:
     from postergenre.methods import specs
 
     names = sorted(specs())
-    parser.add_argument("method", metavar="METHOD", choices=names,
-                        help=f"one of {', '.join(names)} (its section in params.yaml is read)")
+    parser.add_argument(
+        "method",
+        metavar="METHOD",
+        choices=names,
+        help=f"one of {', '.join(names)} (its section in params.yaml is read)",
+    )
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -47,8 +54,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
-        if ("%(default)" in text or "default" in text or action.default in (None, False)
-                or action.default is argparse.SUPPRESS or not action.option_strings):
+        if (
+            "%(default)" in text
+            or "default" in text
+            or action.default in (None, False)
+            or action.default is argparse.SUPPRESS
+            or not action.option_strings
+        ):
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
@@ -61,8 +73,11 @@ def run(command: str, args: argparse.Namespace, func: Callable, needs_params: bo
     """Call func(args, params) with params.yaml loaded (or None); 0 on success, 2 on a known error."""
     from postergenre.methods.params import load  # as above: not needed to show help
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+    )
     try:
         params = load(args.params or "params.yaml") if needs_params else None
         func(args, params)
@@ -72,11 +87,18 @@ def run(command: str, args: argparse.Namespace, func: Callable, needs_params: bo
     return 0
 
 
-def main(command: str, doc: str, add_arguments: Callable, func: Callable,
-         argv: list[str] | None = None, needs_params: bool = True) -> int:
+def main(
+    command: str,
+    doc: str,
+    add_arguments: Callable,
+    func: Callable,
+    argv: list[str] | None = None,
+    needs_params: bool = True,
+) -> int:
     """`python -m postergenre.<command>`: the stage's own arguments, then `run`."""
-    parser = argparse.ArgumentParser(prog=f"python -m postergenre.{command}", description=doc,
-                                     formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=f"python -m postergenre.{command}", description=doc, formatter_class=HelpFormatter
+    )
     parser.add_argument("--version", action="version", version=version())
     add_arguments(parser)
     return run(command, parser.parse_args(argv), func, needs_params)

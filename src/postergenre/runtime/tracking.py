@@ -50,15 +50,16 @@ def check_server(uri: str, timeout: float = SERVER_WAIT_S) -> None:
         with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
             reply.read(64)
     except OSError as exc:  # URLError, refused, timed out
-        raise ValueError(f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
-                         f"({getattr(exc, 'reason', exc)}); start it, or unset "
-                         "MLFLOW_TRACKING_URI to log to mlflow.db") from None
+        raise ValueError(
+            f"the MLflow tracking server {uri} (MLFLOW_TRACKING_URI) does not answer "
+            f"({getattr(exc, 'reason', exc)}); start it, or unset "
+            "MLFLOW_TRACKING_URI to log to mlflow.db"
+        ) from None
 
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True,
-                             timeout=10)
+        out = subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10)
         return out.stdout
     except (OSError, subprocess.SubprocessError):
         return None
@@ -110,8 +111,11 @@ class StageRun:
         self.run_id = run_id
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
-        numeric = {k: float(v) for k, v in flatten(metrics).items()
-                   if isinstance(v, int | float) and not isinstance(v, bool)}
+        numeric = {
+            k: float(v)
+            for k, v in flatten(metrics).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         self._mlflow.log_metrics(numeric, step=step)
 
     def set_tags(self, tags: dict[str, Any]) -> None:
@@ -131,8 +135,11 @@ class StageRun:
         client = MlflowClient()
         run = client.get_run(self.run_id)
         found = client.search_runs(
-            [run.info.experiment_id], max_results=1, order_by=["attributes.start_time DESC"],
-            filter_string=f"tags.stage = '{stage}' and tags.model_sha256 = '{model_sha256}'")
+            [run.info.experiment_id],
+            max_results=1,
+            order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.stage = '{stage}' and tags.model_sha256 = '{model_sha256}'",
+        )
         if not found:
             logging.getLogger(__name__).info("MLflow: no %s run saved this model; not linked", stage)
             return None
@@ -152,8 +159,9 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
 
     client = MlflowClient()
     host = socket.gethostname().replace("'", "")
-    runs = client.search_runs([experiment_id], filter_string=(
-        f"attributes.status = 'RUNNING' and tags.host = '{host}'"))
+    runs = client.search_runs(
+        [experiment_id], filter_string=(f"attributes.status = 'RUNNING' and tags.host = '{host}'")
+    )
     failed = []
     for run in runs:
         pid = run.data.tags.get("pid", "")
@@ -162,8 +170,7 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
             client.set_terminated(run.info.run_id, status="KILLED")
             failed.append(run.info.run_id)
     if failed:
-        logging.getLogger(__name__).warning("MLflow: %d run(s) of killed stages marked KILLED",
-                                            len(failed))
+        logging.getLogger(__name__).warning("MLflow: %d run(s) of killed stages marked KILLED", len(failed))
     return failed
 
 
@@ -189,12 +196,20 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
     end_orphaned_runs(experiment_id)
     exp_name = os.environ.get("DVC_EXP_NAME", "")
     dirty, changed = git_dirty()
-    with mlflow.start_run(experiment_id=experiment_id,
-                          run_name=f"{stage}{' ' + exp_name if exp_name else ''}") as run:
-        mlflow.set_tags({"stage": stage, "git_sha": git_sha(), "git_dirty": dirty,
-                         "git_dirty_files": ", ".join(changed)[:500],
-                         "dvc_exp_name": exp_name,
-                         "host": socket.gethostname(), "pid": str(os.getpid())})
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{stage}{' ' + exp_name if exp_name else ''}"
+    ) as run:
+        mlflow.set_tags(
+            {
+                "stage": stage,
+                "git_sha": git_sha(),
+                "git_dirty": dirty,
+                "git_dirty_files": ", ".join(changed)[:500],
+                "dvc_exp_name": exp_name,
+                "host": socket.gethostname(),
+                "pid": str(os.getpid()),
+            }
+        )
         mlflow.log_params(flatten(params))
         yield StageRun(mlflow, run.info.run_id)
 
@@ -209,7 +224,7 @@ def _experiment(mlflow, uri: str) -> str:
     if experiment is None:
         location = None  # a tracking server decides (e.g. `--artifacts-destination s3://...`)
         if uri.startswith("sqlite:///"):  # beside the database file
-            location = (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+            location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts").as_uri()
         elif not uri.startswith(("http://", "https://")):
             location = (repo_root() / "mlartifacts").as_uri()
         try:

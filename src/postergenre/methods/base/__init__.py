@@ -39,10 +39,11 @@ def read_model_card(model_dir: str | Path) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: missing key(s) {', '.join(missing)}; the model folder is damaged")
     if len(card["thresholds"]) != len(card["genres"]):
-        raise ValueError(f"{path}: {len(card['genres'])} genres but {len(card['thresholds'])} "
-                         "thresholds; the model folder is damaged")
+        raise ValueError(
+            f"{path}: {len(card['genres'])} genres but {len(card['thresholds'])} "
+            "thresholds; the model folder is damaged"
+        )
     return card
-
 
 
 class MethodSettings(Settings):
@@ -94,8 +95,9 @@ def read_saved(path: Path, loader=None):
     except FileNotFoundError:
         raise ValueError(f"{path}: missing; the model folder is incomplete") from None
     except Exception as exc:  # truncated, or not what torch / numpy wrote
-        raise ValueError(f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:160]}); "
-                         "the model folder is damaged") from None
+        raise ValueError(
+            f"{path}: cannot be read ({type(exc).__name__}: {str(exc)[:160]}); the model folder is damaged"
+        ) from None
 
 
 class Estimator:
@@ -137,8 +139,14 @@ class Estimator:
         self.trained_on: dict[str, Any] = {}
 
     # -- the interface -------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, Y: np.ndarray, dev: tuple[np.ndarray, np.ndarray] | None = None,
-            on_epoch=None, checkpoints: str | Path | None = None) -> Estimator:
+    def fit(
+        self,
+        X: np.ndarray,
+        Y: np.ndarray,
+        dev: tuple[np.ndarray, np.ndarray] | None = None,
+        on_epoch=None,
+        checkpoints: str | Path | None = None,
+    ) -> Estimator:
         """Fit on X (what `inputs` gives: posters [n, H, W, 3] uint8 for a method on pixels) and
         labels Y [n, n_genres] 0/1.
 
@@ -150,8 +158,7 @@ class Estimator:
             raise ValueError(f"Y must be [{len(X)}, {len(self.genres)}], got {list(Y.shape)}")
         if len(X) == 0:
             raise ValueError("cannot fit on an empty training split")
-        self._fit(X, Y, dev=dev, on_epoch=on_epoch,
-                  checkpoints=Path(checkpoints) if checkpoints else None)
+        self._fit(X, Y, dev=dev, on_epoch=on_epoch, checkpoints=Path(checkpoints) if checkpoints else None)
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
@@ -166,15 +173,17 @@ class Estimator:
             return (P >= 0.5).astype(np.uint8)
         if not rule:
             return (P >= self.thresholds).astype(np.uint8)
-        return metrics.apply_rule(P, self.thresholds, int(self.operating_point["top_k"]),
-                                  float(self.operating_point["lift"]))
+        return metrics.apply_rule(
+            P, self.thresholds, int(self.operating_point["top_k"]), float(self.operating_point["lift"])
+        )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """[n, n_genres] 0/1 label sets."""
         return self.decide(self.predict_proba(X))
 
-    def tune_thresholds(self, Y_dev: np.ndarray, P_dev: np.ndarray,
-                        Y_train: np.ndarray | None = None) -> None:
+    def tune_thresholds(
+        self, Y_dev: np.ndarray, P_dev: np.ndarray, Y_train: np.ndarray | None = None
+    ) -> None:
         """Per-genre thresholds maximising each genre's F1 on the dev split; with the training
         labels, also the operating point: the rule whose dev micro-F1 beats always naming the
         training split's most common genres, with the best dev macro-F1 among those."""
@@ -183,8 +192,9 @@ class Estimator:
         self.thresholds = metrics.tune_thresholds(Y_dev, P_dev)
         if Y_train is not None:
             prior = metrics.f1_metrics(Y_dev, metrics.label_frequency_sets(Y_train, len(Y_dev)))
-            self.operating_point = metrics.tune_operating_point(Y_dev, P_dev, self.thresholds,
-                                                                prior["micro_f1"])
+            self.operating_point = metrics.tune_operating_point(
+                Y_dev, P_dev, self.thresholds, prior["micro_f1"]
+            )
 
     def dev_scores_for_tuning(self, X_dev: np.ndarray) -> np.ndarray:
         """The dev scores thresholds are tuned on: the model's own (an ensemble fitted on dev
@@ -235,18 +245,21 @@ class Estimator:
         """Write the model folder whole or not at all."""
         with atomic_path(model_dir) as tmp:
             tmp.mkdir(parents=True)
-            write_json(tmp / CARD, {
-                "method": self.method,
-                "genres": self.genres,
-                "size": self.size,
-                "seed": self.seed,
-                "params": self.params,
-                "thresholds": [float(t) for t in self.thresholds],
-                "operating_point": self.operating_point,
-                "preprocess": self.preprocess,
-                "trained_on": self.trained_on,
-                "state": self._state(),
-            })
+            write_json(
+                tmp / CARD,
+                {
+                    "method": self.method,
+                    "genres": self.genres,
+                    "size": self.size,
+                    "seed": self.seed,
+                    "params": self.params,
+                    "thresholds": [float(t) for t in self.thresholds],
+                    "operating_point": self.operating_point,
+                    "preprocess": self.preprocess,
+                    "trained_on": self.trained_on,
+                    "state": self._state(),
+                },
+            )
             self._save_weights(tmp)
 
     @classmethod
@@ -263,9 +276,11 @@ class Estimator:
             model._set_state(card["state"])
             model._load_weights(Path(model_dir))
         except (KeyError, TypeError, RuntimeError) as exc:  # state or weights of another shape
-            raise ValueError(f"{model_dir}: its weights or state do not fit its model.json "
-                             f"({type(exc).__name__}: {str(exc)[:200]}); the model folder is "
-                             "damaged or mixed up") from None
+            raise ValueError(
+                f"{model_dir}: its weights or state do not fit its model.json "
+                f"({type(exc).__name__}: {str(exc)[:200]}); the model folder is "
+                "damaged or mixed up"
+            ) from None
         return model
 
     @property

@@ -80,7 +80,8 @@ class FeatureInput:
             raise ValueError(
                 f"X must be features [n, {self.feature_dim}] ({', '.join(self.backbone_names)}; "
                 f"views {', '.join(self.views)}; pool {self.params['pool']}), got shape "
-                f"{list(X.shape)} (posters go through `inputs_from_posters` first)")
+                f"{list(X.shape)} (posters go through `inputs_from_posters` first)"
+            )
 
     def pool(self, parts: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
         """[n, feature_dim] from each (backbone, view)'s [n, 1280], in params order."""
@@ -112,19 +113,30 @@ class FeatureInput:
 
     def neighbour_space(self) -> NeighbourSpace:
         """Cosine on the training split's features (what the model reads), normalised."""
+
         def train_vectors() -> np.ndarray:
             return normalise(self.inputs("train", dataset.read_genres()).X)
 
-        return NeighbourSpace("cosine", f"backbone features ({', '.join(self.backbone_names)}; "
-                              f"{', '.join(self.views)})", normalise, train_vectors, cacheable=True)
+        return NeighbourSpace(
+            "cosine",
+            f"backbone features ({', '.join(self.backbone_names)}; {', '.join(self.views)})",
+            normalise,
+            train_vectors,
+            cacheable=True,
+        )
 
     def inputs_from_posters(self, X: np.ndarray) -> np.ndarray:
         """This model's features of posters [n, H, W, 3] (at its size): every backbone, every view."""
         parts = {}
         for name in self.backbone_names:
             for view in self.views:
-                parts[name, view] = bb.embed(self.fused_backbone(name), X, self.params["embed_batch_size"],
-                                             view=view, side=bb.resolution(name))
+                parts[name, view] = bb.embed(
+                    self.fused_backbone(name),
+                    X,
+                    self.params["embed_batch_size"],
+                    view=view,
+                    side=bb.resolution(name),
+                )
         return self.pool(parts)
 
     def cached_features_mismatch(self, features: Path | None = None) -> str | None:
@@ -141,9 +153,11 @@ class FeatureInput:
                     return f"{where} was made at side {info['side']}, not {bb.resolution(name)}"
                 tuned = self.finetuned and name == self.backbone_names[0]
                 if tuned or info["weights_sha256"] != self.backbone_sha256[name]:
-                    return (f"{where} was made with {name} weights of sha256 "
-                            f"{info['weights_sha256'][:12]}..., not this model's backbone "
-                            f"({self.backbone_sha256[name][:12]}..., fine-tuned: {tuned})")
+                    return (
+                        f"{where} was made with {name} weights of sha256 "
+                        f"{info['weights_sha256'][:12]}..., not this model's backbone "
+                        f"({self.backbone_sha256[name][:12]}..., fine-tuned: {tuned})"
+                    )
         return None
 
     def inputs(self, split: str, genres: list[str], training: bool = False) -> dataset.Split:
@@ -178,4 +192,5 @@ class FeatureInput:
         self._backbones, self._fused = {}, {}
         for name in self.backbone_names:
             self._backbones[name] = read_saved(
-                folder / f"backbone-{name}.pt", lambda path, n=name: bb.load_backbone(n, path))
+                folder / f"backbone-{name}.pt", lambda path, n=name: bb.load_backbone(n, path)
+            )

@@ -17,8 +17,13 @@ class Head(nn.Module):
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("std", torch.ones(dim))
         if hidden > 0:
-            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, hidden), nn.ReLU(),
-                                     nn.Dropout(dropout), nn.Linear(hidden, n_genres))
+            self.net = nn.Sequential(
+                nn.Dropout(dropout),
+                nn.Linear(dim, hidden),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, n_genres),
+            )
         else:
             self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, n_genres))
 

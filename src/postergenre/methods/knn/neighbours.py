@@ -53,8 +53,9 @@ class _Nearest:
 
     def merge(self, rows: slice, d: np.ndarray, first: int) -> None:
         cand_d = np.concatenate([self.d[rows], d], axis=1)
-        cand_i = np.concatenate([self.i[rows], np.broadcast_to(
-            np.arange(first, first + d.shape[1]), d.shape)], axis=1)
+        cand_i = np.concatenate(
+            [self.i[rows], np.broadcast_to(np.arange(first, first + d.shape[1]), d.shape)], axis=1
+        )
         keep = _smallest(cand_d, cand_i, self.k)
         self.d[rows] = np.take_along_axis(cand_d, keep, axis=1)
         self.i[rows] = np.take_along_axis(cand_i, keep, axis=1)
@@ -74,8 +75,9 @@ def _check_k(train: np.ndarray, k: int) -> None:
         raise ValueError(f"k={k} is more than the {len(train)} training posters")
 
 
-def neighbours(train: np.ndarray, query: np.ndarray, k: int,
-               vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
+def neighbours(
+    train: np.ndarray, query: np.ndarray, k: int, vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors
+) -> np.ndarray:
     """[n_query, k] indices into `train` of each query row's k nearest training rows (Euclidean on
     `vectors(rows)`, float64), nearest first."""
     _check_k(train, k)
@@ -89,8 +91,9 @@ def neighbours(train: np.ndarray, query: np.ndarray, k: int,
     return best.indices()
 
 
-def self_neighbours(train: np.ndarray, k: int,
-                    vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors) -> np.ndarray:
+def self_neighbours(
+    train: np.ndarray, k: int, vectors: Callable[[np.ndarray], np.ndarray] = pixel_vectors
+) -> np.ndarray:
     """Each training row's k nearest training rows, itself included (as scikit-multilearn does).
     Each pair of blocks is multiplied once and read both ways (A @ A.T on a diagonal block is
     BLAS's syrk, half a general product)."""
@@ -101,7 +104,7 @@ def self_neighbours(train: np.ndarray, k: int,
         va = vectors(train[rows])
         sq_a = np.einsum("ij,ij->i", va, va)
         best.merge(rows, sq_a[None, :] - 2 * (va @ va.T), rows.start)
-        for cols in blocks[a + 1:]:
+        for cols in blocks[a + 1 :]:
             vb = vectors(train[cols])
             gram = va @ vb.T
             best.merge(rows, np.einsum("ij,ij->i", vb, vb)[None, :] - 2 * gram, cols.start)
@@ -128,8 +131,10 @@ class KNNEstimator(Estimator):
         self._check_X(X)
         given, trained = int(np.prod(X.shape[1:])), int(np.prod(self.X_train.shape[1:]))
         if given != trained:
-            raise ValueError(f"inputs give {given} values each, the model was trained on "
-                             f"{trained} (posters of another size?)")
+            raise ValueError(
+                f"inputs give {given} values each, the model was trained on "
+                f"{trained} (posters of another size?)"
+            )
         idx = neighbours(self.X_train, X, self.k, self.search_vectors)
         return self.Y_train[idx].sum(axis=1, dtype=np.int64)
 
@@ -152,8 +157,13 @@ class KNNEstimator(Estimator):
 
     def neighbour_space(self) -> NeighbourSpace:
         """Its own: the training posters it holds, as it measures distances."""
-        return NeighbourSpace("euclidean", self.space_described.format(size=self.size),
-                              self.vectors, self.train_vectors, cacheable=False)
+        return NeighbourSpace(
+            "euclidean",
+            self.space_described.format(size=self.size),
+            self.vectors,
+            self.train_vectors,
+            cacheable=False,
+        )
 
     def _store(self, X: np.ndarray, Y: np.ndarray) -> None:
         self.X_train = np.ascontiguousarray(X)
@@ -165,5 +175,6 @@ class KNNEstimator(Estimator):
         np.save(folder / "train_labels.npy", self.Y_train)
 
     def _load_weights(self, folder: Path) -> None:
-        self._store(read_saved(folder / "train_inputs.npy", np.load),
-                    read_saved(folder / "train_labels.npy", np.load))
+        self._store(
+            read_saved(folder / "train_inputs.npy", np.load), read_saved(folder / "train_labels.npy", np.load)
+        )

@@ -44,8 +44,11 @@ class MLkNNPosterior(KNNEstimator):
         return p_true / (p_true + p_false)
 
     def _state(self) -> dict[str, Any]:
-        return {"prior_true": self.prior_true.tolist(), "cond_true": self.cond_true.tolist(),
-                "cond_false": self.cond_false.tolist()}
+        return {
+            "prior_true": self.prior_true.tolist(),
+            "cond_true": self.cond_true.tolist(),
+            "cond_false": self.cond_false.tolist(),
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
         self.prior_true = np.asarray(state["prior_true"])

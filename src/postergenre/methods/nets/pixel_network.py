@@ -73,7 +73,7 @@ def augment(x: torch.Tensor, min_scale: float = 0.7, jitter: float = 0.2) -> tor
     x = x * factors[:, 0]  # brightness
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     x = (x - mean) * factors[:, 1] + mean  # contrast
-    grey = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
+    grey = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
     x = (x - grey) * factors[:, 2] + grey  # saturation
     return x.clamp_(0, 1)
 
@@ -124,8 +124,7 @@ class PixelNetwork(Estimator):
         """The `cam_layer`'s output for the poster, and the logits computed from it."""
         net = self.net.eval()
         seen: dict[str, torch.Tensor] = {}
-        handle = self.cam_layer(net).register_forward_hook(
-            lambda _m, _i, out: seen.__setitem__("A", out))
+        handle = self.cam_layer(net).register_forward_hook(lambda _m, _i, out: seen.__setitem__("A", out))
         try:
             with torch.enable_grad():
                 x = self.to_input(X, torch.device("cpu")).requires_grad_(True)
@@ -140,9 +139,13 @@ class PixelNetwork(Estimator):
             groups = [{"params": list(net.parameters())}]
         else:
             head = {id(t) for t in self.genre_layer(net).parameters()}
-            groups = [{"params": [t for t in net.parameters() if id(t) not in head],
-                       "lr": p["lr"] * p["trunk_lr_factor"]},
-                      {"params": list(self.genre_layer(net).parameters())}]
+            groups = [
+                {
+                    "params": [t for t in net.parameters() if id(t) not in head],
+                    "lr": p["lr"] * p["trunk_lr_factor"],
+                },
+                {"params": list(self.genre_layer(net).parameters())},
+            ]
         return torch.optim.Adam(groups, lr=p["lr"], weight_decay=p["weight_decay"])
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
@@ -158,18 +161,32 @@ class PixelNetwork(Estimator):
             return self.normalise(x), Yt[idx].to(device)
 
         settings = training.LoopSettings(
-            epochs=p["epochs"], batch_size=p["batch_size"], seed=self.seed, name=self.method,
-            checkpoints=checkpoints, warmup_epochs=p["warmup_epochs"],
-            fingerprint=training.fingerprint({**p, "genres": self.genres, "seed": self.seed,
-                                              "size": self.size, "epochs": None}, X, Y))
+            epochs=p["epochs"],
+            batch_size=p["batch_size"],
+            seed=self.seed,
+            name=self.method,
+            checkpoints=checkpoints,
+            warmup_epochs=p["warmup_epochs"],
+            fingerprint=training.fingerprint(
+                {**p, "genres": self.genres, "seed": self.seed, "size": self.size, "epochs": None}, X, Y
+            ),
+        )
         optimiser = self.optimiser(net)
         has_dev = dev is not None and len(dev[0])
         with distributed(), training.configured(p.get("training")):
             self.history = training.train(
-                net, optimiser, nn.BCEWithLogitsLoss(), batch, len(X), settings,
+                net,
+                optimiser,
+                nn.BCEWithLogitsLoss(),
+                batch,
+                len(X),
+                settings,
                 dev_scores=(lambda m: training.scores(m, dev[0], self.to_input, p["batch_size"]))
-                if has_dev else None,
-                Y_dev=dev[1] if has_dev else None, on_epoch=on_epoch)
+                if has_dev
+                else None,
+                Y_dev=dev[1] if has_dev else None,
+                on_epoch=on_epoch,
+            )
         self.net = net
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:

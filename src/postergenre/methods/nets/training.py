@@ -52,6 +52,8 @@ class NetsSettings(MethodSettings):
 
     family: Literal["nets"] = "nets"
     reads: Literal["training"] = "training"
+
+
 CHUNKS = 4  # train-loss points per epoch in the training plot
 
 
@@ -63,8 +65,11 @@ def configured(settings: dict[str, Any] | None) -> Iterator[None]:
     scores after one epoch differ by up to 0.6 between 1 and 2 threads), deterministic
     algorithms where torch has them, full-precision float32 matrix products."""
     settings = {**DEFAULT_SETTINGS, **(settings or {})}
-    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
-              torch.get_float32_matmul_precision())
+    before = (
+        torch.get_num_threads(),
+        torch.are_deterministic_algorithms_enabled(),
+        torch.get_float32_matmul_precision(),
+    )
     torch.set_num_threads(settings["threads"])
     deterministic(True, warn_only=True)
     torch.set_float32_matmul_precision("highest")
@@ -92,7 +97,7 @@ def shard(order: np.ndarray, rank: int, size: int) -> np.ndarray:
     """This rank's share of `order`: padded with its first entries to a multiple of `size` (as
     DistributedSampler does), then every size-th entry, so all ranks get the same count."""
     total = math.ceil(len(order) / size) * size
-    padded = np.concatenate([order, order[:total - len(order)]]) if total > len(order) else order
+    padded = np.concatenate([order, order[: total - len(order)]]) if total > len(order) else order
     return padded[rank::size]
 
 
@@ -157,9 +162,17 @@ def _dev_record(module: nn.Module, dev_scores, Y_dev: np.ndarray) -> dict[str, f
     return {"dev_loss": bce_loss(Y_dev, P), "dev_mAP": -1.0 if mAP is None else mAP}
 
 
-def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: BatchFn, n: int,
-          settings: LoopSettings, dev_scores: Callable[[nn.Module], np.ndarray] | None = None,
-          Y_dev: np.ndarray | None = None, on_epoch=None) -> list[dict[str, Any]]:
+def train(
+    module: nn.Module,
+    optimiser: torch.optim.Optimizer,
+    loss_fn,
+    batch: BatchFn,
+    n: int,
+    settings: LoopSettings,
+    dev_scores: Callable[[nn.Module], np.ndarray] | None = None,
+    Y_dev: np.ndarray | None = None,
+    on_epoch=None,
+) -> list[dict[str, Any]]:
     """Train `module` (already on `torch_device()`) in place on examples 0..n-1; leave it holding
     the best dev epoch's weights; return one record per epoch (train loss, dev loss, dev mAP).
 
@@ -170,7 +183,8 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
     model: nn.Module = module
     if size > 1:
         model = nn.parallel.DistributedDataParallel(
-            module, device_ids=[device.index] if device.type == "cuda" else None)
+            module, device_ids=[device.index] if device.type == "cuda" else None
+        )
     has_dev = dev_scores is not None and Y_dev is not None and len(Y_dev) > 0
     ckpt = settings.checkpoints / f"{settings.name}.pt" if settings.checkpoints else None
     history: list[dict[str, Any]] = []
@@ -206,14 +220,15 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
         n_batches = math.ceil(len(mine) / per_rank)
         sums: list[float] = []  # each batch's summed loss, and its size
         counts: list[int] = []
-        bar = Progress(f"{settings.name} epoch {epoch}/{settings.epochs}", n_batches, "batch",
-                       enabled=rank == 0)
+        bar = Progress(
+            f"{settings.name} epoch {epoch}/{settings.epochs}", n_batches, "batch", enabled=rank == 0
+        )
         for step, start in enumerate(range(0, len(mine), per_rank)):
             if settings.warmup_epochs > 0:
                 factor = warmup_factor(epoch, step, n_batches, settings.warmup_epochs)
                 for group in optimiser.param_groups:
                     group["lr"] = group["base_lr"] * factor
-            x, y = batch(np.sort(mine[start:start + per_rank]), device)
+            x, y = batch(np.sort(mine[start : start + per_rank]), device)
             with autocast(device):
                 out = model(x)
             loss = loss_fn(out.float(), y)
@@ -231,22 +246,42 @@ def train(module: nn.Module, optimiser: torch.optim.Optimizer, loss_fn, batch: B
             both = torch.tensor([total, seen], dtype=torch.float64, device=device)
             dist.all_reduce(both)
             total, seen = float(both[0]), int(both[1])
-        record = {"epoch": epoch, "train_loss": round(total / max(seen, 1), 6),
-                  "train_loss_quarters": quarter_losses(sums, counts), **extra}
+        record = {
+            "epoch": epoch,
+            "train_loss": round(total / max(seen, 1), 6),
+            "train_loss_quarters": quarter_losses(sums, counts),
+            **extra,
+        }
         if has_dev:
             record.update(_dev_record(module, dev_scores, Y_dev))
             if record["dev_mAP"] > best_score:
                 best_score, best_state = record["dev_mAP"], _state_copy(module)
         history.append(record)
         if rank == 0:
-            log.info("%s epoch %d/%d: %s", settings.name, epoch, settings.epochs,
-                     ", ".join(f"{k.replace('_', ' ')} {v:.4f}" for k, v in record.items()
-                               if k in ("train_loss", "dev_loss", "dev_mAP")))
+            log.info(
+                "%s epoch %d/%d: %s",
+                settings.name,
+                epoch,
+                settings.epochs,
+                ", ".join(
+                    f"{k.replace('_', ' ')} {v:.4f}"
+                    for k, v in record.items()
+                    if k in ("train_loss", "dev_loss", "dev_mAP")
+                ),
+            )
             if ckpt is not None:
-                _save_checkpoint(ckpt, {"epoch": epoch, "model": module.state_dict(),
-                                        "optimiser": optimiser.state_dict(), "history": history,
-                                        "best_state": best_state, "best_score": best_score,
-                                        "fingerprint": settings.fingerprint})
+                _save_checkpoint(
+                    ckpt,
+                    {
+                        "epoch": epoch,
+                        "model": module.state_dict(),
+                        "optimiser": optimiser.state_dict(),
+                        "history": history,
+                        "best_state": best_state,
+                        "best_score": best_score,
+                        "fingerprint": settings.fingerprint,
+                    },
+                )
         if on_epoch is not None and rank == 0:
             on_epoch(record)
     if best_state is not None:
@@ -262,8 +297,12 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError for code in the file, others for damage
-        log.warning("%s is not a checkpoint this code wrote (%s: %s); starting afresh",
-                    path, type(exc).__name__, str(exc).splitlines()[0][:200])
+        log.warning(
+            "%s is not a checkpoint this code wrote (%s: %s); starting afresh",
+            path,
+            type(exc).__name__,
+            str(exc).splitlines()[0][:200],
+        )
         return None
     if not isinstance(saved, dict):
         log.warning("%s holds no checkpoint (a %s); starting afresh", path, type(saved).__name__)
@@ -276,8 +315,11 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     scores go through JSON, so no numpy scalar needs pickling to load it back."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    state = {**state, "history": json.loads(json.dumps(state["history"])),
-             "best_score": float(state["best_score"])}
+    state = {
+        **state,
+        "history": json.loads(json.dumps(state["history"])),
+        "best_score": float(state["best_score"]),
+    }
     torch.save(state, tmp)
     os.replace(tmp, path)  # a kill mid-write leaves the previous epoch's checkpoint intact
 
@@ -288,8 +330,9 @@ def best_dev_score(history: list[dict[str, Any]]) -> float:
     return max(scores) if scores else -math.inf
 
 
-def scores(module: nn.Module, X, to_input: Callable[[Any, torch.device], torch.Tensor],
-           batch_size: int) -> np.ndarray:
+def scores(
+    module: nn.Module, X, to_input: Callable[[Any, torch.device], torch.Tensor], batch_size: int
+) -> np.ndarray:
     """Sigmoid scores [n, n_genres] (float64) of `module` on inputs X, in batches."""
     device = torch_device()
     module = module.to(device)
@@ -299,7 +342,7 @@ def scores(module: nn.Module, X, to_input: Callable[[Any, torch.device], torch.T
     with torch.no_grad():
         for start in range(0, len(X), batch_size):
             with autocast(device):
-                logits = module(to_input(X[start:start + batch_size], device))
+                logits = module(to_input(X[start : start + batch_size], device))
             out.append(torch.sigmoid(logits.float()).cpu().numpy().astype(np.float64))
     module.train(was_training)
     return np.concatenate(out) if out else np.zeros((0, 0))
