@@ -230,7 +230,7 @@ class Explainer:
             view,
             neighbours_note=self.neighbours_note,
         )
-        if self.index is not None:
+        if self.index is not None and self.posters is not None:
             key = "similarity" if self.index.metric == "cosine" else "distance"
             out.neighbours = [
                 {**self.posters.describe(i), key: round(v, 4)} for i, v in self.index.search(inputs)

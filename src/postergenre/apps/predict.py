@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,12 +61,12 @@ class PosterReader:
         return image, resize_variants(image, self._dims)
 
 
-def predict_posters(model_dir: str | Path, inputs: list[str | Path], top_k: int = 3) -> dict[str, Any]:
+def predict_posters(model_dir: str | Path, inputs: Sequence[str | Path], top_k: int = 3) -> dict[str, Any]:
     """{"genres", "predictions": [...], "errors": [...]} for the posters in `inputs`."""
     if top_k < 1:
         raise ValueError(f"--top-k must be at least 1, got {top_k}")
     model = load_model(model_dir)
-    paths = collect_posters(inputs)
+    paths = collect_posters(list(inputs))
     warning = training_warning(model_dir, model.trained_on, paths)
     if warning:
         log.warning("%s", warning)

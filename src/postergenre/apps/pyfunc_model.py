@@ -20,13 +20,14 @@ import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow.pyfunc import PythonModel
 
 from postergenre.apps.predict import predict_posters
 
 log = logging.getLogger(__name__)
 
 
-class PosterGenreModel(mlflow.pyfunc.PythonModel):
+class PosterGenreModel(PythonModel):
     """predict(DataFrame with a `poster` column of file paths, or a list of paths) -> scores."""
 
     def load_context(self, context) -> None:

@@ -147,7 +147,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def handle_one_request(self) -> None:
         """One request, then its log line (a connection that closes unasked logs nothing)."""
-        self._started, self._status, self._sent = time.perf_counter(), None, 0
+        self._status: int | str | None = None
+        self._started, self._sent = time.perf_counter(), 0
         super().handle_one_request()  # a request line or headers that stall: closed there
         if self._status is not None:
             # a request line that did not parse sets neither command nor path
@@ -312,7 +313,7 @@ def make_server(
     """The server, bound (port 0: a free one) but not yet serving; `cache`: where the neighbour
     index is kept (default .cache/explain); `timeout`: seconds a request may take to arrive."""
     app = App(model_dir, cache=cache)
-    handler = type("BoundHandler", (Handler,), {"app": app, "hosts": None, "timeout": timeout})
+    handler: type[Handler] = type("BoundHandler", (Handler,), {"app": app, "hosts": None, "timeout": timeout})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     handler.hosts = allowed_hosts(host, server.server_address[1])
@@ -338,7 +339,7 @@ NEEDS_PARAMS = False
 
 def run(args: argparse.Namespace, params: dict | None = None) -> None:
     server = make_server(args.model, args.host, args.port, timeout=args.timeout)
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     print(f"postergenre: serving {args.model} at http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     try:
         server.serve_forever()

@@ -54,7 +54,7 @@ TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)$")
 def left_by_dead_writer(path: Path) -> bool:
     """Whether `path` is a temporary of atomic_path whose writing process is gone."""
     m = TEMPORARY.match(path.name)
-    return bool(m) and int(m["pid"]) != os.getpid() and not process_alive(int(m["pid"]))
+    return m is not None and int(m["pid"]) != os.getpid() and not process_alive(int(m["pid"]))
 
 
 def remove_stale_temporaries(target: Path) -> list[Path]:

@@ -295,7 +295,7 @@ def known_photographs(size: int = 224) -> np.ndarray:
         w, h = image.size
         s = min(w, h)
         box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
-        out.append(np.asarray(image.crop(box).resize((size, size), Image.BILINEAR)))
+        out.append(np.asarray(image.crop(box).resize((size, size), Image.Resampling.BILINEAR)))
     return np.stack(out)
 
 

@@ -10,10 +10,14 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from postergenre.core.lazy import lazy_module
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
 
 # Posters a batch through the backbone on a GPU (on the CPU, `embed.batch_size` decides: small
 # batches were fastest on 2 cores; a GPU wants hundreds).

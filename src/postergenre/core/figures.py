@@ -183,7 +183,7 @@ def gallery_png(
     for i, poster in enumerate(posters):
         x0 = i * cell_w
         # at the posters' 2:3 aspect, whatever size the model read (224x224 is squashed)
-        image = Image.fromarray(poster).resize((poster_h * 2 // 3, poster_h), Image.BILINEAR)
+        image = Image.fromarray(poster).resize((poster_h * 2 // 3, poster_h), Image.Resampling.BILINEAR)
         sheet.paste(image, (x0 + (cell_w - image.width) // 2, 0))
         y = poster_h + 4
         for line in _wrap(draw, titles[i], bold, cell_w - 2 * pad, 2):

@@ -83,7 +83,7 @@ def load_rgb(path: str | Path, max_pixels: int, draft: tuple[int, int] | None = 
                         "too_many_pixels", f"{width}x{height} exceeds resize.max_pixels={max_pixels}"
                     )
                 if draft is not None and image.format == "JPEG":
-                    image.draft("RGB", tuple(draft))
+                    image.draft("RGB", (draft[0], draft[1]))
                 image.load()
                 # a phone photo of a poster says in EXIF which way up it is
                 return _to_rgb(ImageOps.exif_transpose(image))

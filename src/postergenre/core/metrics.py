@@ -13,10 +13,12 @@ training scores dev mAP every epoch.
 
 from __future__ import annotations
 
+from typing import SupportsFloat
+
 import numpy as np
 
 
-def _round(value: float) -> float:
+def _round(value: SupportsFloat) -> float:
     return round(float(value), 6)
 
 
@@ -246,13 +248,14 @@ def tune_operating_point(
     rules whose micro-F1 beats the label-frequency predictor's (`prior_micro_f1`, on the same
     movies), the one with the highest macro-F1; if none beats it, the highest micro-F1. Ties go
     to the simpler rule (fewer forced genres, lower lift)."""
-    best, best_key = None, None
+    best: dict[str, float] = {}
+    best_key = None
     for top_k in TOP_KS:
         for lift in LIFTS:
             f1 = f1_metrics(Y, apply_rule(P, thresholds, top_k, lift))
             beats = f1["micro_f1"] > prior_micro_f1
             key = (beats, f1["macro_f1"] if beats else f1["micro_f1"])
-            if best_key is None or key > best_key:
+            if best_key is None or key > best_key:  # TOP_KS x LIFTS is never empty
                 best_key = key
                 best = {
                     "top_k": top_k,

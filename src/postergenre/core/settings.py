@@ -4,18 +4,20 @@ its key path. The methods' own settings are in their modules (`postergenre.metho
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from postergenre.core.sizes import SizeError, parse_size
 
-SOURCES = ("synthetic", "tmdb", "movielens", "csv")
-POSTER_KEYS = ("poster_path", "imdb_id", "tmdb_id")
+Source = Literal["synthetic", "tmdb", "movielens", "csv"]
+PosterKey = Literal["poster_path", "imdb_id", "tmdb_id"]
 # backbone.py's LITES names the same ones (a test holds them equal); listed here so that
 # validating params never imports torch.
-BACKBONES = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
-VIEWS = ("squash", "aspect", "top", "bottom", "flip")
+Backbone = Literal["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"]
+View = Literal["squash", "aspect", "top", "bottom", "flip"]
+SOURCES, POSTER_KEYS = get_args(Source), get_args(PosterKey)
+BACKBONES, VIEWS = get_args(Backbone), get_args(View)
 
 
 def _size(text: str) -> str:
@@ -50,10 +52,10 @@ class Synthetic(Settings):
 
 
 class Data(Settings):
-    source: Literal[SOURCES] = "synthetic"
+    source: Source = "synthetic"
     path: str = "data/raw/synthetic"
     posters: str = ""
-    poster_key: Literal[POSTER_KEYS] = "imdb_id"
+    poster_key: PosterKey = "imdb_id"
     poster_ext: str = ".jpg"
     synthetic: Synthetic = Synthetic()
 
@@ -73,10 +75,10 @@ class Resize(Settings):
 
 
 class Embed(Settings):
-    backbones: Annotated[list[Literal[BACKBONES]], Field(min_length=1), AfterValidator(_each_once)] = [
+    backbones: Annotated[list[Backbone], Field(min_length=1), AfterValidator(_each_once)] = [
         "efficientnet_lite0"
     ]
-    views: Annotated[list[Literal[VIEWS]], Field(min_length=1), AfterValidator(_each_once)] = ["squash"]
+    views: Annotated[list[View], Field(min_length=1), AfterValidator(_each_once)] = ["squash"]
     pool: Literal["concat", "mean"] = "concat"
     size: Size = "224x224"
     batch_size: int = Field(4, ge=1)

@@ -23,6 +23,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -260,7 +261,7 @@ def download_posters(
             bar.update(1)
     bar.close()
     failures.sort(key=lambda f: f["file"])
-    report = {
+    report: dict[str, Any] = {
         "rows_in": len(jobs) + len(skipped),
         "rows_skipped": len(skipped),
         "already_present": len(jobs) - len(todo),

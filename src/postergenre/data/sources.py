@@ -254,10 +254,11 @@ def read_movielens(path: Path, posters_root: Path) -> SourceRows:
         if not stem.isdigit():
             out.reject(line, "bad_poster_name", f"{name!r} is not an IMDb number")
             continue
-        movie_id = imdb_to_movie.get(int(stem))
-        if movie_id is None:
+        found = imdb_to_movie.get(int(stem))
+        if found is None:
             out.reject(line, "no_links_row", f"IMDb {stem} is in no row of links.csv", id=stem)
             continue
+        movie_id = found
         if movie_id not in movies:
             out.reject(line, "no_movies_row", f"movieId {movie_id} is not in movies.csv", id=movie_id)
             continue

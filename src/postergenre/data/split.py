@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from skmultilearn.model_selection import IterativeStratification
@@ -71,7 +72,7 @@ def write_split(
     fractions = [params[s] for s in SETS]
     caps = [params[f"max_{s}"] for s in SETS]
     parts = split_indices(Y, fractions, seed, caps)
-    report = {
+    report: dict[str, Any] = {
         "sizes": {},
         "genre_counts": {},
         "fractions": dict(zip(SETS, fractions, strict=True)),

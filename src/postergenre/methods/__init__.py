@@ -18,7 +18,7 @@ import importlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from postergenre.methods.base import CARD, Estimator, read_model_card
+from postergenre.methods.base import CARD, Estimator, MethodSettings, read_model_card
 
 __all__ = ["CARD", "GROUP", "MethodSpec", "estimator_class", "load_model", "read_model_card", "spec", "specs"]
 
@@ -35,7 +35,7 @@ class MethodSpec:
     """What a method's settings say about it, by name."""
 
     name: str
-    settings: type  # its Settings model
+    settings: type[MethodSettings]  # its Settings model
 
     @property
     def input(self) -> str:

@@ -33,8 +33,8 @@ class RandomBaseline(Estimator):
         self._check_X(X)
         return np.tile(self.frequencies, (len(X), 1))
 
-    def decide(self, P: np.ndarray, tuned: bool = True) -> np.ndarray:
-        """Coin flips: genre j with probability P[:, j], whatever the threshold."""
+    def decide(self, P: np.ndarray, tuned: bool = True, rule: bool = True) -> np.ndarray:
+        """Coin flips: genre j with probability P[:, j], whatever the threshold or rule."""
         rng = np.random.default_rng(self.seed)
         return (rng.random(P.shape) < P).astype(np.uint8)
 

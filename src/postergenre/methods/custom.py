@@ -4,7 +4,7 @@ dropout, a ReLU dense layer, one logit per genre."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from postergenre.core.lazy import lazy_module
 from postergenre.core.settings import (
@@ -18,7 +18,10 @@ from postergenre.core.settings import (
 )
 from postergenre.methods.nets.pixel_network import NetworkSettings, PixelNetwork
 
-nn = lazy_module("torch.nn")  # imported on first use (core/lazy.py)
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    from torch import nn
+else:
+    nn = lazy_module("torch.nn")  # (core/lazy.py)
 
 
 class Settings(NetworkSettings):

@@ -22,19 +22,20 @@ import itertools
 import logging
 import shutil
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 from pydantic import AfterValidator, Field
 
 from postergenre.core import dataset, paths
 from postergenre.core.settings import PositiveFloat
-from postergenre.methods.base import Estimator, MethodSettings, read_saved
+from postergenre.methods.base import Estimator, Input, MethodSettings, read_saved
 
 log = logging.getLogger(__name__)
 
 _EPS = 1e-6
-COMBINE = ("average", "stack")
+Combine = Literal["average", "stack"]
+COMBINE = get_args(Combine)
 OOF = "dev_out_of_fold.npy"
 
 
@@ -120,13 +121,13 @@ class Settings(MethodSettings):
     candidates `combine` (average: weights on a grid; stack: per-genre logistic regression on
     every genre's scores) and `c` (the stack's inverse regularisation)."""
 
-    input: ClassVar[str] = "members"
+    input: ClassVar[Input] = "members"
     members: Annotated[list[str], Field(min_length=1), AfterValidator(_each_once)] = [
         "head",
         "custom",
         "mlknn_features",
     ]
-    combine: Annotated[list[Literal[COMBINE]], Field(min_length=1), AfterValidator(_each_once)] = [
+    combine: Annotated[list[Combine], Field(min_length=1), AfterValidator(_each_once)] = [
         "average",
         "stack",
     ]

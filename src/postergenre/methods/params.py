@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
@@ -68,7 +68,7 @@ def validate(params: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise ParamsError(settings.describe(exc, Params)) from None
     for name in ("data", "clean", "resize", "embed", "training", "split"):
-        _require_every_key(params[name], Params.model_fields[name].annotation, name)
+        _require_every_key(params[name], cast(type[BaseModel], Params.model_fields[name].annotation), name)
     if checked.embed.size not in checked.resize.sizes:
         raise ParamsError(
             f"embed.size {checked.embed.size!r} is not one of resize.sizes {checked.resize.sizes}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from postergenre.core.lazy import lazy_module
 from postergenre.core.settings import (
@@ -18,8 +18,12 @@ from postergenre.core.settings import (
 )
 from postergenre.methods.nets.pixel_network import NetworkSettings, PixelNetwork
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
-nn = lazy_module("torch.nn")
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+    from torch import nn
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
+    nn = lazy_module("torch.nn")
 
 
 class Settings(NetworkSettings):

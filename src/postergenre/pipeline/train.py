@@ -140,7 +140,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
     main_rank = int(os.environ.get("RANK", "0")) == 0
     with stage_run(f"train-{args.method}", reads) if main_rank else contextlib.nullcontext() as mlrun:
         summary = train_model(params, args.method, out, plots, mlrun, checkpoints)
-        if main_rank:
+        if mlrun is not None and summary is not None:  # rank 0's run and summary
             mlrun.log_metrics(summary)  # the counts (log_metrics keeps numbers only)
             mlrun.set_tags({"data_sha256": summary["data_sha256"], "model_sha256": folder_sha256(out)})
             mlrun.log_artifacts([Path(out) / "model.json"], "model")

@@ -230,7 +230,10 @@ def _experiment(mlflow, uri: str) -> str:
         try:
             experiment_id = client.create_experiment(EXPERIMENT, artifact_location=location)
         except mlflow.exceptions.MlflowException:  # created meanwhile by another process
-            experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+            made = client.get_experiment_by_name(EXPERIMENT)
+            if made is None:
+                raise
+            experiment_id = made.experiment_id
     else:
         experiment_id = experiment.experiment_id
     if experiment is None or experiment.tags.get(KIND_TAG[0]) != KIND_TAG[1]:

@@ -46,13 +46,16 @@ def read_model_card(model_dir: str | Path) -> dict[str, Any]:
     return card
 
 
+Input = Literal["pixels", "features", "members"]  # what a method reads: see MethodSettings
+
+
 class MethodSettings(Settings):
     """A method's section of params.yaml: its fields are the estimator's parameters, their
     defaults params.yaml's (a test holds the two equal). Besides them, what the method reads:
     `input` (pixels at its `size`, the embed stage's features, or other methods' models) and
     whether it is one of the CS229 study's methods."""
 
-    input: ClassVar[Literal["pixels", "features", "members"]] = "pixels"
+    input: ClassVar[Input] = "pixels"
     study: ClassVar[bool] = False
 
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,8 +20,14 @@ from postergenre.core import dataset, paths
 from postergenre.core.lazy import lazy_module
 from postergenre.methods.base import NeighbourSpace, read_saved
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
-bb = lazy_module("postergenre.core.backbone")
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+
+    from postergenre.core import backbone as bb
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
+    bb = lazy_module("postergenre.core.backbone")
+
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +40,9 @@ def normalise(F: np.ndarray) -> np.ndarray:
 class FeatureInput:
     """Mixin for an Estimator on backbone features. Holds the backbones (unfused, as saved) and
     fused copies for inference. Params: `backbones`, `views`, `pool`, `embed_batch_size`."""
+
+    params: dict[str, Any]  # the Estimator's
+    size: str
 
     def _init_backbone(self) -> None:
         p = self.params
@@ -170,6 +179,7 @@ class FeatureInput:
                 for view in self.views:
                     first = dataset.load_features(split, name, view, genres)
                     parts[name, view] = first.X
+            assert first is not None  # backbones and views are never empty (settings)
             return dataset.Split(first.ids, self.pool(parts), first.Y)
         if training:
             raise ValueError(f"{mismatch}; re-run the embed stage")

@@ -122,6 +122,8 @@ class KNNSettings(MethodSettings):
 class KNNEstimator(Estimator):
     """Keeps the training posters and labels; `k` is the top-level parameter."""
 
+    _features: np.ndarray | None  # the training posters as vectors, made on first use
+
     def __init__(self, genres: list[str], size: str, seed: int = 0, k: int = 10, **params: Any):
         super().__init__(genres, size, seed, k=k, **params)
         self.k = k
@@ -149,9 +151,10 @@ class KNNEstimator(Estimator):
 
     def train_vectors(self) -> np.ndarray:
         """The training posters as vectors of the space neighbours are searched in."""
-        if getattr(self, "_features", None) is None:
-            self._features = self.vectors(self.X_train)
-        return self._features
+        features: np.ndarray | None = getattr(self, "_features", None)
+        if features is None:
+            features = self._features = self.vectors(self.X_train)
+        return features
 
     space_described = "the method's own space: pixels at {size}"
 

@@ -12,7 +12,7 @@ trains at this share of `lr`).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,8 +29,12 @@ from postergenre.core.settings import (
 from postergenre.methods.base import Estimator, read_saved
 from postergenre.methods.nets import training
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
-nn = lazy_module("torch.nn")
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+    from torch import nn
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
+    nn = lazy_module("torch.nn")
 
 # ImageNet statistics: what the pretrained ResNet34 expects, harmless for the custom CNN.
 MEAN = (0.485, 0.456, 0.406)

@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -35,8 +35,13 @@ from postergenre.core.metrics import bce_loss, mean_average_precision
 from postergenre.methods.base import MethodSettings
 from postergenre.progress import Progress
 
-torch = lazy_module("torch")  # imported on first use (core/lazy.py)
-nn = lazy_module("torch.nn")
+if TYPE_CHECKING:  # what a type checker reads; at run time each is imported on first use
+    import torch
+    from torch import nn
+else:
+    torch = lazy_module("torch")  # (core/lazy.py)
+    nn = lazy_module("torch.nn")
+
 log = logging.getLogger(__name__)
 
 # One batch of training data: (inputs, 0/1 targets) for the given example indices, on a device.
@@ -201,7 +206,7 @@ def train(
         elif rank == 0:
             log.info("%s: %s is from other settings or data; starting afresh", settings.name, ckpt)
     extra = settings.record or {}
-    if first == 1 and has_dev and settings.score_initial:
+    if first == 1 and has_dev and Y_dev is not None and settings.score_initial:
         # The weights before training are a candidate too (epoch 0): training must beat them.
         history.append({"epoch": 0, **extra, **_dev_record(module, dev_scores, Y_dev)})
         best_score, best_state = history[0]["dev_mAP"], _state_copy(module)
@@ -252,7 +257,7 @@ def train(
             "train_loss_quarters": quarter_losses(sums, counts),
             **extra,
         }
-        if has_dev:
+        if has_dev and Y_dev is not None:
             record.update(_dev_record(module, dev_scores, Y_dev))
             if record["dev_mAP"] > best_score:
                 best_score, best_state = record["dev_mAP"], _state_copy(module)
