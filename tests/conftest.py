@@ -35,6 +35,22 @@ def shared_data(sub: str) -> Path:
     return path
 
 
+# what .ci/run does where chromium is missing; `make test` refuses to start without it
+CHROMIUM_INSTALL = "sudo apt-get install -y --no-install-recommends chromium"
+
+
+def chromium() -> str:
+    """Debian's chromium, which the browser tests drive headless (never a downloaded build):
+    a failure naming the install command under `make test` and CI, a skip saying so elsewhere."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = f"the browser tests need Debian's chromium: {CHROMIUM_INSTALL}"
+    if os.environ.get("CI") or os.environ.get("POSTERGENRE_BROWSER_TESTS") == "required":
+        raise AssertionError(message)
+    pytest.skip(message)
+
+
 def jpeg_bytes(width: int = 30, height: int = 45, color=(200, 40, 40), mode: str = "RGB") -> bytes:
     buf = io.BytesIO()
     Image.new(mode, (width, height), color).save(buf, "JPEG", quality=90)

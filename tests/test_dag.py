@@ -243,6 +243,7 @@ APPS_AND_PLUMBING = [
     "apps/compare.py",
     "apps/remote.py",
     "apps/mlflow_ui.py",
+    "apps/plots.py",
     "apps/pyfunc_model.py",
     "apps/download_posters.py",
     "progress.py",

@@ -22,6 +22,7 @@ from postergenre.apps import cli
 from postergenre.apps import explain as ex
 from postergenre.core.dataset import read_genres
 from postergenre.methods import heatmaps as hm
+from tests.conftest import chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -220,8 +221,7 @@ def _page_tool():
 
 def test_a_real_browser_uploads_a_poster_and_sees_why(server, project, tmp_path):
     tool = _page_tool()
-    if tool.chromium_path() is None:
-        pytest.skip("no chromium on PATH (.ci/run installs Debian's)")
+    chromium()  # present, or the test fails (make test, CI) or skips (bare pytest) naming it
     host, port = server.server_address[:2]
     base = f"http://{host}:{port}/"
     shot = tmp_path / "serve.jpg"

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import out_of_date, run, tracking_uri
+from tests.conftest import chromium, out_of_date, run, tracking_uri
 
 
 def test_repro_writes_metrics_with_trivial_predictors_beside(project):
@@ -100,6 +100,45 @@ def test_dvc_plots_show_colours_each_genre_and_each_curve(project, tmp_path):
     assert html.count('"color": {"field": "curve"') == 3  # custom, resnet34, head
     assert html.count('"color": {"field": "threshold"') == 8  # F1 bars: 0.5 beside tuned
     assert '"threshold": "tuned"' in html and '"curve": "dev"' in html
+
+
+def test_make_plots_draws_every_chart_with_the_network_blocked(project, tmp_path):
+    """The page `make plots` writes holds the Vega libraries: opened in headless Chromium with
+    every request but the page's own files refused, each interactive chart draws (an svg or
+    canvas in its div) and nothing is asked of the network."""
+    from playwright.sync_api import sync_playwright
+
+    out = tmp_path / "offline"
+    shown = run(["python", "-m", "postergenre.apps.plots", "--out", str(out)], project)
+    assert f"offline plots: {out / 'index.html'}" in shown.stdout
+    page_file = out / "index.html"
+    html = page_file.read_text()
+    assert "cdn.jsdelivr.net" not in html
+    charts = re.findall(r"vegaEmbed\('#([\w-]+)'", html)  # one div a chart, drawn into by Vega
+    assert len(charts) >= 19  # every JSON plot of dvc.yaml: PR curves, F1 bars, training curves
+    outside: list[str] = []
+
+    def only_files(route):
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    drawn_js = f"() => {charts}.map(id => !!document.querySelector(`#${{id}} .marks`))"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.route("**/*", only_files)
+            page.goto(page_file.as_uri())
+            # Vega draws each chart into an svg or canvas of class "marks"
+            page.wait_for_function(f"() => ({drawn_js})().every(Boolean)", timeout=60_000)
+            drawn = page.evaluate(drawn_js)
+        finally:
+            browser.close()
+    assert len(drawn) == len(charts) and all(drawn)
+    assert outside == []
 
 
 def test_the_report_links_pictures_that_exist(project):

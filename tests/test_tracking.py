@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from tests.conftest import REPO
+from tests.conftest import REPO, chromium
 
 
 def test_a_killed_stage_run_is_marked_killed_by_the_next_one(tmp_path, monkeypatch):
@@ -50,20 +50,13 @@ def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatc
     """`python -m postergenre.apps.mlflow_ui` (make mlflow) serves the store on 127.0.0.1 and prints
     an address that headless Chromium renders as the runs table, evaluate runs under train."""
     import os
-    import shutil
     import signal
     import time
     import urllib.request
 
-    import pytest
-
     from postergenre.runtime import tracking
 
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        if os.environ.get("CI"):
-            raise AssertionError(".ci/run installs Debian's chromium; it is missing")
-        pytest.skip("Debian's chromium is not installed (`apt-get install chromium`)")
+    browser_binary = chromium()
     db = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", db)
     with tracking.stage_run("train-probe", {"seed": 1}) as train:
@@ -93,7 +86,7 @@ def test_make_mlflow_opens_the_runs_table_in_a_real_browser(tmp_path, monkeypatc
                 assert time.monotonic() < deadline, "mlflow ui did not start in 60 s"
                 time.sleep(0.5)
         browser = [
-            chromium,
+            browser_binary,
             "--headless=new",
             "--no-sandbox",
             "--disable-gpu",
