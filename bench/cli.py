@@ -15,17 +15,7 @@ import subprocess
 import sys
 import time
 
-COMMANDS = [
-    [],
-    ["check-params"],
-    ["synthesize"],
-    ["ingest"],
-    ["resize"],
-    ["split"],
-    ["embed"],
-    ["download-posters"],
-    ["predict"],
-]
+from postergenre.apps.cli import LIGHT_HELP as COMMANDS
 
 
 def seconds(args: list[str], repeats: int) -> float:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from postergenre.apps.cli import LIGHT_HELP
 from postergenre.core import figures
 from tests.conftest import REPO
 
@@ -248,20 +249,7 @@ def test_version_and_help_describe_every_subcommand():
     assert bad.returncode == 2 and "invalid choice: 'nosuchmethod'" in bad.stderr
 
 
-@pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["check-params"],
-        ["synthesize"],
-        ["ingest"],
-        ["resize"],
-        ["split"],
-        ["embed"],
-        ["download-posters"],
-        ["predict"],
-    ],
-)
+@pytest.mark.parametrize("command", LIGHT_HELP)
 def test_the_front_end_and_the_data_subcommands_help_without_torch(command):
     # how fast: bench/cli.py; here, that the heavy imports stay out
     code = (

@@ -38,6 +38,22 @@ COMMANDS = {
     "check-remote": ("postergenre.apps.remote", "can the DVC remote be used? (one try, seconds)"),
 }
 
+# the front end and the subcommands whose --help stays light (no torch, MLflow, DVC, scikit-learn):
+# bench/cli.py times them, tests/test_readable.py holds their imports to it
+LIGHT_HELP: list[list[str]] = [[]] + [
+    [name]
+    for name in (
+        "check-params",
+        "synthesize",
+        "ingest",
+        "resize",
+        "split",
+        "embed",
+        "download-posters",
+        "predict",
+    )
+]
+
 
 def _top_parser() -> argparse.ArgumentParser:
     width = max(map(len, COMMANDS))
