@@ -302,8 +302,9 @@ def test_a_sigkilled_train_stage_resumes_to_the_uninterrupted_model(prepared, tm
 
 
 def test_one_and_two_threads_agree_within_the_readme_tolerance(prepared, monkeypatch):
-    """README, reproducibility: head (and every non-torch method) is exact across thread counts;
-    custom's metrics agree within 0.02 (measured on the 2,000-poster pipeline: 0.019)."""
+    """docs/reproducibility.md: head's scores agree across thread counts to float32 rounding
+    (equal to the bit on AVX2 machines, within 1e-7 on AVX-512 ones), custom's metrics within
+    0.02 (measured on the 2,000-poster pipeline: 0.019)."""
     import yaml
 
     from postergenre.core import dataset
@@ -314,7 +315,7 @@ def test_one_and_two_threads_agree_within_the_readme_tolerance(prepared, monkeyp
     monkeypatch.chdir(prepared)
     params = yaml.safe_load((prepared / "params.yaml").read_text())
     genres = dataset.read_genres()
-    for method, tolerance in (("head", 0.0), ("custom", 0.02)):
+    for method, tolerance in (("head", 1e-5), ("custom", 0.02)):
         kwargs, size, _ = method_settings(params, method)
         results = []
         for threads in (1, 2):
@@ -326,8 +327,8 @@ def test_one_and_two_threads_agree_within_the_readme_tolerance(prepared, monkeyp
             test = model.inputs("test", genres)
             results.append((test.Y, model.predict_proba(test.X)))
         (Y, one), (_, two) = results
-        if tolerance == 0:
-            assert np.array_equal(one, two), method
+        if method == "head":
+            assert np.abs(one - two).max() <= tolerance, method
         assert abs(mean_average_precision(Y, one) - mean_average_precision(Y, two)) <= tolerance
 
 
