@@ -6,8 +6,14 @@ import copy
 import io
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +109,59 @@ def run(args, cwd, check=True, env=None, timeout=600):
     return out
 
 
+# -- servers the tests start on 127.0.0.1 ------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError as exc:
+            if getattr(exc, "code", None):  # an HTTP error answer: the server is up
+                return
+            assert time.monotonic() < deadline, f"{url} did not answer in {seconds} s"
+            time.sleep(0.3)
+
+
+@contextmanager
+def server(args: list[str], url: str, env: dict | None = None, cwd=None, wait_s: float = 60):
+    """A server process for the length of a `with`, once `url` answers; its output is quoted
+    if it never does."""
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        args,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        try:
+            wait_for(url, wait_s)
+        except AssertionError as exc:
+            log.seek(0)
+            output = log.read().decode(errors="replace")[-3000:]
+            raise AssertionError(f"{exc}; its output:\n{output}") from None
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=20)
+        log.close()
+
+
 # dvc.yaml's stage that runs on every repro (always_changed), so `dvc status` always lists it
 ALWAYS_RUN = {"tidy"}
 
@@ -128,7 +187,7 @@ def stages_run(output: str) -> set[str]:
 def scratch_project(root: Path, edit_params=None) -> Path:
     """A git + DVC repository with this one's code, dvc.yaml and params (160 synthetic posters,
     one epoch for the custom CNN), not yet run."""
-    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore", "requirements.lock"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -166,10 +166,43 @@ def test_second_repro_is_up_to_date_but_for_the_tidy_stage(project):
     assert json.loads(run(["dvc", "status", "--json"], project).stdout) == {"tidy": ["always changed"]}
 
 
-def test_forced_repro_gives_byte_identical_metrics(project):
-    before = (project / "metrics" / "baseline.json").read_bytes()
-    run(["dvc", "repro", "--force", "evaluate@baseline"], project)  # and every stage upstream
-    assert (project / "metrics" / "baseline.json").read_bytes() == before
+def test_forced_repro_gives_byte_identical_metrics_and_references_the_logged_model(project):
+    """Every stage upstream of evaluate@mlknn forced: the same metrics to the byte, and the same
+    model, which MLflow is not given again (the train run references the logged model: the
+    artifact store grows by the runs' own small files, not the 1.5 MB folder; no new version)."""
+    from mlflow.tracking import MlflowClient
+
+    from postergenre.runtime.tracking import folder_sha256
+
+    client = MlflowClient(tracking_uri=tracking_uri(project))
+    name, digest = "postergenre-mlknn", folder_sha256(project / "models" / "mlknn")
+
+    def latest():
+        return max(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
+
+    def size(folder) -> int:
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+    was = latest()
+    before, store = (project / "metrics" / "mlknn.json").read_bytes(), size(project / "mlartifacts")
+    run(["dvc", "repro", "--force", "evaluate@mlknn"], project)  # and every stage upstream
+    assert (project / "metrics" / "mlknn.json").read_bytes() == before
+    grown, folder = size(project / "mlartifacts") - store, size(project / "models" / "mlknn")
+    assert folder > 1_000_000 and grown < 100_000, (folder, grown)
+    experiment = client.get_experiment_by_name("postergenre")
+    (train,) = client.search_runs(
+        [experiment.experiment_id],
+        filter_string="tags.stage = 'train-mlknn'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    model_id = train.data.tags["model_id"]
+    assert train.data.tags["model_reused"] == "true"
+    assert [o.model_id for o in train.outputs.model_outputs] == [model_id]
+    now = latest()
+    assert now.tags["model_sha256"] == digest and now.model_id == model_id
+    if was.tags["model_sha256"] == digest:  # (an experiment on this copy may have trained another)
+        assert now.version == was.version
 
 
 def test_each_train_and_evaluate_logs_one_mlflow_run(project):
@@ -179,7 +212,7 @@ def test_each_train_and_evaluate_logs_one_mlflow_run(project):
     experiment = client.get_experiment_by_name("postergenre")
     runs = client.search_runs([experiment.experiment_id])
     stages = sorted(r.data.tags["stage"] for r in runs if r.data.tags["stage"].endswith("-baseline"))
-    # one `dvc repro` and one `dvc repro --force` (if that test ran first) each log both stages
+    # one `dvc repro` (and any forced rerun) logs both stages
     assert set(stages) == {"train-baseline", "evaluate-baseline"}
     assert stages.count("train-baseline") == stages.count("evaluate-baseline")
     run_ = next(r for r in runs if r.data.tags["stage"] == "evaluate-baseline")

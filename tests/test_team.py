@@ -12,63 +12,21 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import BIN, REPO, out_of_date, run, stages_run
+from tests.conftest import BIN, REPO, free_port, out_of_date, run, server, stages_run
 
 CREDS = {
     "AWS_ACCESS_KEY_ID": "team-key",
     "AWS_SECRET_ACCESS_KEY": "team-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError as exc:
-            if getattr(exc, "code", None):  # an HTTP error answer: the server is up
-                return
-            assert time.monotonic() < deadline, f"{url} did not answer in {seconds} s"
-            time.sleep(0.3)
-
-
-@contextmanager
-def server(args: list[str], url: str, env: dict | None = None):
-    proc = subprocess.Popen(
-        args,
-        env={**os.environ, **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for(url)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=20)
 
 
 @contextmanager

@@ -37,7 +37,8 @@ from postergenre.core.metrics import (
 from postergenre.methods import load_model
 from postergenre.methods.params import method_settings
 from postergenre.runtime import entry
-from postergenre.runtime.tracking import folder_sha256, stage_run
+from postergenre.runtime.registry import log_evaluation
+from postergenre.runtime.tracking import flatten, folder_sha256, stage_run
 
 GALLERY_SIZE = 8
 # what write_plots writes into the plots folder (the train stage writes training.*)
@@ -239,6 +240,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     entry.add_params_option(parser)
 
 
+# the blocks of each split's metrics attached to the logged model: the scores' ranking metrics,
+# the operating point's decisions and the plain 0.5 threshold (not the trivial predictors')
+MODEL_BLOCKS = ("scores", "decided", "at_0.5")
+
+
+def model_metrics(result: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """{split: {"scores.mAP": ..., "decided.micro_f1": ..., ...}} for dev and test."""
+    return {
+        split: {
+            k: float(v)
+            for k, v in flatten({b: result[split][b] for b in MODEL_BLOCKS if b in result[split]}).items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        for split in ("dev", "test")
+    }
+
+
 def run(args: argparse.Namespace, params: dict) -> None:
     paths.use_data(args.data)
     method = args.method
@@ -258,6 +276,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
             }
         )
         mlrun.link_to_training(f"train-{method}", model_sha)
+        log_evaluation(model_sha, mlrun.run_id, model_metrics(result))
         mlrun.log_artifacts([out], "metrics")
         mlrun.log_artifacts([paths.details_file(out)], "metrics/details")
         mlrun.log_artifacts([plots / name for name in PLOTS], "plots")

@@ -13,7 +13,7 @@ from postergenre.core import paths
 from postergenre.core.atomic import write_text
 from postergenre.methods import spec as method_spec
 from postergenre.methods.params import all_methods
-from postergenre.runtime import entry
+from postergenre.runtime import entry, registry, tracking
 
 # The study's published test numbers (CS229 2019; 35,000 TMDB posters, 20 genres).
 STUDY = [
@@ -358,6 +358,20 @@ def run(args: argparse.Namespace, params: dict) -> None:
     paths.use_data(args.data)
     write_text(args.out, build_report(params, Path(args.metrics)))
     logging.getLogger(__name__).info("report: %s", args.out)
+    tracking.connect()
+    registry.crown(champion_candidates(params, Path(args.metrics)))
+
+
+def champion_candidates(params: dict, metrics_dir: Path) -> dict[str, float]:
+    """{method: dev mAP} of the methods whose dev scores are held out: the registry's `champion`
+    goes to the best of them (a method fitted on dev, the ensemble, scores its own training data
+    there)."""
+    out = {}
+    for method in all_methods(params):
+        result = json.loads((metrics_dir / f"{method}.json").read_text(encoding="utf-8"))
+        if result["data"]["trained_on"].get("split") != "dev":
+            out[method] = result["dev"]["scores"]["mAP"]
+    return out
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from postergenre.core.sizes import parse_size
 from postergenre.methods import estimator_class
 from postergenre.methods.params import method_settings
 from postergenre.runtime import entry
-from postergenre.runtime.serving import log_pyfunc
+from postergenre.runtime.registry import log_trained_model
 from postergenre.runtime.tracking import folder_sha256, stage_run
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
             mlrun.set_tags({"data_sha256": summary["data_sha256"], "model_sha256": folder_sha256(out)})
             mlrun.log_artifacts([Path(out) / "model.json"], "model")
             mlrun.log_artifacts([Path(plots) / "training.json", Path(plots) / "training.png"], "plots")
-            mlrun.set_tags({"pyfunc_uri": log_pyfunc(out)})
+            mlrun.set_tags(log_trained_model(args.method, out, mlrun.run_id))
     if main_rank:
         shutil.rmtree(checkpoints, ignore_errors=True)  # the model is saved: nothing to resume
         with contextlib.suppress(OSError):  # and .checkpoints/ itself, once empty

@@ -174,9 +174,9 @@ def end_orphaned_runs(experiment_id: str) -> list[str]:
     return failed
 
 
-@contextlib.contextmanager
-def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
-    """An MLflow run around one stage execution, with its params and tags logged."""
+def connect():
+    """MLflow, pointed at this repository's tracking store (a server that does not answer fails
+    here, naming it), its own logging quietened; returns (the mlflow module, the store's URI)."""
     uri = tracking_uri()
     check_server(uri)
     # bounded waits on a server that goes away mid-run (MLflow's defaults retry for minutes)
@@ -192,6 +192,13 @@ def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
         logging.getLogger(name).setLevel(logging.WARNING)
 
     mlflow.set_tracking_uri(uri)
+    return mlflow, uri
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: dict[str, Any]) -> Iterator[StageRun]:
+    """An MLflow run around one stage execution, with its params and tags logged."""
+    mlflow, uri = connect()
     experiment_id = _experiment(mlflow, uri)
     end_orphaned_runs(experiment_id)
     exp_name = os.environ.get("DVC_EXP_NAME", "")
