@@ -250,6 +250,7 @@ APPS_AND_PLUMBING = [
     "runtime/entry.py",
     "runtime/tracking.py",
     "runtime/serving.py",
+    "runtime/registry.py",
 ]
 
 

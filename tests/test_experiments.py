@@ -2,6 +2,7 @@
 `postergenre compare`, `dvc metrics diff`, and what a bad setting does to the workspace."""
 
 import json
+import re
 
 import pytest
 import yaml
@@ -75,13 +76,16 @@ def test_a_new_k_puts_only_the_knn_stages_and_what_reads_them_out_of_date(projec
 def test_exp_run_reruns_only_what_its_params_change_and_its_branch_diffs(project):
     out = run(["dvc", "exp", "run", "-S", "methods.mlknn.s=0.5"], project)
     assert stages_run(out.stdout) == {"check-params", "train@mlknn", "evaluate@mlknn", "report"}
-    # the README's comparison: the experiment beside the workspace and its commit, in 120 columns
+    # the README's comparison: the experiment beside the workspace and its commit, in 100 columns
     shown = run(["postergenre", "compare"], project).stdout
     lines = shown.splitlines()
-    assert max(map(len, lines)) <= 120
+    assert max(map(len, lines)) <= 100
     assert lines[0] == "params that differ: methods.mlknn.s"
     header = next(line for line in lines if line.startswith("mAP"))
-    assert "mlknn" in header and "head" in header and "embed" not in header
+    methods = {line.split()[0] for line in lines[lines.index(header) + 1 :] if line.strip()}
+    assert {"mlknn", "head"} <= methods and "embed" not in methods
+    mlknn = next(line for line in lines[lines.index(header) :] if line.startswith("mlknn "))
+    assert re.fullmatch(r"mlknn( +\d\.\d{4} \[\d\.\d{3}, \d\.\d{3}\]){3}", mlknn.strip()), mlknn
     # workspace and the experiment
     assert sum(line.split()[1:] == ["methods.mlknn.s=0.5"] for line in lines) == 2
     # the experiment as a branch, against the commit it started from: what `dvc metrics diff

@@ -161,3 +161,67 @@ def test_report_names_the_command_that_reproduces_it():
         "  -S 'embed.backbones=[efficientnet_lite0,efficientnet_lite2]' \\\n"
         "  -S 'embed.views=[squash,flip]' \\\n  -S embed.pool=mean"
     )
+
+
+# -- the bootstrap: every resample at once, as weights over the one set of posters ---------------
+
+
+def _tied_scores(seed: int = 3, n: int = 240, g: int = 7):
+    rng = np.random.default_rng(seed)
+    Y = rng.random((n, g)) < 0.25
+    Y[:, 2] = False  # a genre with no positive poster: no AP, left out of the means
+    Y[:, 4] = True  # one with no negative: no ROC-AUC
+    P = np.round(rng.random((n, g)), 1)  # ten distinct scores: ties everywhere
+    return Y, P, P > 0.45
+
+
+def test_the_bootstrap_with_every_poster_once_is_the_metrics_themselves():
+    from postergenre.core import bootstrap
+    from postergenre.core.metrics import f1_metrics, ranking_metrics
+
+    Y, P, D = _tied_scores()
+    one = bootstrap.replicates(Y, P, D, np.ones((1, len(Y))))
+    ranking, f1 = ranking_metrics(Y.astype(int), P), f1_metrics(Y.astype(int), D.astype(int))
+    for key, expected in [
+        ("mAP", ranking["mAP"]),
+        ("macro_roc_auc", ranking["macro_roc_auc"]),
+        ("micro_f1", f1["micro_f1"]),
+        ("macro_f1", f1["macro_f1"]),
+    ]:
+        assert abs(one[key][0] - expected) < 1e-6, key  # the metrics files round to 6 places
+
+
+def test_each_resample_is_the_metrics_of_the_posters_it_drew():
+    from postergenre.core import bootstrap
+    from postergenre.core.metrics import f1_metrics, ranking_metrics
+
+    Y, P, D = _tied_scores()
+    W = bootstrap.resample_counts(len(Y), seed=7, resamples=40)
+    assert W.shape == (40, len(Y)) and (W.sum(axis=1) == len(Y)).all()
+    assert np.array_equal(W, bootstrap.resample_counts(len(Y), seed=7, resamples=40))  # seeded
+    got = bootstrap.replicates(Y, P, D, W)
+    for b in range(len(W)):
+        drawn = np.repeat(np.arange(len(Y)), W[b].astype(int))  # the posters, as often as drawn
+        Yb, Pb, Db = Y[drawn].astype(int), P[drawn], D[drawn].astype(int)
+        ranking, f1 = ranking_metrics(Yb, Pb), f1_metrics(Yb, Db)
+        assert abs(got["mAP"][b] - ranking["mAP"]) < 1e-6
+        assert abs(got["macro_roc_auc"][b] - ranking["macro_roc_auc"]) < 1e-6
+        assert abs(got["micro_f1"][b] - f1["micro_f1"]) < 1e-6
+        assert abs(got["macro_f1"][b] - f1["macro_f1"]) < 1e-6
+
+
+def test_a_paired_difference_is_read_from_the_same_resamples():
+    from postergenre.core import bootstrap
+
+    Y, P, D = _tied_scores()
+    W = bootstrap.resample_counts(len(Y), seed=1)
+    a = bootstrap.replicates(Y, P, D, W)["mAP"]
+    noisy = np.clip(P + np.random.default_rng(0).normal(0, 0.3, P.shape), 0, 1)
+    b = bootstrap.replicates(Y, noisy, D, W)["mAP"]
+    low, high = bootstrap.interval(a)
+    assert low < bootstrap.replicates(Y, P, D, np.ones((1, len(Y))))["mAP"][0] < high
+    better = bootstrap.paired(a, b)
+    assert bootstrap.verdict(better.difference) == "higher" and better.a_higher > 0.975
+    assert bootstrap.verdict(bootstrap.paired(b, a).difference) == "lower"
+    same = bootstrap.paired(a, a + np.random.default_rng(2).normal(0, 0.01, a.shape))
+    assert bootstrap.verdict(same.difference) == "not distinguishable"

@@ -57,21 +57,25 @@ def test_the_headline_metrics_file_is_short_and_the_details_sit_beside_it(projec
     for method in ("baseline", "mlknn", "custom", "head"):
         head = json.loads((project / "metrics" / f"{method}.json").read_text())
         details = json.loads((project / "metrics" / "details" / f"{method}.json").read_text())
-        assert set(head) == set(HEADLINE)
+        assert set(head) == set(HEADLINE) | {"ci95"}
         test = details["test"]
         decided = test.get("decided", test["at_0.5"])  # the random baseline has no thresholds
         assert head["mAP"] == test["scores"]["mAP"]
+        # the bootstrap's 95% intervals of the four, as the details give them
+        assert set(head["ci95"]) == {"mAP", "macro_roc_auc", "micro_f1", "macro_f1"}
+        assert head["ci95"] == {k: test["intervals"][k] for k in head["ci95"]}
+        assert test["intervals"]["resamples"] == 1000 and all(lo < hi for lo, hi in head["ci95"].values())
         assert head["micro_f1"] == decided["micro_f1"] and head["macro_f1"] == decided["macro_f1"]
         assert head["hamming_loss"] == test["at_0.5"]["hamming_loss"]
     # the details are git-tracked (DVC writes no .gitignore entry for them), not cached
     ignored = run(["git", "check-ignore", "-q", "metrics/details/head.json"], project, check=False)
     assert ignored.returncode == 1
-    # `dvc exp show`: eight columns a method, none of the details
+    # `dvc exp show`: eight numbers a method and their intervals, none of the details
     out = run(["dvc", "exp", "show", "--json"], project)
     (workspace, *_) = json.loads(out.stdout)
     files = workspace["data"]["metrics"]
     assert "metrics/details/head.json" not in files
-    assert set(files["metrics/head.json"]["data"]) == set(HEADLINE)
+    assert set(files["metrics/head.json"]["data"]) == set(HEADLINE) | {"ci95"}
     # still diffable by name
     shown = run(["dvc", "metrics", "show", "--json", "metrics/details/head.json"], project)
     assert "label_frequency" in shown.stdout
@@ -180,15 +184,18 @@ def test_forced_repro_gives_byte_identical_metrics_and_references_the_logged_mod
     def latest():
         return max(client.search_model_versions(f"name = '{name}'"), key=lambda v: int(v.version))
 
-    def size(folder) -> int:
-        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    def files(folder) -> dict[str, int]:
+        return {str(p.relative_to(folder)): p.stat().st_size for p in folder.rglob("*") if p.is_file()}
 
     was = latest()
-    before, store = (project / "metrics" / "mlknn.json").read_bytes(), size(project / "mlartifacts")
+    before, store = (project / "metrics" / "mlknn.json").read_bytes(), files(project / "mlartifacts")
     run(["dvc", "repro", "--force", "evaluate@mlknn"], project)  # and every stage upstream
     assert (project / "metrics" / "mlknn.json").read_bytes() == before
-    grown, folder = size(project / "mlartifacts") - store, size(project / "models" / "mlknn")
-    assert folder > 1_000_000 and grown < 100_000, (folder, grown)
+    added = {p: n for p, n in files(project / "mlartifacts").items() if p not in store}
+    folder = sum(files(project / "models" / "mlknn").values())
+    # the two runs' own files (the model card, metrics, plots), no logged model's
+    assert added and not [p for p in added if "/models/" in f"/{p}"], sorted(added)
+    assert folder > 1_000_000 and sum(added.values()) < folder, (folder, sorted(added.items()))
     experiment = client.get_experiment_by_name("postergenre")
     (train,) = client.search_runs(
         [experiment.experiment_id],
@@ -540,3 +547,34 @@ def test_a_model_folder_cannot_raise_the_decompression_bomb_limit(project, tmp_p
     )
     assert out.returncode == 2 and "no poster could be predicted" in out.stderr
     assert [e["reason"] for e in json.loads(out.stdout)["errors"]] == ["too_many_pixels"]
+
+
+def test_the_report_gives_intervals_and_ranks_a_pair_only_where_its_interval_excludes_0(project):
+    """reports/results.md: every method's four with their 95% intervals, then every pair on the
+    same resamples; 'higher' exactly where the difference's interval is above 0. The pairs are
+    recomputed here from the resampled metrics the evaluate stages wrote."""
+    import numpy as np
+
+    from postergenre.core import bootstrap
+
+    report = (project / "reports" / "results.md").read_text()
+    details = {p.stem: json.loads(p.read_text()) for p in (project / "metrics" / "details").glob("*.json")}
+    section = report.split("## 95% intervals", 1)[1].split("### Paired: mAP", 1)[0]
+    for method, result in details.items():
+        (row,) = [line for line in section.splitlines() if line.startswith(f"| {method} |")]
+        lo, hi = result["test"]["intervals"]["mAP"]
+        assert f"{result['test']['scores']['mAP']:.4f} [{lo:.4f}, {hi:.4f}]" in row
+    pairs = report.split("### Paired: mAP", 1)[1].split("###", 1)[0]
+    rows = [line.split(" | ") for line in pairs.splitlines() if line.startswith("| ") and "---" not in line][
+        1:
+    ]
+    assert len(rows) == len(details) * (len(details) - 1) // 2
+    for a, b, _, span, _, verdict in rows:
+        low, high = (float(x) for x in span.strip("[]").split(", "))
+        assert (verdict.strip(" |") == "higher") == (low > 0), (a, b, span, verdict)
+        with (
+            np.load(project / "metrics" / "bootstrap" / f"{a.strip('| ')}.npz") as ra,
+            np.load(project / "metrics" / "bootstrap" / f"{b}.npz") as rb,
+        ):
+            expected = bootstrap.paired(ra["mAP"], rb["mAP"]).difference
+        assert [round(low, 4), round(high, 4)] == [round(x, 4) for x in expected]

@@ -178,7 +178,13 @@ def _show_json(names_and_k):
             "data": {
                 "params": {"params.yaml": {"data": {"k": k, "seed": 0, "data": {"source": "synthetic"}}}},
                 "metrics": {
-                    f"metrics/{m}.json": {"data": {"mAP": map_ + i / 100, "micro_f1": 0.5}}
+                    f"metrics/{m}.json": {
+                        "data": {
+                            "mAP": map_ + i / 100,
+                            "micro_f1": 0.5,
+                            "ci95": {"mAP": [map_ + i / 100 - 0.02, map_ + i / 100 + 0.03]},
+                        }
+                    }
                     for i, m in enumerate(
                         ["baseline", "mlknn", "ovr", "custom", "resnet34", "head", "mlknn_features"]
                     )
@@ -191,7 +197,7 @@ def _show_json(names_and_k):
     return [workspace | {"experiments": [{"name": e["name"], "revs": [e]} for e in exps]}]
 
 
-def test_compare_fits_three_experiments_in_120_columns():
+def test_compare_fits_three_experiments_in_100_columns_with_intervals():
     from postergenre.apps.compare import DEFAULT_METRICS, experiments, table
 
     text = table(
@@ -199,12 +205,15 @@ def test_compare_fits_three_experiments_in_120_columns():
         DEFAULT_METRICS,
     )
     lines = text.splitlines()
-    assert max(len(line) for line in lines) <= 120
+    assert max(len(line) for line in lines) <= 100
     assert lines[0] == "params that differ: k"
     assert any(line.split() == ["k3", "k=3"] for line in lines)
     assert any(line.split() == ["workspace", "k=10"] for line in lines)
     header = next(line for line in lines if line.startswith("mAP"))
-    assert header.split()[1:] == [
+    assert header.split()[1:] == ["workspace", "k40-a-rather-long-expe", "k3"]
+    rows = lines[lines.index(header) + 1 : lines.index(header) + 8]
+    # a row per method (a metrics file of no method is left out), the interval beside each number
+    assert [r.split()[0] for r in rows] == [
         "baseline",
         "mlknn",
         "ovr",
@@ -212,9 +221,11 @@ def test_compare_fits_three_experiments_in_120_columns():
         "resnet34",
         "head",
         "mlknn_features",
-    ]  # a metrics file of no method is left out
-    row = next(line for line in lines[lines.index(header) :] if line.startswith("k3"))
-    assert row.split()[1:3] == ["0.3000", "0.3100"]
+    ]
+    assert rows[1].split()[-3:] == ["0.3100", "[0.290,", "0.340]"]  # mlknn in k3
+    assert rows[0].split()[1] == "0.1000"  # baseline in the workspace
+    micro = lines.index(next(x for x in lines if x.startswith("micro_f1")))
+    assert lines[micro + 1].split()[1:] == ["0.5000"] * 3  # no interval in the file: none shown
     missing = lines[lines.index(next(x for x in lines if x.startswith("macro_roc_auc"))) + 1]
     assert set(missing.split()[1:]) == {"-"}  # a metric the files lack is shown as missing
 

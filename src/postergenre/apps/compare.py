@@ -3,7 +3,8 @@
 `dvc exp show` gives every method's headline file a group of columns; with seven methods that
 is wider than a screen. This reads the same data (`dvc exp show --json`) and prints, first, each
 experiment with the params that differ between them, then one table per metric: a row per
-experiment, a column per method. Pass `dvc exp show` options after `--` (`-A`, `-n 3`, ...).
+method, a column per experiment, each number with its 95% bootstrap interval. Pass `dvc exp show`
+options after `--` (`-A`, `-n 3`, ...).
 """
 
 from __future__ import annotations
@@ -61,14 +62,19 @@ def experiments(show_json: list[dict[str, Any]]) -> list[Experiment]:
     return out
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, ci: Any = None) -> str:
+    """A number to 4 places, with its 95% bootstrap interval where the metrics file has one."""
     if value is None:
         return "-"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    if isinstance(ci, list) and len(ci) == 2:
+        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    return text
 
 
 def table(exps: list[Experiment], metrics: list[str]) -> str:
-    """The legend of differing params, then one table per metric."""
+    """The legend of differing params, then one table per metric: a row per method, a column
+    per experiment (a number and its interval is 21 characters: three experiments fit in 100)."""
     if not exps:
         return "no experiments (run `dvc repro` or `dvc exp run` first)"
     keys = sorted({k for e in exps for k in e.params})
@@ -78,18 +84,24 @@ def table(exps: list[Experiment], metrics: list[str]) -> str:
         settings = "  ".join(f"{k}={e.params.get(k)}" for k in differ)
         lines.append(f"  {e.name[:NAME_WIDTH]:{NAME_WIDTH}s}  {settings}".rstrip())
     methods = list(dict.fromkeys(m for e in exps for m in e.metrics))
-    widths = [max(len(m), 6) for m in methods]
     for metric in metrics:
+        columns = [
+            [
+                _cell(e.metrics.get(m, {}).get(metric), e.metrics.get(m, {}).get("ci95", {}).get(metric))
+                for m in methods
+            ]
+            for e in exps
+        ]
+        widths = [max([len(e.name[:NAME_WIDTH]), *map(len, c)]) for e, c in zip(exps, columns, strict=True)]
         lines += [
             "",
             f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  "
-            + "  ".join(f"{m:>{w}s}" for m, w in zip(methods, widths, strict=True)),
+            + "  ".join(f"{e.name[:NAME_WIDTH]:>{w}s}" for e, w in zip(exps, widths, strict=True)),
         ]
-        for e in exps:
-            cells = [_cell(e.metrics.get(m, {}).get(metric)) for m in methods]
+        for i, m in enumerate(methods):
             lines.append(
-                f"{e.name[:NAME_WIDTH]:{NAME_WIDTH}s}  "
-                + "  ".join(f"{c:>{w}s}" for c, w in zip(cells, widths, strict=True))
+                f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  "
+                + "  ".join(f"{c[i]:>{w}s}" for c, w in zip(columns, widths, strict=True))
             )
     return "\n".join(lines)
 

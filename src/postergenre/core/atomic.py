@@ -80,6 +80,15 @@ def write_text(target: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
+def write_npz(target: str | Path, arrays: dict[str, Any]) -> None:
+    """Named arrays in one .npz (numpy writes equal arrays as equal bytes)."""
+    import numpy as np
+
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+
 def write_json(target: str | Path, obj: Any) -> None:
     """JSON with sorted keys and a final newline, so equal content gives equal bytes."""
     write_text(target, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

@@ -92,6 +92,13 @@ def details_file(headline: str | Path) -> Path:
     return headline.parent / "details" / headline.name
 
 
+def bootstrap_file(headline: str | Path) -> Path:
+    """The bootstrap's resampled metrics beside a headline file: metrics/head.json ->
+    metrics/bootstrap/head.npz (DVC-cached; the report pairs methods from them)."""
+    headline = Path(headline)
+    return headline.parent / "bootstrap" / f"{headline.stem}.npz"
+
+
 def plots_dir(method: str) -> Path:
     return PLOTS / method
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from postergenre.core import dataset, figures, paths
-from postergenre.core.atomic import write_json
+from postergenre.core import bootstrap, dataset, figures, paths
+from postergenre.core.atomic import write_json, write_npz
 from postergenre.core.metrics import (
     all_zeros,
     label_frequency,
@@ -60,10 +61,12 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
     """The short file: the field's four (F1 at the tuned thresholds; the random baseline, which
     has none, at its own coin flips) and the study's four at 0.5."""
     results = details[details["split"]]
-    out = {}
+    out: dict[str, Any] = {}
     for key, (section, name) in HEADLINE.items():
         where = results.get(section) or results["at_0.5"]
         out[key] = where.get(name)
+    intervals = results.get("intervals", {})
+    out["ci95"] = {k: intervals[k] for k in bootstrap.METRICS if k in intervals}
     return out
 
 
@@ -89,6 +92,34 @@ def trivial_predictors(Y: np.ndarray, Y_train: np.ndarray) -> dict[str, dict]:
     }
 
 
+def resampled_metrics(
+    Y: np.ndarray, P: np.ndarray, decisions: np.ndarray, Y_train: np.ndarray, seed: int
+) -> dict[str, np.ndarray]:
+    """The headline four on each bootstrap resample of the posters (core.bootstrap: the same
+    resamples for every method on this split), for the method's scores and decisions (the
+    operating point's; the random baseline's coin flips) and for the label-frequency predictor
+    (`label_frequency.<metric>`), which the operating point is judged against."""
+    W = bootstrap.resample_counts(len(Y), seed)
+    out = bootstrap.replicates(Y, P, decisions, W)
+    frequency = bootstrap.replicates(
+        Y, np.tile(label_frequency(Y_train), (len(Y), 1)), label_frequency_sets(Y_train, len(Y)), W
+    )
+    out.update({f"label_frequency.{k}": v for k, v in frequency.items()})
+    return out
+
+
+def intervals(resampled: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The percentile intervals of the method's four (the details' `intervals` block)."""
+    return {
+        "level": bootstrap.LEVEL,
+        "resamples": bootstrap.RESAMPLES,
+        **{k: bootstrap.interval(resampled[k]) for k in bootstrap.METRICS},
+        "label_frequency": {
+            k: bootstrap.interval(resampled[f"label_frequency.{k}"]) for k in bootstrap.METRICS
+        },
+    }
+
+
 def split_block(
     model, Y: np.ndarray, P: np.ndarray, Y_train: np.ndarray, scores: dict
 ) -> tuple[dict[str, Any], tuple[np.ndarray, np.ndarray | None, np.ndarray | None]]:
@@ -107,10 +138,16 @@ def split_block(
 
 
 def evaluate_model(
-    model_dir: str | Path, out_path: str | Path, plots_dir: str | Path | None = None, split: str = "test"
+    model_dir: str | Path,
+    out_path: str | Path,
+    plots_dir: str | Path | None = None,
+    split: str = "test",
+    *,
+    seed: int,
 ) -> dict[str, Any]:
     """Write the headline metrics JSON at `out_path`, every number in `paths.details_file(out_path)`
-    (and the plots); return the details."""
+    with the bootstrap's intervals, the bootstrap's resampled values in
+    `paths.bootstrap_file(out_path)` (and the plots); return the details."""
     model = load_model(model_dir)
     genres = dataset.read_genres()
     if model.genres != genres:
@@ -127,6 +164,16 @@ def evaluate_model(
     scores = score_metrics(Y, P)
     Y_train = dataset.load_labels("train", genres)
     results, (at_half, tuned, decided) = split_block(model, Y, P, Y_train, scores)
+    started = time.perf_counter()
+    resampled = resampled_metrics(Y, P, decided if decided is not None else at_half, Y_train, seed)
+    logging.getLogger(__name__).info(
+        "evaluate-%s: bootstrap, %d resamples of %d posters, in %.2f s",
+        model.method,
+        bootstrap.RESAMPLES,
+        len(Y),
+        time.perf_counter() - started,
+    )
+    results["intervals"] = intervals(resampled)
     dev_block = None
     if split != "dev":  # the split every choice was made on, beside the one reported
         dev = model.inputs("dev", genres)
@@ -149,6 +196,7 @@ def evaluate_model(
             f"{split}_sha256": dataset.content_sha256(np.asarray(data.ids), data.X, Y),
         },
     }
+    write_npz(paths.bootstrap_file(out_path), resampled)
     write_json(paths.details_file(out_path), result)
     write_json(out_path, headline(result))
     if plots_dir is not None:
@@ -265,7 +313,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
     out = Path(args.out or paths.metrics_file(method))
     plots = Path(args.plots or paths.plots_dir(method))
     with stage_run(f"evaluate-{method}", reads) as mlrun:
-        result = evaluate_model(model, out, plots)
+        result = evaluate_model(model, out, plots, seed=params["seed"])
         mlrun.log_metrics(result)
         model_sha = folder_sha256(model)
         mlrun.set_tags(

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from postergenre.core import paths
+import numpy as np
+
+from postergenre.core import bootstrap, paths
 from postergenre.core.atomic import write_text
 from postergenre.methods import spec as method_spec
 from postergenre.methods.params import all_methods
@@ -117,14 +121,16 @@ def build_report(
     metrics_dir: Path = paths.METRICS / "details",
     ingest_report: Path | None = None,
     split_dir: Path | None = None,
+    bootstrap_dir: Path = paths.METRICS / "bootstrap",
 ) -> str:
     """The markdown of reports/results.md for the methods in params."""
-    results = {}
+    results, resampled = {}, {}
     for method in all_methods(params):
         path = metrics_dir / f"{method}.json"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no metrics for method {method!r}; run evaluate-{method}")
         results[method] = json.loads(path.read_text(encoding="utf-8"))
+        resampled[method] = read_resampled(bootstrap_dir / f"{method}.npz", method)
     first = next(iter(results.values()))
     test = first["test"]
     data = params["data"]
@@ -140,7 +146,8 @@ def build_report(
         f"{first['n_test']} test posters. Seed {params['seed']}, k = {params['k']}."
         + _rarest_genre(split_dir),
         "",
-        *summary(results),
+        *summary(results, resampled),
+        *interval_tables(results, resampled),
         "## Test split, the study's threshold (0.5)",
         "",
         "Label-set metrics; the random baseline's sets are its coin flips.",
@@ -249,10 +256,9 @@ def _summary_values(at_half: dict, tuned: dict, scores: dict, decided: dict | No
     }
 
 
-def summary(results: dict[str, dict]) -> list[str]:
-    """The headline table, and whether the best method (by mAP) beats each of the study's methods
-    on each headline metric (micro-F1 taken as the better of its two thresholds, for every method
-    alike)."""
+def summary(results: dict[str, dict], resampled: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """The headline table, and whether the best method (by mAP) is above each of the study's
+    methods on the four bootstrapped metrics, by the paired interval of the difference."""
     # The random baseline has no thresholds to tune: its "tuned" sets are its own.
     values = {
         m: _summary_values(
@@ -288,37 +294,126 @@ def summary(results: dict[str, dict]) -> list[str]:
     if study and ours:
         best = max(ours, key=lambda m: values[m]["mAP"] or 0)
         checks = []
-        for key, label in [
-            ("micro_f1", "micro-F1"),
-            ("macro_f1_tuned", "macro-F1 (tuned)"),
-            ("mAP", "mAP"),
-            ("macro_roc_auc", "macro ROC-AUC"),
-        ]:
-
-            def get(m, key=key):
-                v = values[m]
-                if key == "micro_f1":
-                    return max(v["micro_f1_05"], v["micro_f1_tuned"], v["micro_f1_decided"])
-                return v[key] or 0
-
-            rival = max(study, key=get)
-            verdict = "beats" if get(best) > get(rival) else "does NOT beat"
+        for key, label in PAIRED:
+            rival = max(study, key=functools.partial(_point_of, results, key))
+            a, b = _point(results[best], key), _point(results[rival], key)
+            pair = bootstrap.paired(resampled[best][key], resampled[rival][key])
             checks.append(
-                f"{label} {get(best):.4f} {verdict} the best study method, {rival} ({get(rival):.4f})"
+                f"{label} {a:.4f} {_verdict_words(pair)} the best study method's, {rival} "
+                f"({b:.4f}; difference {a - b:+.4f}, 95% interval {_span(pair.difference)})"
             )
-        lines += ["", f"Best of the methods beyond the study, by mAP: **{best}**. " + "; ".join(checks) + "."]
-        v, freq_micro = values[best], freq["micro_f1"]
-        study_macro = max(values[m]["macro_f1_tuned"] or 0 for m in study)
-        both = v["micro_f1_decided"] > freq_micro and v["macro_f1_decided"] > study_macro
         lines += [
             "",
-            f"Its operating point: micro-F1 {v['micro_f1_decided']:.4f} against label "
-            f"frequency's {freq_micro:.4f}, macro-F1 {v['macro_f1_decided']:.4f} against the "
-            f"best study method's {study_macro:.4f}: "
-            + ("beats both at once." if both else "does NOT beat both at once."),
+            f"Best of the methods beyond the study, by mAP: **{best}**. A difference counts only "
+            "where its paired bootstrap interval excludes 0. " + "; ".join(checks) + ".",
+        ]
+        r = resampled[best]
+        micro = bootstrap.paired(r["micro_f1"], r["label_frequency.micro_f1"])
+        freq_micro = results[best]["test"]["label_frequency"]["micro_f1"]
+        rival = max(study, key=lambda m: _point(results[m], "macro_f1"))
+        macro = bootstrap.paired(r["macro_f1"], resampled[rival]["macro_f1"])
+        v = values[best]
+        both = micro.difference[0] > 0 and all(
+            bootstrap.paired(r["macro_f1"], resampled[m]["macro_f1"]).difference[0] > 0 for m in study
+        )
+        lines += [
+            "",
+            f"Its operating point: micro-F1 {v['micro_f1_decided']:.4f}, "
+            f"{_verdict_words(micro)} label frequency's {freq_micro:.4f} (interval of the "
+            f"difference {_span(micro.difference)}); macro-F1 {v['macro_f1_decided']:.4f}, "
+            f"{_verdict_words(macro)} the best study method's, {rival} "
+            f"({_point(results[rival], 'macro_f1'):.4f}; {_span(macro.difference)}): "
+            + ("above both at once." if both else "NOT above both at once."),
         ]
     lines.append("")
     return lines
+
+
+# the bootstrapped four: (key in the resampled metrics, label)
+PAIRED = [
+    ("mAP", "mAP"),
+    ("macro_roc_auc", "macro ROC-AUC"),
+    ("micro_f1", "micro-F1 (op.)"),
+    ("macro_f1", "macro-F1 (op.)"),
+]
+
+
+def read_resampled(path: Path, method: str) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no bootstrap of method {method!r}; run evaluate-{method}")
+    with np.load(path) as arrays:
+        return {k: arrays[k] for k in arrays.files}
+
+
+def _point(result: dict, key: str) -> float:
+    """A method's test value of one of the bootstrapped four (F1 at the operating point; the
+    random baseline's at its coin flips)."""
+    test = result["test"]
+    if key in ("mAP", "macro_roc_auc"):
+        return test["scores"][key] or 0.0
+    return test.get("decided", test["at_0.5"])[key]
+
+
+def _point_of(results: dict[str, dict], key: str, method: str) -> float:
+    return _point(results[method], key)
+
+
+def _span(interval: list[float]) -> str:
+    return f"[{interval[0]:+.4f}, {interval[1]:+.4f}]"
+
+
+def _verdict_words(pair: bootstrap.Paired) -> str:
+    return {"higher": "above", "lower": "below", "not distinguishable": "not distinguishable from"}[
+        bootstrap.verdict(pair.difference)
+    ]
+
+
+def interval_tables(results: dict[str, dict], resampled: dict[str, dict[str, np.ndarray]]) -> list[str]:
+    """Each method's four with their 95% intervals, then every pair of methods on the same
+    resamples: the difference, its interval, and how often the first is higher."""
+    first = next(iter(results.values()))
+    intervals = first["test"]["intervals"]
+    lines = [
+        "## 95% intervals",
+        "",
+        f"A bootstrap over the {first['n_test']} test posters: {intervals['resamples']} resamples "
+        "(seeded by `seed`; the same resamples for every method, so differences are paired), "
+        "percentile intervals. op.: the operating point.",
+        "",
+        "| method | " + " | ".join(label for _, label in PAIRED) + " |",
+        "|" + "---|" * (len(PAIRED) + 1),
+    ]
+    for m, r in results.items():
+        cells = [
+            f"{_point(r, k):.4f} [{r['test']['intervals'][k][0]:.4f}, {r['test']['intervals'][k][1]:.4f}]"
+            for k, _ in PAIRED
+        ]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    freq, freq_ci = first["test"]["label_frequency"], intervals["label_frequency"]
+    cells = [f"{freq[k]:.4f} [{freq_ci[k][0]:.4f}, {freq_ci[k][1]:.4f}]" for k, _ in PAIRED]
+    lines.append("| *label frequency* | " + " | ".join(cells) + " |")
+    for key, label in [("mAP", "mAP"), ("macro_f1", "macro-F1 (op.)")]:
+        lines += [
+            "",
+            f"### Paired: {label}",
+            "",
+            "Every pair, the higher first; a ranking only where the interval of the difference excludes 0.",
+            "",
+            "| method | against | difference | 95% interval | higher in | |",
+            "|---|---|---|---|---|---|",
+        ]
+        order = sorted(results, key=lambda m: -_point(results[m], key))
+        for i, a in enumerate(order):
+            for b in order[i + 1 :]:
+                pair = bootstrap.paired(resampled[a][key], resampled[b][key])
+                verdict = (
+                    "higher" if bootstrap.verdict(pair.difference) == "higher" else "not distinguishable"
+                )
+                lines.append(
+                    f"| {a} | {b} | {_point(results[a], key) - _point(results[b], key):+.4f} | "
+                    f"{_span(pair.difference)} | {pair.a_higher:.1%} | {verdict} |"
+                )
+    return lines + [""]
 
 
 def reproduce_command(params: dict) -> str:
@@ -350,13 +445,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=str(paths.METRICS / "details"),
         help="the evaluate stages' metrics/details folder",
     )
+    parser.add_argument(
+        "--bootstrap",
+        default=str(paths.METRICS / "bootstrap"),
+        help="the evaluate stages' resampled metrics (metrics/bootstrap)",
+    )
     entry.add_data_option(parser)
     entry.add_params_option(parser)
 
 
 def run(args: argparse.Namespace, params: dict) -> None:
     paths.use_data(args.data)
-    write_text(args.out, build_report(params, Path(args.metrics)))
+    started = time.perf_counter()
+    write_text(args.out, build_report(params, Path(args.metrics), bootstrap_dir=Path(args.bootstrap)))
+    logging.getLogger(__name__).info(
+        "report: written in %.2f s, the paired bootstrap included", time.perf_counter() - started
+    )
     logging.getLogger(__name__).info("report: %s", args.out)
     tracking.connect()
     registry.crown(champion_candidates(params, Path(args.metrics)))
