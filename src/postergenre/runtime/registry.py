@@ -29,7 +29,6 @@ import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import PandasDataset, from_pandas
 from mlflow.entities import LoggedModelOutput, LoggedModelStatus
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from postergenre.core import dataset, paths
@@ -131,16 +130,7 @@ def log_trained_model(method: str, model_dir: str | Path, run_id: str) -> dict[s
     name = registered_name(method)
     latest = _latest_version(client, name)
     if latest is None or latest.tags.get("model_sha256") != digest:
-        if latest is None:
-            try:
-                client.create_registered_model(name)
-            except MlflowException as exc:  # created meanwhile by another stage
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-        # the version names its logged model (mlflow.register_model leaves model_id unset)
-        version = client.create_model_version(
-            name, f"models:/{model_id}", run_id=run_id, tags={"model_sha256": digest}, model_id=model_id
-        ).version
+        version = mlflow.register_model(f"models:/{model_id}", name, tags={"model_sha256": digest}).version
         log.info("MLflow: registered %s version %s", name, version)
     else:
         version = latest.version
