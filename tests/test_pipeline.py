@@ -63,8 +63,11 @@ def test_the_headline_metrics_file_is_short_and_the_details_sit_beside_it(projec
         assert head["mAP"] == test["scores"]["mAP"]
         # the bootstrap's 95% intervals of the four, as the details give them
         assert set(head["ci95"]) == {"mAP", "macro_roc_auc", "micro_f1", "macro_f1"}
-        assert head["ci95"] == {k: test["intervals"][k] for k in head["ci95"]}
-        assert test["intervals"]["resamples"] == 1000 and all(lo < hi for lo, hi in head["ci95"].values())
+        assert head["ci95"] == {
+            k: {"low": test["intervals"][k][0], "high": test["intervals"][k][1]} for k in head["ci95"]
+        }
+        assert test["intervals"]["resamples"] == 1000
+        assert all(c["low"] <= c["high"] for c in head["ci95"].values())
         assert head["micro_f1"] == decided["micro_f1"] and head["macro_f1"] == decided["macro_f1"]
         assert head["hamming_loss"] == test["at_0.5"]["hamming_loss"]
     # the details are git-tracked (DVC writes no .gitignore entry for them), not cached
@@ -207,7 +210,7 @@ def test_forced_repro_gives_byte_identical_metrics_and_references_the_logged_mod
     assert train.data.tags["model_reused"] == "true"
     assert [o.model_id for o in train.outputs.model_outputs] == [model_id]
     now = latest()
-    assert now.tags["model_sha256"] == digest and now.model_id == model_id
+    assert now.tags["model_sha256"] == digest and now.source == f"models:/{model_id}"
     if was.tags["model_sha256"] == digest:  # (an experiment on this copy may have trained another)
         assert now.version == was.version
 

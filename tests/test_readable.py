@@ -182,7 +182,7 @@ def _show_json(names_and_k):
                         "data": {
                             "mAP": map_ + i / 100,
                             "micro_f1": 0.5,
-                            "ci95": {"mAP": [map_ + i / 100 - 0.02, map_ + i / 100 + 0.03]},
+                            "ci95": {"mAP": {"low": map_ + i / 100 - 0.02, "high": map_ + i / 100 + 0.03}},
                         }
                     }
                     for i, m in enumerate(

@@ -157,7 +157,7 @@ def test_each_method_is_a_named_registered_model_with_its_evaluation_attached(pr
         assert all(a != b for a, b in itertools.pairwise(hashes)), method  # a version per change
         digest = folder_sha256(project / "models" / method)
         version = [v for v in versions if v.tags["model_sha256"] == digest][-1]
-        model = client.get_logged_model(version.model_id)
+        model = client.get_logged_model(version.source.removeprefix("models:/"))
         assert model.name == method and model.tags["model_sha256"] == version.tags["model_sha256"]
         attached = {(m.key, m.dataset_name): m.value for m in model.metrics}
         for split in ("dev", "test"):
@@ -167,7 +167,11 @@ def test_each_method_is_a_named_registered_model_with_its_evaluation_attached(pr
         train = client.get_run(model.source_run_id)
         inputs = {d.dataset.name: d.dataset.digest for d in train.inputs.dataset_inputs}
         assert inputs == digests, method
-    model_dir = Path(client.get_logged_model(version.model_id).artifact_location.removeprefix("file://"))
+    model_dir = Path(
+        client.get_logged_model(version.source.removeprefix("models:/")).artifact_location.removeprefix(
+            "file://"
+        )
+    )
     pins = (model_dir / "requirements.txt").read_text().split()
     assert pins == pinned_requirements(lock=REPO / "requirements.lock")
     assert "torch==2.14.1" in pins

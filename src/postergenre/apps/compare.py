@@ -67,8 +67,8 @@ def _cell(value: Any, ci: Any = None) -> str:
     if value is None:
         return "-"
     text = f"{value:.4f}" if isinstance(value, float) else str(value)
-    if isinstance(ci, list) and len(ci) == 2:
-        text += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
+    if isinstance(ci, dict) and {"low", "high"} <= ci.keys():
+        text += f" [{ci['low']:.3f}, {ci['high']:.3f}]"
     return text
 
 

@@ -4,8 +4,8 @@ A resample draws n of the n test posters with replacement; it is held as a count
 (how many times each was drawn), so a metric on every resample is a weighted metric over the one
 set of posters, computed for all resamples at once (a matrix product for the F1s, one sort per
 genre and cumulative sums for AP and ROC-AUC) instead of a loop over 1,000 copies. The counts
-depend on the seed and n alone: two methods scored on the same test split see the same
-resamples, which is what makes their differences paired.
+depend on the split's ids alone (`split_seed`): two methods scored on the same test split see
+the same resamples, which is what makes their differences paired.
 
 With every count 1 each function equals `core.metrics` (mAP and macro ROC-AUC over the genres
 where they are defined; F1 with 0 for 0/0), and a resample's value is that metric on the
@@ -14,6 +14,7 @@ resampled posters (tests/test_metrics.py holds both).
 
 from __future__ import annotations
 
+import hashlib
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +24,12 @@ from postergenre.core.metrics import _divide
 RESAMPLES = 1000
 LEVEL = 0.95
 METRICS = ("mAP", "macro_roc_auc", "micro_f1", "macro_f1")  # scores' ranking, decisions' F1
+
+
+def split_seed(ids: list[str]) -> int:
+    """The resamples' seed, from the scored split's ids: every method on a split draws the same
+    resamples, whatever the training seed (varied by `dvc exp run -S seed=...`)."""
+    return int.from_bytes(hashlib.sha256("\n".join(ids).encode()).digest()[:8], "big")
 
 
 def resample_counts(n: int, seed: int, resamples: int = RESAMPLES) -> np.ndarray:

@@ -66,7 +66,10 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
         where = results.get(section) or results["at_0.5"]
         out[key] = where.get(name)
     intervals = results.get("intervals", {})
-    out["ci95"] = {k: intervals[k] for k in bootstrap.METRICS if k in intervals}
+    # numbers, not lists: `dvc exp show` and `dvc metrics diff` read only numbers
+    out["ci95"] = {
+        k: {"low": intervals[k][0], "high": intervals[k][1]} for k in bootstrap.METRICS if k in intervals
+    }
     return out
 
 
@@ -142,8 +145,6 @@ def evaluate_model(
     out_path: str | Path,
     plots_dir: str | Path | None = None,
     split: str = "test",
-    *,
-    seed: int,
 ) -> dict[str, Any]:
     """Write the headline metrics JSON at `out_path`, every number in `paths.details_file(out_path)`
     with the bootstrap's intervals, the bootstrap's resampled values in
@@ -165,6 +166,7 @@ def evaluate_model(
     Y_train = dataset.load_labels("train", genres)
     results, (at_half, tuned, decided) = split_block(model, Y, P, Y_train, scores)
     started = time.perf_counter()
+    seed = bootstrap.split_seed(list(data.ids))
     resampled = resampled_metrics(Y, P, decided if decided is not None else at_half, Y_train, seed)
     logging.getLogger(__name__).info(
         "evaluate-%s: bootstrap, %d resamples of %d posters, in %.2f s",
@@ -313,7 +315,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
     out = Path(args.out or paths.metrics_file(method))
     plots = Path(args.plots or paths.plots_dir(method))
     with stage_run(f"evaluate-{method}", reads) as mlrun:
-        result = evaluate_model(model, out, plots, seed=params["seed"])
+        result = evaluate_model(model, out, plots)
         mlrun.log_metrics(result)
         model_sha = folder_sha256(model)
         mlrun.set_tags(

@@ -377,7 +377,8 @@ def interval_tables(results: dict[str, dict], resampled: dict[str, dict[str, np.
         "## 95% intervals",
         "",
         f"A bootstrap over the {first['n_test']} test posters: {intervals['resamples']} resamples "
-        "(seeded by `seed`; the same resamples for every method, so differences are paired), "
+        "(seeded by the test split's ids: the same resamples for every method, so differences are "
+        "paired), "
         "percentile intervals. op.: the operating point.",
         "",
         "| method | " + " | ".join(label for _, label in PAIRED) + " |",
