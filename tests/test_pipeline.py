@@ -12,7 +12,7 @@ from tests.conftest import chromium, out_of_date, run, tracking_uri
 def test_repro_writes_metrics_with_trivial_predictors_beside(project):
     metrics = json.loads((project / "metrics" / "details" / "baseline.json").read_text())
     test = metrics["test"]
-    assert set(test) == {"at_0.5", "scores", "all_zeros", "label_frequency"}
+    assert set(test) == {"at_0.5", "scores", "all_zeros", "label_frequency", "intervals"}
     for name in (
         "all_match",
         "at_least_one_match",
