@@ -73,6 +73,19 @@ def test_a_new_k_puts_only_the_knn_stages_and_what_reads_them_out_of_date(projec
     assert out_of_date(project) == set()
 
 
+def test_a_new_training_seed_leaves_the_data_stages_and_the_split_alone(project):
+    # docs/experiments.md's seed study (`dvc exp run --queue -S seed=1,2,3`): every train stage,
+    # and nothing before them; the split and the synthetic posters have seeds of their own
+    stale = _stale_with(project, lambda p: p.update(seed=7))
+    assert {"check-params", "train@custom", "train-features@head", "train-ensemble", "report"} <= stale
+    assert not stale & {"synthesize", "ingest", "resize", "split"}
+    assert not any(s.startswith("embed") for s in stale)
+    assert {"synthesize", "split"} <= _stale_with(
+        project, lambda p: (p["split"].update(seed=7), p["data"]["synthetic"].update(seed=7))
+    )
+    assert out_of_date(project) == set()
+
+
 def test_exp_run_reruns_only_what_its_params_change_and_its_branch_diffs(project):
     out = run(["dvc", "exp", "run", "-S", "methods.mlknn.s=0.5"], project)
     assert stages_run(out.stdout) == {"check-params", "train@mlknn", "evaluate@mlknn", "report"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import statistics
 import subprocess
 import sys
 
@@ -326,3 +327,28 @@ def test_quarter_losses_split_an_epochs_batches_in_four_or_fewer():
     assert quarter_losses([2.0, 4.0, 3.0, 8.0, 1.0], [2, 2, 1, 4, 1]) == [1.5, 3.0, 2.0, 1.0]
     assert quarter_losses([3.0, 1.0], [3, 1]) == [1.0, 1.0]  # two batches: two points
     assert quarter_losses([], []) == []
+
+
+def test_compare_seeds_gives_mean_and_sd_over_the_experiments_that_differ_in_seed_alone():
+    from postergenre.apps.compare import experiments, seed_table
+
+    def state(name, seed, k, value):
+        return {
+            "rev": name,
+            "name": name,
+            "data": {
+                "params": {"params.yaml": {"data": {"seed": seed, "k": k}}},
+                "metrics": {"metrics/head.json": {"data": {"mAP": value}}},
+            },
+        }
+
+    runs = [state("s1", 1, 10, 0.20), state("s2", 2, 10, 0.22), state("s3", 3, 10, 0.27)]
+    runs += [state("again", 1, 10, 0.99)]  # a second experiment of seed 1: counted once
+    runs += [state("other-k", 1, 40, 0.5)]  # another setting with one seed: no group
+    show = [runs[0] | {"experiments": [{"name": r["name"], "revs": [r]} for r in runs[1:]]}]
+    lines = seed_table(experiments(show), ["mAP"]).splitlines()
+    assert lines[0] == "3 seeds (1, 2, 3): s1, s2, s3"
+    (row,) = [line for line in lines if line.startswith("head")]
+    mean, sd = 0.23, statistics.stdev([0.20, 0.22, 0.27])
+    assert row.split() == ["head", f"{mean:.4f}", "±", f"{sd:.4f}", "3"]
+    assert "seed` alone" in seed_table(experiments([state("solo", 1, 10, 0.2)]), ["mAP"])

@@ -106,6 +106,43 @@ def table(exps: list[Experiment], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
+def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
+    """Experiments that differ in `seed` alone (the training's; the split has its own), one
+    group per setting of every other param: per method and metric the mean and the sample sd
+    over the group's seeds (one experiment per seed: the workspace and its commit count once)."""
+    groups: dict[str, dict[Any, Experiment]] = {}
+    for e in exps:
+        key = json.dumps({k: v for k, v in e.params.items() if k != "seed"}, sort_keys=True, default=str)
+        groups.setdefault(key, {}).setdefault(e.params.get("seed"), e)
+    lines: list[str] = []
+    for by_seed in groups.values():
+        if len(by_seed) < 2:
+            continue
+        runs = list(by_seed.values())
+        seeds = ", ".join(str(s) for s in by_seed)
+        lines += [
+            *([""] if lines else []),
+            f"{len(runs)} seeds ({seeds}): " + ", ".join(e.name for e in runs),
+        ]
+        methods = list(dict.fromkeys(m for e in runs for m in e.metrics))
+        for metric in metrics:
+            lines += ["", f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  {'mean ± sd':>17s}  seeds"]
+            for m in methods:
+                values = [v for e in runs if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)]
+                if not values:
+                    continue
+                mean = sum(values) / len(values)
+                sd = (
+                    (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+                    if len(values) > 1
+                    else 0.0
+                )
+                lines.append(f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  {mean:8.4f} ± {sd:.4f}  {len(values):5d}")
+    if not lines:
+        return "no experiments that differ in `seed` alone (run `dvc exp run --queue -S seed=1,2,3`)"
+    return "\n".join(lines)
+
+
 def dvc_exp_show(extra: list[str]) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "dvc", "exp", "show", "--json", *extra],
@@ -129,6 +166,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"a headline metric to show, repeatable (default: {', '.join(DEFAULT_METRICS)})",
     )
     parser.add_argument(
+        "--seeds",
+        action="store_true",
+        help="mean ± sd over experiments that differ in `seed` alone, per method and metric",
+    )
+    parser.add_argument(
         "dvc_args", nargs="*", metavar="-- DVC_ARGS", help="passed to `dvc exp show` (e.g. -- -A, -- -n 3)"
     )
 
@@ -137,7 +179,8 @@ NEEDS_PARAMS = False
 
 
 def run(args: argparse.Namespace, params: dict | None) -> None:
-    print(table(experiments(dvc_exp_show(args.dvc_args)), args.metric or DEFAULT_METRICS))
+    exps = experiments(dvc_exp_show(args.dvc_args))
+    print((seed_table if args.seeds else table)(exps, args.metric or DEFAULT_METRICS))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ class Synthetic(Settings):
     width: int = Field(120, ge=1)
     height: int = Field(180, ge=1)
     noise: float = Field(0.5, ge=0)
+    seed: int = 20190601  # the posters' own: the training's `seed` varies without them
 
 
 class Data(Settings):
@@ -96,6 +97,7 @@ class Split(Settings):
     max_train: int = Field(0, ge=0)
     max_dev: int = Field(0, ge=0)
     max_test: int = Field(0, ge=0)
+    seed: int = 20190601  # the split's own: the training's `seed` varies with the split held fixed
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Split:

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
     labels = dataset.read_labels(Path(args.interim))
     ids = dataset.read_manifest(Path(args.resized))
     Y = dataset.label_matrix([labels[i] for i in ids], genres)
-    write_split(ids, Y, genres, params["split"], params["seed"], args.out)
+    write_split(ids, Y, genres, params["split"], params["split"]["seed"], args.out)
 
 
 if __name__ == "__main__":

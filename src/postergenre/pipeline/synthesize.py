@@ -21,7 +21,7 @@ def run(args: argparse.Namespace, params: dict) -> None:
     generate(
         args.out,
         n=syn["n"],
-        seed=params["seed"],
+        seed=syn["seed"],
         width=syn["width"],
         height=syn["height"],
         noise=syn["noise"],
