@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -131,12 +132,7 @@ def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
                 values = [v for e in runs if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)]
                 if not values:
                     continue
-                mean = sum(values) / len(values)
-                sd = (
-                    (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-                    if len(values) > 1
-                    else 0.0
-                )
+                mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
                 lines.append(f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  {mean:8.4f} ± {sd:.4f}  {len(values):5d}")
     if not lines:
         return "no experiments that differ in `seed` alone (run `dvc exp run --queue -S seed=1,2,3`)"

@@ -21,7 +21,6 @@ import hashlib
 import logging
 import re
 import warnings
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -52,22 +51,18 @@ def _normal(name: str) -> str:
 
 
 def pinned_requirements(names: tuple[str, ...] = REQUIREMENTS, lock: Path | None = None) -> list[str]:
-    """`name==version` for each package the pyfunc model needs, as requirements.lock pins it;
-    where there is no lock beside the code (a copy of src/ alone), the installed versions, which
-    are the lock's wherever `make` built the venv."""
+    """`name==version` for each package the pyfunc model needs, as requirements.lock pins it."""
     lock = lock or repo_root() / "requirements.lock"
+    if not lock.is_file():
+        raise FileNotFoundError(f"{lock}: the pins the logged model's requirements come from")
     pins: dict[str, str] = {}
-    if lock.is_file():
-        for line in lock.read_text(encoding="utf-8").splitlines():
-            found = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
-            if found:
-                pins[_normal(found[1])] = found[2]
-        missing = [n for n in names if _normal(n) not in pins]
-        if missing:
-            raise ValueError(f"{lock} pins no version of {', '.join(missing)}: run `make lock`")
-    else:
-        log.info("MLflow: no %s; the model's requirements are the installed versions", lock.name)
-        pins = {_normal(n): metadata.version(n) for n in names}
+    for line in lock.read_text(encoding="utf-8").splitlines():
+        found = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if found:
+            pins[_normal(found[1])] = found[2]
+    missing = [n for n in names if _normal(n) not in pins]
+    if missing:
+        raise ValueError(f"{lock} pins no version of {', '.join(missing)}: run `make lock`")
     return [f"{n}=={pins[_normal(n)]}" for n in names]
 
 
