@@ -1,6 +1,8 @@
 """The operating point (top-k plus raised thresholds, chosen on dev) and the ensemble of trained
 models (weighted average, or a stacked second stage that learns genre co-occurrence)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -141,6 +143,50 @@ def test_the_stack_learns_a_genre_from_the_genres_it_comes_with():
         ap3[way] = metrics.per_genre_ap(Yt, model.predict_proba(Zt))[3]
     base = Yt[:, 3].mean()
     assert ap3["average"] < base + 0.1 and ap3["stack"] > base + 0.3, (ap3, base)
+
+
+def test_calibration_puts_each_genre_on_its_own_rate_and_keeps_its_ranking():
+    """Two members, one genre scored ten times too high and one ten times too low: Platt
+    scaling brings both near their true rates, keeps every genre's ranking, stays out-of-fold
+    on dev, and travels in the model card."""
+    from postergenre.methods.ensemble import apply_platt, fit_platt
+
+    rng = np.random.default_rng(5)
+
+    def scores(n):
+        Y = (rng.random((n, 4)) < [0.5, 0.05, 0.3, 0.2]).astype(np.uint8)
+        Z = np.clip(0.35 * Y + 0.65 * rng.random((n, 4)), 1e-3, 1 - 1e-3)
+        Z[:, 1] = Z[:, 1] ** 0.1  # genre 1, rare, scored near 1
+        Z[:, 0] = Z[:, 0] ** 10  # genre 0, common, scored near 0
+        return np.hstack([Z, Z]), Y
+
+    Zd, Yd = scores(600)
+    Zt, Yt = scores(600)
+    plain = Ensemble(GENRES, "8x8", seed=0, members=["a", "b"], combine=["average"])
+    plain.fit(Zd, Yd, dev=(Zd, Yd))
+    model = Ensemble(GENRES, "8x8", seed=0, members=["a", "b"], combine=["average"], calibrate=True)
+    model.fit(Zd, Yd, dev=(Zd, Yd))
+    assert model.chosen["calibrated"] and not plain.chosen["calibrated"]
+    P, before = model.predict_proba(Zt), plain.predict_proba(Zt)
+    assert np.allclose(metrics.per_genre_ap(Yt, P), metrics.per_genre_ap(Yt, before))
+    assert (
+        abs(before[:, 0].mean() - Yt[:, 0].mean()) > 0.3 and abs(before[:, 1].mean() - Yt[:, 1].mean()) > 0.5
+    )
+    assert np.allclose(P.mean(axis=0), Yt.mean(axis=0), atol=0.05)
+    # the dev scores tuned on are calibrated by folds that never saw them
+    oof = model.dev_scores_for_tuning(Zd)
+    assert not np.allclose(oof, model.predict_proba(Zd)) and np.allclose(
+        oof.mean(axis=0), Yd.mean(axis=0), atol=0.05
+    )
+    # what the model card keeps (JSON) gives the same scores back
+    again = Ensemble(GENRES, "8x8", seed=0, members=["a", "b"], combine=["average"], calibrate=True)
+    again._set_state(json.loads(json.dumps(model._state())))
+    assert np.allclose(again.predict_proba(Zt), P, atol=1e-12)
+    # a genre whose fit would turn its ranking round keeps its scores
+    flat = np.full((40, 1), 0.5) + np.linspace(-0.1, 0.1, 40)[:, None]
+    backwards = (np.arange(40) < 20).astype(np.uint8)[:, None]
+    assert fit_platt(flat, backwards) == [(1.0, 0.0)]
+    assert np.allclose(apply_platt(flat, [(1.0, 0.0)]), flat)
 
 
 def test_the_dev_split_chooses_between_averaging_and_stacking(members):

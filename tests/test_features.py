@@ -140,6 +140,51 @@ def test_head_oversampling_is_seeded_and_used():
     assert not np.allclose(a.predict_proba(F), c.predict_proba(F))
 
 
+@pytest.mark.parametrize("lever", [{"noise": 0.3}, {"mixup": 0.4}])
+def test_head_noise_and_mixup_are_seeded_change_training_and_still_learn(lever):
+    F, Y = features_with_signal(1500)
+    Fd, Yd = features_with_signal(200, seed=1)
+    Ft, Yt = features_with_signal(300, seed=2)
+    settings = dict(epochs=6, weight_decay=[1e-4])
+    a = head(**lever, **settings).fit(F, Y, dev=(Fd, Yd))
+    b = head(**lever, **settings).fit(F, Y, dev=(Fd, Yd))
+    plain = head(**settings).fit(F, Y, dev=(Fd, Yd))
+    assert np.array_equal(a.predict_proba(Ft), b.predict_proba(Ft))
+    assert not np.allclose(a.predict_proba(Ft), plain.predict_proba(Ft), atol=1e-3)
+    # still learns: scores that ignore the poster have mAP of about 0.3 here
+    assert ranking_metrics(Yt, a.predict_proba(Ft))["mAP"] > 0.5
+
+
+def test_head_with_views_as_samples_trains_on_each_view_and_averages_their_scores(tmp_path):
+    views = ["squash", "top", "flip"]
+
+    def per_view(n, seed):  # three noisy copies of the same signal, one per view
+        F, Y = features_with_signal(n, seed)
+        rng = np.random.default_rng(seed + 10)
+        parts = {("efficientnet_lite0", v): F + rng.normal(size=F.shape).astype(np.float32) for v in views}
+        return parts, Y
+
+    model = head(views=views, views_as_samples=True, epochs=5, weight_decay=[1e-4])
+    parts, Y = per_view(1200, 0)
+    parts_dev, Y_dev = per_view(200, 1)
+    X, X_dev = model.pool(parts), model.pool(parts_dev)
+    # view by view: a row is the three views' features one after another
+    assert X.shape == (1200, 3 * bb.FEATURES)
+    assert np.array_equal(X[:, bb.FEATURES : 2 * bb.FEATURES], parts["efficientnet_lite0", "top"])
+    model.fit(X, Y, dev=(X_dev, Y_dev))
+    assert model.head.net[1].in_features == bb.FEATURES  # one view's features a sample
+    # the score of a poster is the mean of its views' scores
+    one = [
+        FeatureHead.predict_proba(model, np.hstack([parts_dev["efficientnet_lite0", v]] * 3)) for v in views
+    ]
+    assert np.allclose(model.predict_proba(X_dev), np.mean(one, axis=0), atol=1e-6)
+    assert ranking_metrics(Y_dev, model.predict_proba(X_dev))["mAP"] > 0.6
+    model.save(tmp_path / "m")
+    assert np.array_equal(load_model(tmp_path / "m").predict_proba(X_dev), model.predict_proba(X_dev))
+    with pytest.raises(ValueError, match="views_as_samples reads every view"):
+        head(views_as_samples=True, finetune_blocks=1)
+
+
 def test_mlknn_on_features_is_scikit_multilearn_on_normalised_features(tmp_path):
     from skmultilearn.adapt import MLkNN as Reference
 

@@ -57,7 +57,9 @@ def test_the_headline_metrics_file_is_short_and_the_details_sit_beside_it(projec
     for method in ("baseline", "mlknn", "custom", "head"):
         head = json.loads((project / "metrics" / f"{method}.json").read_text())
         details = json.loads((project / "metrics" / "details" / f"{method}.json").read_text())
-        assert set(head) == set(HEADLINE) | {"ci95"}
+        assert set(head) == set(HEADLINE) | {"ci95", "n_train"}
+        train_ids = (project / "data" / "split" / "train.txt").read_text().split()
+        assert head["n_train"] == details["n_train"] == len(train_ids)
         test = details["test"]
         decided = test.get("decided", test["at_0.5"])  # the random baseline has no thresholds
         assert head["mAP"] == test["scores"]["mAP"]
@@ -78,7 +80,7 @@ def test_the_headline_metrics_file_is_short_and_the_details_sit_beside_it(projec
     (workspace, *_) = json.loads(out.stdout)
     files = workspace["data"]["metrics"]
     assert "metrics/details/head.json" not in files
-    assert set(files["metrics/head.json"]["data"]) == set(HEADLINE) | {"ci95"}
+    assert set(files["metrics/head.json"]["data"]) == set(HEADLINE) | {"ci95", "n_train"}
     # still diffable by name
     shown = run(["dvc", "metrics", "show", "--json", "metrics/details/head.json"], project)
     assert "label_frequency" in shown.stdout

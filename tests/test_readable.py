@@ -352,3 +352,60 @@ def test_compare_seeds_gives_mean_and_sd_over_the_experiments_that_differ_in_see
     mean, sd = 0.23, statistics.stdev([0.20, 0.22, 0.27])
     assert row.split() == ["head", f"{mean:.4f}", "±", f"{sd:.4f}", "3"]
     assert "seed` alone" in seed_table(experiments([state("solo", 1, 10, 0.2)]), ["mAP"])
+
+
+def _curve_state(name, max_train, n_train, value, seed=0):
+    metrics = {
+        f"metrics/{m}.json": {
+            "data": {
+                "mAP": value + d,
+                "n_train": n_train,
+                "ci95": {"mAP": {"low": value + d - 0.03, "high": value + d + 0.02}},
+            }
+        }
+        for m, d in (("head", 0.1), ("custom", 0.0), ("mlknn", -0.05))
+    }
+    params = {"seed": seed, "split": {"max_train": max_train}}
+    return {
+        "rev": name,
+        "name": name,
+        "data": {"params": {"params.yaml": {"data": params}}, "metrics": metrics},
+    }
+
+
+def test_compare_seeds_marks_a_spread_wider_than_the_bootstrap_interval():
+    from postergenre.apps.compare import experiments, seed_table
+
+    runs = [_curve_state(f"s{i}", 0, 100, v, seed=i) for i, v in enumerate([0.1, 0.2, 0.3])]
+    show = [runs[0] | {"experiments": [{"name": r["name"], "revs": [r]} for r in runs[1:]]}]
+    lines = seed_table(experiments(show), ["mAP"]).splitlines()
+    (row,) = [line for line in lines if line.startswith("head")]
+    # sd 0.1 over the seeds; every interval 0.05 wide: a normal sd of 0.05 / 3.92
+    assert row.split() == ["head", "0.3000", "±", "0.1000", "3", f"{0.05 / 3.919928:.4f}", "*"]
+    assert lines[-1] == "* the seeds spread more than the bootstrap interval implies"
+
+
+def test_compare_curve_orders_by_training_posters_and_draws_the_bands(tmp_path):
+    from PIL import Image
+
+    from postergenre.apps.compare import curve_png, curve_table, experiments
+
+    runs = [
+        _curve_state("full", 0, 800, 0.30),  # max_train 0: every training poster
+        _curve_state("quarter", 200, 200, 0.20),
+        _curve_state("half", 400, 400, 0.25),
+        _curve_state("other-seed", 400, 400, 0.9, seed=7),  # differs in seed too: not on it
+    ]
+    show = [runs[0] | {"experiments": [{"name": r["name"], "revs": [r]} for r in runs[1:]]}]
+    exps = experiments(show)
+    lines = curve_table(exps, ["mAP"], "split.max_train", ["head", "custom"]).splitlines()
+    assert lines[0] == "split.max_train: quarter=200, half=400, full=0"
+    header = lines[lines.index("mAP by training posters") + 1]
+    assert header.split() == ["200", "400", "800"]
+    (row,) = [line for line in lines if line.startswith("head")]
+    assert row.split()[1:4] == ["0.3000", "[0.270,", "0.320]"]
+    assert not any(line.startswith("mlknn") for line in lines)
+    png = tmp_path / "curve.png"
+    curve_png(png, exps, ["mAP", "macro_roc_auc"], "split.max_train", ["head", "custom"])
+    assert Image.open(png).size == (840, 360)
+    assert "alone" in curve_table(exps[:1], ["mAP"], "split.max_train", None)

@@ -5,6 +5,10 @@ is wider than a screen. This reads the same data (`dvc exp show --json`) and pri
 experiment with the params that differ between them, then one table per metric: a row per
 method, a column per experiment, each number with its 95% bootstrap interval. Pass `dvc exp show`
 options after `--` (`-A`, `-n 3`, ...).
+
+`--seeds`: mean ± sd over experiments that differ in the training's seed alone. `--curve PARAM`:
+the numbers along experiments that differ in PARAM alone (`--curve split.max_train`, a learning
+curve over the training posters), `--plot PATH` drawing it.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import statistics
 import subprocess
 import sys
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from postergenre.runtime import entry
@@ -107,18 +111,28 @@ def table(exps: list[Experiment], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
-    """Experiments that differ in `seed` alone (the training's; the split has its own), one
-    group per setting of every other param: per method and metric the mean and the sample sd
-    over the group's seeds (one experiment per seed: the workspace and its commit count once)."""
-    groups: dict[str, dict[Any, Experiment]] = {}
+def groups(exps: list[Experiment], vary: str) -> list[dict[Any, Experiment]]:
+    """Experiments that differ in the param `vary` alone: one group per setting of every other
+    param, one experiment per value of `vary` (the workspace and its commit count once), groups
+    of two or more values only, in the order first seen."""
+    found: dict[str, dict[Any, Experiment]] = {}
     for e in exps:
-        key = json.dumps({k: v for k, v in e.params.items() if k != "seed"}, sort_keys=True, default=str)
-        groups.setdefault(key, {}).setdefault(e.params.get("seed"), e)
+        key = json.dumps({k: v for k, v in e.params.items() if k != vary}, sort_keys=True, default=str)
+        found.setdefault(key, {}).setdefault(json.dumps(e.params.get(vary), default=str), e)
+    return [{e.params.get(vary): e for e in g.values()} for g in found.values() if len(g) > 1]
+
+
+# a percentile 95% interval of a normal spread is 2 x 1.96 of its sd wide
+_WIDTH_PER_SD = 2 * 1.959964
+
+
+def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
+    """Experiments that differ in `seed` alone (the training's; the split has its own): per
+    method and metric the mean and the sample sd over the group's seeds, beside the sd the
+    bootstrap's interval implies (its mean width / 3.92), marked `*` where the seeds spread more
+    than the test posters' resampling does."""
     lines: list[str] = []
-    for by_seed in groups.values():
-        if len(by_seed) < 2:
-            continue
+    for by_seed in groups(exps, "seed"):
         runs = list(by_seed.values())
         seeds = ", ".join(str(s) for s in by_seed)
         lines += [
@@ -126,17 +140,119 @@ def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
             f"{len(runs)} seeds ({seeds}): " + ", ".join(e.name for e in runs),
         ]
         methods = list(dict.fromkeys(m for e in runs for m in e.metrics))
+        marked = False
         for metric in metrics:
-            lines += ["", f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  {'mean ± sd':>17s}  seeds"]
+            lines += ["", f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  {'mean ± sd':>17s}  seeds  boot. sd"]
             for m in methods:
                 values = [v for e in runs if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)]
                 if not values:
                     continue
                 mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-                lines.append(f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  {mean:8.4f} ± {sd:.4f}  {len(values):5d}")
+                row = f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  {mean:8.4f} ± {sd:.4f}  {len(values):5d}"
+                widths = [
+                    ci["high"] - ci["low"]
+                    for e in runs
+                    if isinstance(ci := e.metrics.get(m, {}).get("ci95", {}).get(metric), dict)
+                ]
+                if widths:
+                    boot = statistics.mean(widths) / _WIDTH_PER_SD
+                    row += f"  {boot:8.4f}" + (" *" if sd > boot else "")
+                    marked |= sd > boot
+                lines.append(row)
+        if marked:
+            lines += ["", "* the seeds spread more than the bootstrap interval implies"]
     if not lines:
         return "no experiments that differ in `seed` alone (run `dvc exp run --queue -S seed=1,2,3`)"
     return "\n".join(lines)
+
+
+def _x(e: Experiment, param: str) -> Any:
+    """Where an experiment sits on a curve over `param`: its training posters for the split's
+    caps (`split.max_train=0` is all of them), else the param's value."""
+    if param.startswith("split."):
+        n = next((v.get("n_train") for v in e.metrics.values() if isinstance(v.get("n_train"), int)), None)
+        if n is not None:
+            return n
+    return e.params.get(param)
+
+
+def curve_table(exps: list[Experiment], metrics: list[str], param: str, methods: list[str] | None) -> str:
+    """Experiments that differ in `param` alone, in order along it: per metric a row per method,
+    a column per value, each number with its interval (a learning curve over `split.max_train`
+    is over the training posters)."""
+    lines: list[str] = []
+    for group in groups(exps, param):
+        runs = sorted(group.values(), key=lambda e: _x(e, param))
+        shown = methods or list(dict.fromkeys(m for e in runs for m in e.metrics))
+        xs = [str(_x(e, param)) for e in runs]
+        what = "training posters" if param.startswith("split.") else param
+        lines += [
+            *([""] if lines else []),
+            f"{param}: " + ", ".join(f"{e.name}={e.params.get(param)}" for e in runs),
+        ]
+        for metric in metrics:
+            cells = [
+                [
+                    _cell(e.metrics.get(m, {}).get(metric), e.metrics.get(m, {}).get("ci95", {}).get(metric))
+                    for e in runs
+                ]
+                for m in shown
+            ]
+            widths = [max([len(x), *(len(row[i]) for row in cells)]) for i, x in enumerate(xs)]
+            lines += [
+                "",
+                f"{metric} by {what}",
+                " " * NAME_WIDTH + "  " + "  ".join(f"{x:>{w}s}" for x, w in zip(xs, widths, strict=True)),
+            ]
+            for m, row in zip(shown, cells, strict=True):
+                lines.append(
+                    f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  "
+                    + "  ".join(f"{c:>{w}s}" for c, w in zip(row, widths, strict=True))
+                )
+    if not lines:
+        return (
+            f"no experiments that differ in `{param}` alone (run `dvc exp run -S {param}=...` for each value)"
+        )
+    return "\n".join(lines)
+
+
+def curve_png(
+    path: Path, exps: list[Experiment], metrics: list[str], param: str, methods: list[str] | None
+) -> None:
+    """The first group's curve as a PNG: a panel per metric, a line per method through its
+    values, the bootstrap interval as a band."""
+    from postergenre.core import figures
+
+    found = groups(exps, param)
+    if not found:
+        raise ValueError(f"no experiments that differ in `{param}` alone: nothing to draw")
+    runs = sorted(found[0].values(), key=lambda e: _x(e, param))
+    shown = methods or list(dict.fromkeys(m for e in runs for m in e.metrics))
+    plt = figures._pyplot()
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for i, m in enumerate(shown):
+            pts = [
+                (_x(e, param), v, e.metrics[m].get("ci95", {}).get(metric))
+                for e in runs
+                if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)
+            ]
+            if not pts:
+                continue
+            x, y, ci = zip(*pts, strict=True)
+            ax.plot(x, y, marker="o", markersize=4, color=f"C{i}", label=m)
+            if all(isinstance(c, dict) for c in ci):
+                ax.fill_between(x, [c["low"] for c in ci], [c["high"] for c in ci], color=f"C{i}", alpha=0.18)
+        ax.set(
+            xlabel="training posters" if param.startswith("split.") else param,
+            ylabel=metric,
+            title=f"test {metric} (95% interval)",
+        )
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    figures._save(fig, path)
 
 
 def dvc_exp_show(extra: list[str]) -> list[dict[str, Any]]:
@@ -167,6 +283,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mean ± sd over experiments that differ in `seed` alone, per method and metric",
     )
     parser.add_argument(
+        "--curve",
+        metavar="PARAM",
+        default=None,
+        help="a row per value of PARAM over experiments that differ in it alone (a learning "
+        "curve: split.max_train)",
+    )
+    parser.add_argument(
+        "--method", action="append", default=None, help="with --curve: only this method, repeatable"
+    )
+    parser.add_argument("--plot", type=Path, default=None, help="with --curve: also draw it as a PNG here")
+    parser.add_argument(
         "dvc_args", nargs="*", metavar="-- DVC_ARGS", help="passed to `dvc exp show` (e.g. -- -A, -- -n 3)"
     )
 
@@ -176,7 +303,16 @@ NEEDS_PARAMS = False
 
 def run(args: argparse.Namespace, params: dict | None) -> None:
     exps = experiments(dvc_exp_show(args.dvc_args))
-    print((seed_table if args.seeds else table)(exps, args.metric or DEFAULT_METRICS))
+    metrics = args.metric or DEFAULT_METRICS
+    if args.plot is not None and args.curve is None:
+        raise ValueError("--plot draws a curve: give --curve PARAM too")
+    if args.curve:
+        print(curve_table(exps, metrics, args.curve, args.method))
+        if args.plot is not None:
+            curve_png(args.plot, exps, args.metric or ["mAP", "macro_roc_auc"], args.curve, args.method)
+            print(f"wrote {args.plot}")
+    else:
+        print((seed_table if args.seeds else table)(exps, metrics))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,11 @@ Both are fitted on the dev split only (the members' training-split scores are ov
 dev scores the thresholds and the operating point are then tuned on are out-of-fold (5 folds),
 so the dev split never scores a combination fitted on the same movies. The model folder holds a
 copy of every member's folder, so it predicts alone.
+
+`calibrate` (off by default) maps each genre's combined score through a logistic curve of its
+logit (Platt scaling) fitted on the out-of-fold dev scores, so that one genre's 0.3 means what
+another's does: it leaves each genre's ranking (AP, ROC-AUC, tuned thresholds' F1) as it is and
+moves what compares genres with each other, the operating point's top-k and the 0.5 threshold.
 """
 
 from __future__ import annotations
@@ -110,6 +115,28 @@ class _Linear:
         return np.stack([1 - p, p], axis=1)
 
 
+def fit_platt(P: np.ndarray, Y: np.ndarray) -> list[tuple[float, float]]:
+    """Per genre (a, b) such that sigmoid(a * logit(p) + b) fits Y on (P, Y): a logistic
+    regression on one feature, nearly unregularised. A genre with one class only, or whose fit
+    would reverse its ranking (a <= 0), keeps its scores (1, 0)."""
+    from sklearn.linear_model import LogisticRegression
+
+    out = []
+    for j in range(Y.shape[1]):
+        a, b = 1.0, 0.0
+        if 0 < Y[:, j].sum() < len(Y):
+            fit = LogisticRegression(C=100.0, max_iter=1000).fit(_logit(P[:, [j]]), Y[:, j])
+            if fit.coef_[0, 0] > 0:
+                a, b = float(fit.coef_[0, 0]), float(fit.intercept_[0])
+        out.append((a, b))
+    return out
+
+
+def apply_platt(P: np.ndarray, curves: list[tuple[float, float]]) -> np.ndarray:
+    a, b = np.asarray(curves, dtype=float).T
+    return 1 / (1 + np.exp(-(a * _logit(P) + b)))
+
+
 def _each_once(values: list) -> list:
     if len(set(values)) != len(values):
         raise ValueError(f"each once, got {values!r}")
@@ -133,6 +160,7 @@ class Settings(MethodSettings):
     ]
     c: Annotated[list[PositiveFloat], Field(min_length=1)] = [0.01, 0.1, 1.0]
     folds: Annotated[int, Field(ge=2, le=20)] = 5  # out-of-fold dev scores
+    calibrate: bool = False  # per-genre Platt scaling of the combined scores, on out-of-fold dev
 
 
 class Ensemble(Estimator):
@@ -149,6 +177,7 @@ class Ensemble(Estimator):
         self.way = combine[0]  # the combination the dev split chose
         self.chosen: dict[str, Any] = {}
         self.dev_out_of_fold: np.ndarray | None = None
+        self.calibration: list[tuple[float, float]] | None = None  # per genre (a, b), or None
         self.models_dir = paths.MODELS  # where the pipeline's member folders are
 
     # -- what it reads -------------------------------------------------------------------------
@@ -284,6 +313,16 @@ class Ensemble(Estimator):
         else:
             self.stacker, self.weights = None, [float(w) for w in fitted]
         self.chosen.update({"way": self.way, "c": c, "weights": self.weights or None})
+        self.calibration = None
+        if self.params.get("calibrate"):
+            # the dev scores tuned on stay out-of-fold: each fold calibrated by the others' fit
+            oof, calibrated = self.dev_out_of_fold, np.zeros_like(self.dev_out_of_fold)
+            for held in self._folds(len(oof)):
+                keep = np.setdiff1d(np.arange(len(oof)), held)
+                calibrated[held] = apply_platt(oof[held], fit_platt(oof[keep], Yd[keep]))
+            self.calibration = fit_platt(oof, Yd)
+            self.dev_out_of_fold = calibrated
+        self.chosen["calibrated"] = self.calibration is not None
         log.info("ensemble: chose %s", self.chosen)
 
     def dev_scores_for_tuning(self, X_dev: np.ndarray) -> np.ndarray:
@@ -296,7 +335,8 @@ class Ensemble(Estimator):
         self._check_X(X)
         if len(X) == 0:
             return np.zeros((0, len(self.genres)))
-        return np.clip(self._combine(np.asarray(X, dtype=np.float64)), 0.0, 1.0)
+        P = np.clip(self._combine(np.asarray(X, dtype=np.float64)), 0.0, 1.0)
+        return apply_platt(P, self.calibration) if self.calibration else P
 
     # -- saving --------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -305,6 +345,7 @@ class Ensemble(Estimator):
             "weights": self.weights,
             "chosen": self.chosen,
             "stacker": self.stacker.state() if self.stacker else None,
+            "calibration": self.calibration,
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -312,6 +353,8 @@ class Ensemble(Estimator):
         self.weights = state["weights"]
         self.chosen = state["chosen"]
         self.stacker = _Stacker.from_state(state["stacker"]) if state["stacker"] else None
+        curves = state.get("calibration")  # absent from a card written before it existed
+        self.calibration = [(float(a), float(b)) for a, b in curves] if curves else None
 
     def _save_weights(self, folder: Path) -> None:
         for name in self.params["members"]:

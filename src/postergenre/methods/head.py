@@ -2,6 +2,12 @@
 by the one loop on an imbalance-aware loss. The dev split picks the weight decay among candidates
 and the epoch (by mAP). Optionally it also fine-tunes the backbone's last blocks.
 
+Regularisers, off by default (each measured in docs/results.md): `noise`, Gaussian noise of that
+many feature sds added to each training batch; `mixup`, each training example blended with
+another of its batch by a Beta(mixup, mixup) share, labels alike (Zhang et al., ICLR 2018);
+`views_as_samples`, each view's features a training example of its own (the backbones side by
+side, the same size as averaged views), the views' scores averaged at prediction.
+
 Fine-tuning (`finetune_blocks` > 0) runs the frozen part of the backbone once over the posters and
 trains only the last blocks, the 1x1 head conv and the genre head on its output, batch norms
 frozen; the tuned weights are kept only if a dev epoch beats the stock ones.
@@ -109,6 +115,9 @@ class Settings(training.NetsSettings):
     finetune_epochs: PositiveInt = 3
     finetune_lr: PositiveFloat = 0.0001
     finetune_batch_size: PositiveInt = 32
+    noise: NonNegativeFloat = 0.0  # feature sds of Gaussian noise on each training batch
+    mixup: NonNegativeFloat = 0.0  # Beta(mixup, mixup) blend of batch pairs; 0 = off
+    views_as_samples: bool = False  # each view a training example; its scores averaged
 
 
 class FeatureHead(FeatureInput, Estimator):
@@ -127,12 +136,56 @@ class FeatureHead(FeatureInput, Estimator):
                 "embed.backbones to one backbone and embed.views to [squash] (got "
                 f"{self.backbone_names}, {self.views})"
             )
+        if self._by_view and self.params["finetune_blocks"]:
+            raise ValueError("views_as_samples reads every view's features: set finetune_blocks to 0")
         self.head: networks.Head | None = None
         self.history: list[dict[str, float]] = []
         self.selection: list[dict[str, float]] = []
         self.chosen_weight_decay: float | None = None
 
     # -- what it reads -------------------------------------------------------------------------
+    @property
+    def _by_view(self) -> bool:
+        return bool(self.params.get("views_as_samples"))
+
+    @property
+    def _sample_dim(self) -> int:
+        """What the genre head reads: one view's features of every backbone, or the pooled ones."""
+        return bb.FEATURES * len(self.backbone_names) if self._by_view else self.feature_dim
+
+    @property
+    def feature_dim(self) -> int:
+        if self._by_view:
+            return bb.FEATURES * len(self.backbone_names) * len(self.views)
+        return super().feature_dim
+
+    def pool(self, parts: dict[tuple[str, str], np.ndarray]) -> np.ndarray:
+        """With `views_as_samples`, view by view (each view's backbones side by side): a row
+        reshaped to [views, backbones x 1280] is the view's examples; else `embed.pool`'s."""
+        if not self._by_view:
+            return super().pool(parts)
+        columns = [
+            np.asarray(parts[name, v], dtype=np.float32) for v in self.views for name in self.backbone_names
+        ]
+        return np.ascontiguousarray(np.hstack(columns), dtype=np.float32)
+
+    def pooled_slice(self, name: str, view: str) -> tuple[slice, float]:
+        if not self._by_view:
+            return super().pooled_slice(name, view)
+        at = self.views.index(view) * len(self.backbone_names) + self.backbone_names.index(name)
+        return slice(at * bb.FEATURES, (at + 1) * bb.FEATURES), 1.0
+
+    def _as_samples(self, F: np.ndarray) -> np.ndarray:
+        """[n, feature_dim] -> [n x views, sample_dim]: one row per poster and view."""
+        return np.ascontiguousarray(F.reshape(len(F) * len(self.views), self._sample_dim))
+
+    def _scores(self, head: nn.Module, F: np.ndarray) -> np.ndarray:
+        """Sigmoid scores of posters' features; with `views_as_samples`, their views' mean."""
+        if not self._by_view:
+            return training.scores(head, F, _features_to_tensor, _SCORE_BATCH)
+        P = training.scores(head, self._as_samples(F), _features_to_tensor, _SCORE_BATCH)
+        return P.reshape(len(F), len(self.views), -1).mean(axis=1)
+
     @property
     def fits_on_prediction_inputs(self) -> bool:
         return not self.params["finetune_blocks"]
@@ -164,6 +217,8 @@ class FeatureHead(FeatureInput, Estimator):
             F_dev = self._tail_features(A_dev, stop) if has_dev else None
         else:
             F, F_dev = np.asarray(X, dtype=np.float32), dev[0] if has_dev else None
+            if self._by_view:
+                F, Y = self._as_samples(F), np.repeat(Y, len(self.views), axis=0)
             for name in self.backbone_names:
                 self.backbone(name)  # records the weights' sha256
         Y_dev = dev[1] if has_dev else None
@@ -199,7 +254,7 @@ class FeatureHead(FeatureInput, Estimator):
 
     def _new_head(self, F: np.ndarray) -> networks.Head:
         p = self.params
-        head = networks.Head(F.shape[1], len(self.genres), p["hidden"], p["dropout"])
+        head = networks.Head(self._sample_dim, len(self.genres), p["hidden"], p["dropout"])
         head.mean.copy_(torch.from_numpy(F.mean(axis=0)))
         head.std.copy_(torch.from_numpy(F.std(axis=0) + 1e-6))
         return head
@@ -232,7 +287,15 @@ class FeatureHead(FeatureInput, Estimator):
         Ft, Yt = torch.from_numpy(F), torch.from_numpy(Y.astype(np.float32))
 
         def batch(idx: np.ndarray, device: torch.device):
-            return Ft[idx].to(device), Yt[idx].to(device)
+            # random draws from torch's generator, which the loop seeds per epoch (resumable)
+            x, y = Ft[idx].to(device), Yt[idx].to(device)
+            if p["noise"]:
+                x = x + torch.randn_like(x) * (head.std * p["noise"])
+            if p["mixup"]:
+                share = torch.distributions.Beta(p["mixup"], p["mixup"]).sample((len(x), 1)).to(device)
+                other = torch.randperm(len(x)).to(device)
+                x, y = share * x + (1 - share) * x[other], share * y + (1 - share) * y[other]
+            return x, y
 
         settings = self._settings(
             f"head-wd{wd:g}",
@@ -251,9 +314,7 @@ class FeatureHead(FeatureInput, Estimator):
             batch,
             len(F),
             settings,
-            dev_scores=(lambda m: training.scores(m, F_dev, _features_to_tensor, _SCORE_BATCH))
-            if F_dev is not None
-            else None,
+            dev_scores=(lambda m: self._scores(m, F_dev)) if F_dev is not None else None,
             Y_dev=Y_dev,
         )
         return head.cpu(), history
@@ -339,7 +400,9 @@ class FeatureHead(FeatureInput, Estimator):
 
     def cam_activations(self, X: np.ndarray, inputs: np.ndarray):
         """The first backbone's last block in one view, every other feature held at its value in
-        `inputs` (the pooled features the scores came from), so the scored value is unchanged."""
+        `inputs` (the pooled features the scores came from), so the scored value is unchanged;
+        with `views_as_samples`, the logits of that view's own example (the score averages the
+        views' scores)."""
         name, view = self.backbone_names[0], self.cam_view()
         net = self.fused_backbone(name)  # batch norm folded, as the scores were computed
         x = bb.view_input(bb.to_input(X), view, bb.resolution(name))
@@ -350,6 +413,9 @@ class FeatureHead(FeatureInput, Estimator):
             f = torch.from_numpy(np.array(inputs, dtype=np.float32))
             # the gradient flows into this view; the pooled value stays the scored one
             f[:, where] = f[:, where] + (feat - feat.detach()) * scale
+            if self._by_view:  # the drawn view's own example: its logits
+                v = self.views.index(view) * self._sample_dim
+                f = f[:, v : v + self._sample_dim]
             logits = self.head.eval()(f)
         return A, logits, view
 
@@ -358,7 +424,7 @@ class FeatureHead(FeatureInput, Estimator):
         if len(X) == 0:
             return np.zeros((0, len(self.genres)))
         with training.configured(self.params.get("training")):
-            return training.scores(self.head, X, _features_to_tensor, _SCORE_BATCH)
+            return self._scores(self.head, X)
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -381,7 +447,7 @@ class FeatureHead(FeatureInput, Estimator):
     def _load_weights(self, folder: Path) -> None:
         state = read_saved(folder / "head.pt")
         self.head = networks.Head(
-            state["mean"].shape[0], len(self.genres), self.params["hidden"], self.params["dropout"]
+            self._sample_dim, len(self.genres), self.params["hidden"], self.params["dropout"]
         )
         self.head.load_state_dict(state)
         self.head.eval()

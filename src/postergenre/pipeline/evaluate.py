@@ -65,6 +65,7 @@ def headline(details: dict[str, Any]) -> dict[str, Any]:
     for key, (section, name) in HEADLINE.items():
         where = results.get(section) or results["at_0.5"]
         out[key] = where.get(name)
+    out["n_train"] = details.get("n_train")  # the training split's posters (a learning curve's x)
     intervals = results.get("intervals", {})
     # numbers, not lists: `dvc exp show` and `dvc metrics diff` read only numbers
     out["ci95"] = {
@@ -185,6 +186,7 @@ def evaluate_model(
         "method": model.method,
         "split": split,
         f"n_{split}": len(data.ids),
+        "n_train": len(Y_train),
         "n_genres": len(genres),
         # AP / AUC are undefined for a genre with no positive (or no negative) test poster:
         # named here and left out of mAP / macro ROC-AUC, not counted as 0.
