@@ -34,6 +34,7 @@ class Experiment:
     name: str
     params: dict[str, Any] = field(default_factory=dict)  # flat: "data.source" -> value
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)  # method -> key -> value
+    rev: str | None = None  # the commit, or "workspace"
 
 
 def _experiment(state: dict[str, Any], name: str) -> Experiment | None:
@@ -48,7 +49,7 @@ def _experiment(state: dict[str, Any], name: str) -> Experiment | None:
         p = PurePosixPath(path)
         if p.parent.as_posix() == "metrics" and p.suffix == ".json":
             metrics[p.stem] = (file or {}).get("data") or {}
-    return Experiment(name, params, metrics)
+    return Experiment(name, params, metrics, str(state.get("rev", "")) or None)
 
 
 def experiments(show_json: list[dict[str, Any]]) -> list[Experiment]:
@@ -255,12 +256,13 @@ def curve_png(
     figures._save(fig, path)
 
 
-def dvc_exp_show(extra: list[str]) -> list[dict[str, Any]]:
+def dvc_exp_show(extra: list[str], cwd: Path | None = None) -> list[dict[str, Any]]:
     out = subprocess.run(
         [sys.executable, "-m", "dvc", "exp", "show", "--json", *extra],
         capture_output=True,
         text=True,
         timeout=300,
+        cwd=cwd,
     )
     if out.returncode != 0:
         raise ValueError(f"dvc exp show failed: {out.stderr.strip()[-500:]}")
