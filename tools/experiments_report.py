@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +34,7 @@ LABELS = {
 }
 SEEDED = ["head", "custom", "resnet34", "ensemble"]  # what the seed and split experiments ran
 CURVE = ["head", "custom"]
+CURVE_METRICS = ["mAP", "macro_roc_auc"]
 # (param, the method it changes, the dev number that decides whether it is kept)
 LEVERS = [
     ("feature_methods.head.noise", "head", ("scores", "mAP")),
@@ -52,13 +52,6 @@ def details(run: Path, exp: compare.Experiment, method: str) -> dict[str, Any]:
         return json.loads((run / rel).read_text(encoding="utf-8"))
     shown = subprocess.run(["git", "show", f"{exp.rev}:{rel}"], cwd=run, capture_output=True, text=True)
     return json.loads(shown.stdout) if shown.returncode == 0 else {}
-
-
-def cell(metrics: dict[str, Any], metric: str) -> str:
-    value, ci = metrics.get(metric), metrics.get("ci95", {}).get(metric)
-    if not isinstance(value, int | float):
-        return "-"
-    return f"{value:.4f} [{ci['low']:.3f}, {ci['high']:.3f}]" if isinstance(ci, dict) else f"{value:.4f}"
 
 
 def seeds_section(exps: list[compare.Experiment]) -> list[str]:
@@ -79,20 +72,14 @@ def seeds_section(exps: list[compare.Experiment]) -> list[str]:
     for method in SEEDED:
         row = []
         for metric in METRICS:
-            values = [e.metrics.get(method, {}).get(metric) for e in runs]
-            values = [v for v in values if isinstance(v, int | float)]
-            if len(values) < 2:
+            sp = compare.spread(runs, method, metric)
+            if sp is None or sp.n < 2:
                 row.append("-")
                 continue
-            widths = [
-                c["high"] - c["low"] for e in runs if (c := e.metrics[method].get("ci95", {}).get(metric))
-            ]
-            sd = statistics.stdev(values)
-            text = f"{statistics.mean(values):.4f} ± {sd:.4f}"
-            if widths:
-                boot = statistics.mean(widths) / compare._WIDTH_PER_SD
-                text = f"**{text} ({boot:.4f})**" if sd > boot else f"{text} ({boot:.4f})"
-            row.append(text)
+            text = f"{sp.mean:.4f} ± {sp.sd:.4f}"
+            if sp.boot_sd is not None:
+                text = f"{text} ({sp.boot_sd:.4f})"
+            row.append(f"**{text}**" if sp.wider_than_bootstrap else text)
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return [*lines, ""]
 
@@ -115,13 +102,13 @@ def split_section(exps: list[compare.Experiment], baseline: compare.Experiment) 
     ]
     for method in SEEDED:
         for metric in ("mAP", "macro_roc_auc"):
-            a = baseline.metrics.get(method, {})
+            a = baseline.metrics.get(method, {}).get(metric)
             for other in others:
-                b = other.metrics.get(method, {})
-                if isinstance(a.get(metric), float) and isinstance(b.get(metric), float):
+                b = other.metrics.get(method, {}).get(metric)
+                if isinstance(a, float) and isinstance(b, float):
                     lines.append(
-                        f"| {method} | {LABELS[metric]} | {cell(a, metric)} | {cell(b, metric)} | "
-                        f"{b[metric] - a[metric]:+.4f} |"
+                        f"| {method} | {LABELS[metric]} | {compare.shown_cell(baseline, method, metric)} | "
+                        f"{compare.shown_cell(other, method, metric)} | {b - a:+.4f} |"
                     )
     return [*lines, ""]
 
@@ -130,10 +117,10 @@ def curve_section(exps: list[compare.Experiment], name: str, pictures: Path) -> 
     found = compare.groups(exps, "split.max_train")
     if not found:
         return []
-    runs = sorted(found[0].values(), key=lambda e: compare._x(e, "split.max_train"))
+    runs = compare.along(found[0], "split.max_train")
     png = pictures / "learning-curve.png"
-    compare.curve_png(png, exps, ["mAP", "macro_roc_auc"], "split.max_train", CURVE)
-    full = compare._x(runs[-1], "split.max_train")
+    compare.curve_png(png, exps, CURVE_METRICS, "split.max_train", CURVE)
+    full = compare.position(runs[-1], "split.max_train")
     lines = [
         "## Learning curve",
         "",
@@ -147,12 +134,14 @@ def curve_section(exps: list[compare.Experiment], name: str, pictures: Path) -> 
     ]
     for method in CURVE:
         for e in runs:
-            n = compare._x(e, "split.max_train")
-            m = e.metrics.get(method, {})
-            lines.append(
-                f"| {method} | {n} | {n / full:.0%} | {cell(m, 'mAP')} | {cell(m, 'macro_roc_auc')} |"
-            )
+            n = compare.position(e, "split.max_train")
+            lines.append(f"| {method} | {n} | {n / full:.0%} | {test_cells(e, method, CURVE_METRICS)} |")
     return [*lines, ""]
+
+
+def test_cells(e: compare.Experiment, method: str, metrics: list[str] = METRICS) -> str:
+    """A method's test numbers with their intervals, as table cells."""
+    return " | ".join(compare.shown_cell(e, method, metric) for metric in metrics)
 
 
 def _dev(d: dict[str, Any], where: tuple[str, str]) -> float | None:
@@ -175,7 +164,6 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
     found = False
     for param, method, where in LEVERS:
         base_dev = _dev(details(run, baseline, method), where)
-        base = baseline.metrics.get(method, {})
         tried = [
             e
             for e in exps
@@ -185,20 +173,18 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
         for e in tried:
             if not found:
                 lines.append(
-                    f"| (none) | {method} | {base_dev:.4f} | {cell(base, 'mAP')} | "
-                    f"{cell(base, 'macro_roc_auc')} | {cell(base, 'micro_f1')} | {cell(base, 'macro_f1')} | |"
+                    f"| (none) | {method} | {base_dev:.4f} | {test_cells(baseline, method)} | |"
                     if base_dev is not None
-                    else f"| (none) | {method} | - | {cell(base, 'mAP')} | | | | |"
+                    else f"| (none) | {method} | - | {compare.shown_cell(baseline, method, 'mAP')} | | | | |"
                 )
             found = True
             dev = _dev(details(run, e, method), where)
-            m = e.metrics.get(method, {})
             kept = "yes" if dev is not None and base_dev is not None and dev > base_dev else "no"
             short = param.removeprefix("feature_methods.")
             lines.append(
                 f"| `{short}={e.params.get(param)}` | {method} | "
-                f"{'-' if dev is None else f'{dev:.4f}'} ({where[0]} {where[1]}) | {cell(m, 'mAP')} | "
-                f"{cell(m, 'macro_roc_auc')} | {cell(m, 'micro_f1')} | {cell(m, 'macro_f1')} | {kept} |"
+                f"{'-' if dev is None else f'{dev:.4f}'} ({where[0]} {where[1]}) | "
+                f"{test_cells(e, method)} | {kept} |"
             )
     return [*lines, ""] if found else []
 

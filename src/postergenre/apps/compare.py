@@ -78,6 +78,20 @@ def _cell(value: Any, ci: Any = None) -> str:
     return text
 
 
+def interval(e: Experiment, method: str, metric: str) -> Any:
+    """The experiment's 95% interval of a method's metric ({"low", "high"}), or None."""
+    return e.metrics.get(method, {}).get("ci95", {}).get(metric)
+
+
+def shown_cell(e: Experiment, method: str, metric: str) -> str:
+    return _cell(e.metrics.get(method, {}).get(metric), interval(e, method, metric))
+
+
+def methods_of(exps: list[Experiment]) -> list[str]:
+    """Every method with a headline file in any of the experiments, in the order first seen."""
+    return list(dict.fromkeys(m for e in exps for m in e.metrics))
+
+
 def table(exps: list[Experiment], metrics: list[str]) -> str:
     """The legend of differing params, then one table per metric: a row per method, a column
     per experiment (a number and its interval is 21 characters: three experiments fit in 100)."""
@@ -89,15 +103,9 @@ def table(exps: list[Experiment], metrics: list[str]) -> str:
     for e in exps:
         settings = "  ".join(f"{k}={e.params.get(k)}" for k in differ)
         lines.append(f"  {e.name[:NAME_WIDTH]:{NAME_WIDTH}s}  {settings}".rstrip())
-    methods = list(dict.fromkeys(m for e in exps for m in e.metrics))
+    methods = methods_of(exps)
     for metric in metrics:
-        columns = [
-            [
-                _cell(e.metrics.get(m, {}).get(metric), e.metrics.get(m, {}).get("ci95", {}).get(metric))
-                for m in methods
-            ]
-            for e in exps
-        ]
+        columns = [[shown_cell(e, m, metric) for m in methods] for e in exps]
         widths = [max([len(e.name[:NAME_WIDTH]), *map(len, c)]) for e, c in zip(exps, columns, strict=True)]
         lines += [
             "",
@@ -124,7 +132,33 @@ def groups(exps: list[Experiment], vary: str) -> list[dict[Any, Experiment]]:
 
 
 # a percentile 95% interval of a normal spread is 2 x 1.96 of its sd wide
-_WIDTH_PER_SD = 2 * 1.959964
+WIDTH_PER_SD = 2 * statistics.NormalDist().inv_cdf(0.975)
+
+
+@dataclass
+class Spread:
+    mean: float
+    sd: float  # the sample sd over the runs (0 for one)
+    n: int
+    boot_sd: float | None  # the sd the runs' mean bootstrap interval width implies, if they have one
+
+    @property
+    def wider_than_bootstrap(self) -> bool:
+        return self.boot_sd is not None and self.sd > self.boot_sd
+
+
+def spread(runs: list[Experiment], method: str, metric: str) -> Spread | None:
+    """A method's metric over runs (seeds): mean, sd, and the sd its intervals imply."""
+    values = [v for e in runs if isinstance(v := e.metrics.get(method, {}).get(metric), int | float)]
+    if not values:
+        return None
+    widths = [ci["high"] - ci["low"] for e in runs if isinstance(ci := interval(e, method, metric), dict)]
+    return Spread(
+        statistics.mean(values),
+        statistics.stdev(values) if len(values) > 1 else 0.0,
+        len(values),
+        statistics.mean(widths) / WIDTH_PER_SD if widths else None,
+    )
 
 
 def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
@@ -140,25 +174,16 @@ def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
             *([""] if lines else []),
             f"{len(runs)} seeds ({seeds}): " + ", ".join(e.name for e in runs),
         ]
-        methods = list(dict.fromkeys(m for e in runs for m in e.metrics))
         marked = False
         for metric in metrics:
             lines += ["", f"{metric[:NAME_WIDTH]:{NAME_WIDTH}s}  {'mean ± sd':>17s}  seeds  boot. sd"]
-            for m in methods:
-                values = [v for e in runs if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)]
-                if not values:
+            for m in methods_of(runs):
+                if (sp := spread(runs, m, metric)) is None:
                     continue
-                mean, sd = statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-                row = f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  {mean:8.4f} ± {sd:.4f}  {len(values):5d}"
-                widths = [
-                    ci["high"] - ci["low"]
-                    for e in runs
-                    if isinstance(ci := e.metrics.get(m, {}).get("ci95", {}).get(metric), dict)
-                ]
-                if widths:
-                    boot = statistics.mean(widths) / _WIDTH_PER_SD
-                    row += f"  {boot:8.4f}" + (" *" if sd > boot else "")
-                    marked |= sd > boot
+                row = f"{m[:NAME_WIDTH]:{NAME_WIDTH}s}  {sp.mean:8.4f} ± {sp.sd:.4f}  {sp.n:5d}"
+                if sp.boot_sd is not None:
+                    row += f"  {sp.boot_sd:8.4f}" + (" *" if sp.wider_than_bootstrap else "")
+                marked |= sp.wider_than_bootstrap
                 lines.append(row)
         if marked:
             lines += ["", "* the seeds spread more than the bootstrap interval implies"]
@@ -167,7 +192,7 @@ def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _x(e: Experiment, param: str) -> Any:
+def position(e: Experiment, param: str) -> Any:
     """Where an experiment sits on a curve over `param`: its training posters for the split's
     caps (`split.max_train=0` is all of them), else the param's value."""
     if param.startswith("split."):
@@ -177,28 +202,27 @@ def _x(e: Experiment, param: str) -> Any:
     return e.params.get(param)
 
 
+def along(group: dict[Any, Experiment], param: str) -> list[Experiment]:
+    """A group's experiments in order along `param` (by `position`)."""
+    return sorted(group.values(), key=lambda e: position(e, param))
+
+
 def curve_table(exps: list[Experiment], metrics: list[str], param: str, methods: list[str] | None) -> str:
     """Experiments that differ in `param` alone, in order along it: per metric a row per method,
     a column per value, each number with its interval (a learning curve over `split.max_train`
     is over the training posters)."""
     lines: list[str] = []
     for group in groups(exps, param):
-        runs = sorted(group.values(), key=lambda e: _x(e, param))
-        shown = methods or list(dict.fromkeys(m for e in runs for m in e.metrics))
-        xs = [str(_x(e, param)) for e in runs]
+        runs = along(group, param)
+        shown = methods or methods_of(runs)
+        xs = [str(position(e, param)) for e in runs]
         what = "training posters" if param.startswith("split.") else param
         lines += [
             *([""] if lines else []),
             f"{param}: " + ", ".join(f"{e.name}={e.params.get(param)}" for e in runs),
         ]
         for metric in metrics:
-            cells = [
-                [
-                    _cell(e.metrics.get(m, {}).get(metric), e.metrics.get(m, {}).get("ci95", {}).get(metric))
-                    for e in runs
-                ]
-                for m in shown
-            ]
+            cells = [[shown_cell(e, m, metric) for e in runs] for m in shown]
             widths = [max([len(x), *(len(row[i]) for row in cells)]) for i, x in enumerate(xs)]
             lines += [
                 "",
@@ -227,14 +251,14 @@ def curve_png(
     found = groups(exps, param)
     if not found:
         raise ValueError(f"no experiments that differ in `{param}` alone: nothing to draw")
-    runs = sorted(found[0].values(), key=lambda e: _x(e, param))
-    shown = methods or list(dict.fromkeys(m for e in runs for m in e.metrics))
+    runs = along(found[0], param)
+    shown = methods or methods_of(runs)
     plt = figures._pyplot()
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, m in enumerate(shown):
             pts = [
-                (_x(e, param), v, e.metrics[m].get("ci95", {}).get(metric))
+                (position(e, param), v, interval(e, m, metric))
                 for e in runs
                 if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)
             ]

@@ -271,12 +271,19 @@ class Ensemble(Estimator):
         scores = [mean_average_precision(Y, self._combine(Z, "average", w)) or 0.0 for w in grid]
         return grid[int(np.argmax(scores))]
 
-    def _out_of_fold(self, Z: np.ndarray, Y: np.ndarray, way: str, c: float | None) -> np.ndarray:
+    def _cross_fitted(self, Z: np.ndarray, Y: np.ndarray, fit, apply) -> np.ndarray:
+        """Each fold of the dev split scored by `apply(Z_fold, fit(Z_rest, Y_rest))`: what a
+        model fitted without those movies makes of them."""
         P = np.zeros(Y.shape)
         for held in self._folds(len(Z)):
             keep = np.setdiff1d(np.arange(len(Z)), held)
-            P[held] = self._combine(Z[held], way, self._fit_on(Z[keep], Y[keep], way, c))
+            P[held] = apply(Z[held], fit(Z[keep], Y[keep]))
         return P
+
+    def _out_of_fold(self, Z: np.ndarray, Y: np.ndarray, way: str, c: float | None) -> np.ndarray:
+        return self._cross_fitted(
+            Z, Y, lambda Zk, Yk: self._fit_on(Zk, Yk, way, c), lambda Zh, f: self._combine(Zh, way, f)
+        )
 
     def _fit(self, X: np.ndarray, Y: np.ndarray, dev=None, on_epoch=None, checkpoints=None) -> None:
         """Fitted on dev alone (`fits_on`: the train stage passes dev as X, Y too)."""
@@ -316,12 +323,9 @@ class Ensemble(Estimator):
         self.calibration = None
         if self.params.get("calibrate"):
             # the dev scores tuned on stay out-of-fold: each fold calibrated by the others' fit
-            oof, calibrated = self.dev_out_of_fold, np.zeros_like(self.dev_out_of_fold)
-            for held in self._folds(len(oof)):
-                keep = np.setdiff1d(np.arange(len(oof)), held)
-                calibrated[held] = apply_platt(oof[held], fit_platt(oof[keep], Yd[keep]))
+            oof = self.dev_out_of_fold
             self.calibration = fit_platt(oof, Yd)
-            self.dev_out_of_fold = calibrated
+            self.dev_out_of_fold = self._cross_fitted(oof, Yd, fit_platt, apply_platt)
         self.chosen["calibrated"] = self.calibration is not None
         log.info("ensemble: chose %s", self.chosen)
 
