@@ -111,6 +111,8 @@ def test_levers_are_judged_on_dev_from_each_experiments_own_details(tool, tmp_pa
         exp("two-at-once", revs["noisy"], feature_methods__head__noise=0.5, seed=5),  # not a lever alone
     ]
     lines = tool.levers_section(tmp_path, runs, base)
+    # the run without a lever, once for each method a lever changed, before its levers
+    assert [line.split(" | ")[1] for line in lines if line.startswith("| (none)")] == ["head", "ensemble"]
     rows = [line for line in lines if line.startswith("| `")]
     assert len(rows) == 2
     assert rows[0].startswith("| `head.noise=0.5` | head | 0.3100 (scores mAP)") and rows[0].endswith(

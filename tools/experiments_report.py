@@ -161,7 +161,7 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
         "| test macro-F1 (op.) | kept |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    found = False
+    based: set[str] = set()  # methods whose row without a lever is written
     for param, method, where in LEVERS:
         base_dev = _dev(details(run, baseline, method), where)
         tried = [
@@ -171,13 +171,10 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
             and all(e.params.get(k) == v for k, v in baseline.params.items() if k != param)
         ]
         for e in tried:
-            if not found:
-                lines.append(
-                    f"| (none) | {method} | {base_dev:.4f} | {test_cells(baseline, method)} | |"
-                    if base_dev is not None
-                    else f"| (none) | {method} | - | {compare.shown_cell(baseline, method, 'mAP')} | | | | |"
-                )
-            found = True
+            if method not in based:
+                dev_text = "-" if base_dev is None else f"{base_dev:.4f}"
+                lines.append(f"| (none) | {method} | {dev_text} | {test_cells(baseline, method)} | |")
+                based.add(method)
             dev = _dev(details(run, e, method), where)
             kept = "yes" if dev is not None and base_dev is not None and dev > base_dev else "no"
             short = param.removeprefix("feature_methods.")
@@ -186,7 +183,7 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
                 f"{'-' if dev is None else f'{dev:.4f}'} ({where[0]} {where[1]}) | "
                 f"{test_cells(e, method)} | {kept} |"
             )
-    return [*lines, ""] if found else []
+    return [*lines, ""] if based else []
 
 
 def main() -> None:
