@@ -110,7 +110,9 @@ def test_levers_are_judged_on_dev_from_each_experiments_own_details(tool, tmp_pa
         exp("calibrated", revs["calibrated"], ensemble__calibrate=True),
         exp("two-at-once", revs["noisy"], feature_methods__head__noise=0.5, seed=5),  # not a lever alone
     ]
-    lines = tool.levers_section(tmp_path, runs, base)
+    dev = {e.name: tool.dev_numbers(tmp_path, e) for e in runs}
+    assert dev["noisy"] == {"head": {"scores": {"mAP": 0.31}}, "ensemble": {"decided": {"macro_f1": 0.2}}}
+    lines = tool.levers_section(runs, base, dev)
     # the run without a lever, once for each method a lever changed, before its levers
     assert [line.split(" | ")[1] for line in lines if line.startswith("| (none)")] == ["head", "ensemble"]
     rows = [line for line in lines if line.startswith("| `")]
@@ -120,3 +122,33 @@ def test_levers_are_judged_on_dev_from_each_experiments_own_details(tool, tmp_pa
     )
     assert rows[1].startswith("| `ensemble.calibrate=True` | ensemble | 0.1800 (decided macro_f1)")
     assert rows[1].endswith("| no |")
+
+
+def test_the_record_adds_later_experiments_on_the_same_run_and_refuses_another(tool, tmp_path):
+    def details(head_dev_map):
+        folder = tmp_path / "metrics" / "details"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "head.json").write_text(json.dumps({"dev": {"scores": {"mAP": head_dev_map}}}))
+
+    details(0.30)  # the workspace's; experiments given no commit read the same files
+    first = tool.record(tmp_path, [exp("base", "workspace"), exp("s2", None, 0.3, seed=2)], None)
+    assert [e["name"] for e in first["experiments"]] == ["s2"]
+    assert first["baseline"]["dev"] == {"head": {"scores": {"mAP": 0.30}}}
+    kept = json.loads(json.dumps(first))  # as read back from the file
+    # the baseline commit itself (the workspace's params) is not an experiment
+    later = [
+        exp("base", "workspace"),
+        exp("HEAD", "abc"),
+        exp("s3", None, 0.2, seed=3),
+        exp("s2", None, 0.4, seed=2),
+    ]
+    both = tool.record(tmp_path, later, kept)
+    assert [e["name"] for e in both["experiments"]] == ["s2", "s3"]
+    assert both["experiments"][0]["metrics"]["head"]["mAP"] == 0.4  # the later s2 replaced the kept one
+    exps, dev = tool.from_record(both)
+    assert [e.rev for e in exps] == ["workspace", "s2", "s3"] and set(dev) == {"base", "s2", "s3"}
+    assert "3 training seeds (1, 2, 3)" in tool.seeds_section(exps)[2]
+    with pytest.raises(
+        SystemExit, match=r"differs from the recorded one in its metrics \(custom, ensemble, head"
+    ):
+        tool.record(tmp_path, [exp("base", "workspace", 0.26)], kept)

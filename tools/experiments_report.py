@@ -11,6 +11,13 @@ headline files `dvc exp show` reads and, for the dev split the levers are judged
 experiment's git-tracked `metrics/details/<method>.json`. An experiment that named its stages
 (`dvc exp run ... evaluate@custom`) re-ran those methods alone, so each section shows only the
 methods its experiments ran.
+
+What the report is made from is kept beside it, reports/<name>-experiments.json (each
+experiment's params, headline metrics and the dev numbers the levers are judged on). A later
+run of the tool adds its experiments to those (an experiment of the same name replaces the
+kept one), so experiments run in another copy at another time join the report, provided their
+baseline is the same run: its params and headline metrics must equal the kept baseline's, or the
+tool stops and says which differ (`--fresh` starts the record again).
 """
 
 from __future__ import annotations
@@ -49,9 +56,71 @@ def details(run: Path, exp: compare.Experiment, method: str) -> dict[str, Any]:
     """An experiment's details file for a method (git-tracked, so in its commit)."""
     rel = f"metrics/details/{method}.json"
     if exp.rev in (None, "workspace"):
-        return json.loads((run / rel).read_text(encoding="utf-8"))
+        path = run / rel
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     shown = subprocess.run(["git", "show", f"{exp.rev}:{rel}"], cwd=run, capture_output=True, text=True)
     return json.loads(shown.stdout) if shown.returncode == 0 else {}
+
+
+def dev_numbers(run: Path, exp: compare.Experiment) -> dict[str, dict[str, dict[str, float]]]:
+    """The dev numbers the levers are judged on, method -> part -> metric, from the details files."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for _, method, (part, metric) in LEVERS:
+        value = _dev(details(run, exp, method), (part, metric))
+        if value is not None:
+            out.setdefault(method, {}).setdefault(part, {})[metric] = value
+    return out
+
+
+def _entry(e: compare.Experiment, dev: dict[str, Any]) -> dict[str, Any]:
+    return {"name": e.name, "params": e.params, "metrics": e.metrics, "dev": dev}
+
+
+def record(run: Path, exps: list[compare.Experiment], kept: dict[str, Any] | None) -> dict[str, Any]:
+    """The baseline (the workspace) and every experiment that differs from it, added to `kept`
+    (the record of an earlier run of this tool on the same baseline)."""
+    baseline = next(e for e in exps if e.rev == "workspace")
+    entries = {
+        e.name: _entry(e, dev_numbers(run, e))
+        for e in exps
+        if e.rev != "workspace" and e.params != baseline.params  # the commit itself adds nothing
+    }
+    base = _entry(baseline, dev_numbers(run, baseline))
+    if kept is not None:
+        old = kept["baseline"]
+        differ = [
+            k
+            for k in ("params", "metrics")
+            if json.dumps(old[k], sort_keys=True) != json.dumps(base[k], sort_keys=True)
+        ]
+        if differ:
+            changed = sorted(
+                key
+                for part in differ
+                for key in set(old[part]) | set(base[part])
+                if json.dumps(old[part].get(key), sort_keys=True)
+                != json.dumps(base[part].get(key), sort_keys=True)
+            )
+            raise SystemExit(
+                "experiments_report: this run's baseline differs from the recorded one in its "
+                f"{' and '.join(differ)} ({', '.join(changed[:8])}): its experiments were around "
+                "another run (--fresh starts again)"
+            )
+        entries = {**{e["name"]: e for e in kept["experiments"]}, **entries}
+    return {"baseline": base, "experiments": list(entries.values())}
+
+
+def from_record(kept: dict[str, Any]) -> tuple[list[compare.Experiment], dict[str, Any]]:
+    """The experiments (the baseline first, as the workspace) and each one's dev numbers by name."""
+    exps, dev = [], {}
+    for i, entry in enumerate([kept["baseline"], *kept["experiments"]]):
+        exps.append(
+            compare.Experiment(
+                entry["name"], entry["params"], entry["metrics"], "workspace" if i == 0 else entry["name"]
+            )
+        )
+        dev[entry["name"]] = entry["dev"]
+    return exps, dev
 
 
 def seeds_section(exps: list[compare.Experiment]) -> list[str]:
@@ -145,11 +214,15 @@ def test_cells(e: compare.Experiment, method: str, metrics: list[str] = METRICS)
 
 
 def _dev(d: dict[str, Any], where: tuple[str, str]) -> float | None:
-    value = d.get("dev", {}).get(where[0], {}).get(where[1])
+    """A dev number from a details file's `dev` part, or from a record's (method -> part)."""
+    value = d.get("dev", d).get(where[0], {}).get(where[1])
     return value if isinstance(value, int | float) else None
 
 
-def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.Experiment) -> list[str]:
+def levers_section(
+    exps: list[compare.Experiment], baseline: compare.Experiment, dev: dict[str, Any]
+) -> list[str]:
+    """Each lever alone against the baseline; `dev`: each experiment's dev numbers, by name."""
     lines = [
         "## Levers",
         "",
@@ -163,7 +236,7 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
     ]
     based: set[str] = set()  # methods whose row without a lever is written
     for param, method, where in LEVERS:
-        base_dev = _dev(details(run, baseline, method), where)
+        base_dev = _dev(dev[baseline.name].get(method, {}), where)
         tried = [
             e
             for e in exps
@@ -175,12 +248,12 @@ def levers_section(run: Path, exps: list[compare.Experiment], baseline: compare.
                 dev_text = "-" if base_dev is None else f"{base_dev:.4f}"
                 lines.append(f"| (none) | {method} | {dev_text} | {test_cells(baseline, method)} | |")
                 based.add(method)
-            dev = _dev(details(run, e, method), where)
-            kept = "yes" if dev is not None and base_dev is not None and dev > base_dev else "no"
+            value = _dev(dev[e.name].get(method, {}), where)
+            kept = "yes" if value is not None and base_dev is not None and value > base_dev else "no"
             short = param.removeprefix("feature_methods.")
             lines.append(
                 f"| `{short}={e.params.get(param)}` | {method} | "
-                f"{'-' if dev is None else f'{dev:.4f}'} ({where[0]} {where[1]}) | "
+                f"{'-' if value is None else f'{value:.4f}'} ({where[0]} {where[1]}) | "
                 f"{test_cells(e, method)} | {kept} |"
             )
     return [*lines, ""] if based else []
@@ -192,21 +265,28 @@ def main() -> None:
     )
     parser.add_argument("--run", type=Path, required=True, help="the working copy the experiments ran in")
     parser.add_argument("--name", required=True, help="e.g. movielens")
+    parser.add_argument("--fresh", action="store_true", help="start the record again (drop its experiments)")
     args = parser.parse_args()
-    exps = compare.experiments(compare.dvc_exp_show([], cwd=args.run))
-    baseline = next(e for e in exps if e.rev == "workspace")
+    kept_path = REPO / "reports" / f"{args.name}-experiments.json"
+    kept = (
+        None if args.fresh or not kept_path.is_file() else json.loads(kept_path.read_text(encoding="utf-8"))
+    )
+    kept = record(args.run, compare.experiments(compare.dvc_exp_show([], cwd=args.run)), kept)
+    kept_path.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    exps, dev = from_record(kept)
+    baseline = exps[0]
     pictures = REPO / "docs" / args.name
     pictures.mkdir(parents=True, exist_ok=True)
     text = [
         f"# Experiments around the {args.name} run",
         "",
-        "Written by `tools/experiments_report.py` from the run's experiments (`dvc exp show`); "
-        "the run itself is [its report](" + f"{args.name}.md).",
+        "Written by `tools/experiments_report.py` from the run's experiments (`dvc exp show`), kept in "
+        f"`{kept_path.name}`; the run itself is [its report]({args.name}.md).",
         "",
         *seeds_section(exps),
         *split_section(exps, baseline),
         *curve_section(exps, args.name, pictures),
-        *levers_section(args.run, exps, baseline),
+        *levers_section(exps, baseline, dev),
     ]
     out = REPO / "reports" / f"{args.name}-experiments.md"
     out.write_text("\n".join(text).rstrip() + "\n", encoding="utf-8")
