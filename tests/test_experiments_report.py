@@ -124,16 +124,15 @@ def test_levers_are_judged_on_dev_from_each_experiments_own_details(tool, tmp_pa
     assert rows[1].endswith("| no |")
 
 
-def test_the_record_adds_later_experiments_on_the_same_run_and_refuses_another(tool, tmp_path):
-    def details(head_dev_map):
-        folder = tmp_path / "metrics" / "details"
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "head.json").write_text(json.dumps({"dev": {"scores": {"mAP": head_dev_map}}}))
-
-    details(0.30)  # the workspace's; experiments given no commit read the same files
+def test_the_record_adds_later_experiments_on_the_same_run_and_keeps_another_run_apart(tool, tmp_path):
+    folder = tmp_path / "metrics" / "details"
+    folder.mkdir(parents=True)
+    (folder / "head.json").write_text(json.dumps({"dev": {"scores": {"mAP": 0.30}}}))
+    # experiments given no commit read the workspace's details files
     first = tool.record(tmp_path, [exp("base", "workspace"), exp("s2", None, 0.3, seed=2)], None)
-    assert [e["name"] for e in first["experiments"]] == ["s2"]
-    assert first["baseline"]["dev"] == {"head": {"scores": {"mAP": 0.30}}}
+    (run,) = first["runs"]
+    assert [e["name"] for e in run["experiments"]] == ["s2"]
+    assert run["baseline"]["dev"] == {"head": {"scores": {"mAP": 0.30}}}
     kept = json.loads(json.dumps(first))  # as read back from the file
     # the baseline commit itself (the workspace's params) is not an experiment
     later = [
@@ -143,12 +142,26 @@ def test_the_record_adds_later_experiments_on_the_same_run_and_refuses_another(t
         exp("s2", None, 0.4, seed=2),
     ]
     both = tool.record(tmp_path, later, kept)
-    assert [e["name"] for e in both["experiments"]] == ["s2", "s3"]
-    assert both["experiments"][0]["metrics"]["head"]["mAP"] == 0.4  # the later s2 replaced the kept one
-    exps, dev = tool.from_record(both)
+    (run,) = both["runs"]
+    assert [e["name"] for e in run["experiments"]] == ["s2", "s3"]
+    assert run["experiments"][0]["metrics"]["head"]["mAP"] == 0.4  # the later s2 replaced the kept one
+    exps, dev = tool.from_record(run)
     assert [e.rev for e in exps] == ["workspace", "s2", "s3"] and set(dev) == {"base", "s2", "s3"}
     assert "3 training seeds (1, 2, 3)" in tool.seeds_section(exps)[2]
-    with pytest.raises(
-        SystemExit, match=r"differs from the recorded one in its metrics \(custom, ensemble, head"
-    ):
-        tool.record(tmp_path, [exp("base", "workspace", 0.26)], kept)
+    # the same settings with other numbers (another machine): a run of its own, its own headings
+    other = tool.record(
+        tmp_path,
+        [exp("base", "workspace", 0.26), exp("noisy", None, 0.27, **{"feature_methods.head.noise": 0.5})],
+        both,
+    )
+    assert [len(r["experiments"]) for r in other["runs"]] == [2, 1]
+    lines = tool.report_lines(other, "movielens", tmp_path)
+    assert [line for line in lines if line.startswith("## ")] == [
+        "## Around run 1 of 2",
+        "## Around run 2 of 2",
+    ]
+    assert "### Seeds" in lines and "### Levers" in lines
+    assert "Its baseline's test mAP: head 0.2600, custom 0.2700, resnet34 0.2800, ensemble 0.2900." in lines
+    # each lever against its own run's baseline
+    (none_row,) = [line for line in lines if line.startswith("| (none) | head")]
+    assert "0.2600" in none_row

@@ -15,9 +15,10 @@ methods its experiments ran.
 What the report is made from is kept beside it, reports/<name>-experiments.json (each
 experiment's params, headline metrics and the dev numbers the levers are judged on). A later
 run of the tool adds its experiments to those (an experiment of the same name replaces the
-kept one), so experiments run in another copy at another time join the report, provided their
-baseline is the same run: its params and headline metrics must equal the kept baseline's, or the
-tool stops and says which differ (`--fresh` starts the record again).
+kept one), so experiments run in another copy at another time join the report. They join the
+kept run whose baseline has the same params and headline metrics; a baseline that differs (the
+networks' numbers move between machines) starts a run of its own, reported under its own heading,
+each experiment against its own baseline (`--fresh` starts the record again).
 """
 
 from __future__ import annotations
@@ -76,44 +77,44 @@ def _entry(e: compare.Experiment, dev: dict[str, Any]) -> dict[str, Any]:
     return {"name": e.name, "params": e.params, "metrics": e.metrics, "dev": dev}
 
 
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
 def record(run: Path, exps: list[compare.Experiment], kept: dict[str, Any] | None) -> dict[str, Any]:
-    """The baseline (the workspace) and every experiment that differs from it, added to `kept`
-    (the record of an earlier run of this tool on the same baseline)."""
+    """`kept` (the record of earlier runs of this tool) with this working copy's baseline (the
+    workspace) and every experiment that differs from it: merged into the kept run whose baseline
+    has the same params and metrics (an experiment of the same name replaced), else a run of its
+    own (another machine gives the networks other numbers, so other experiments' baseline)."""
     baseline = next(e for e in exps if e.rev == "workspace")
+    base = _entry(baseline, dev_numbers(run, baseline))
     entries = {
         e.name: _entry(e, dev_numbers(run, e))
         for e in exps
         if e.rev != "workspace" and e.params != baseline.params  # the commit itself adds nothing
     }
-    base = _entry(baseline, dev_numbers(run, baseline))
-    if kept is not None:
-        old = kept["baseline"]
-        differ = [
-            k
-            for k in ("params", "metrics")
-            if json.dumps(old[k], sort_keys=True) != json.dumps(base[k], sort_keys=True)
-        ]
-        if differ:
-            changed = sorted(
-                key
-                for part in differ
-                for key in set(old[part]) | set(base[part])
-                if json.dumps(old[part].get(key), sort_keys=True)
-                != json.dumps(base[part].get(key), sort_keys=True)
-            )
-            raise SystemExit(
-                "experiments_report: this run's baseline differs from the recorded one in its "
-                f"{' and '.join(differ)} ({', '.join(changed[:8])}): its experiments were around "
-                "another run (--fresh starts again)"
-            )
-        entries = {**{e["name"]: e for e in kept["experiments"]}, **entries}
-    return {"baseline": base, "experiments": list(entries.values())}
+    runs = [dict(r) for r in (kept or {}).get("runs", [])]
+    for r in runs:
+        old = r["baseline"]
+        if _same(old["params"], base["params"]) and _same(old["metrics"], base["metrics"]):
+            r["experiments"] = list({**{e["name"]: e for e in r["experiments"]}, **entries}.values())
+            return {"runs": runs}
+    changed = [
+        key
+        for r in runs[-1:]
+        for key in sorted(set(r["baseline"]["metrics"]) | set(base["metrics"]))
+        if not _same(r["baseline"]["metrics"].get(key), base["metrics"].get(key))
+    ]
+    if changed:
+        print(f"experiments_report: a baseline of its own (its metrics differ in {', '.join(changed)})")
+    return {"runs": [*runs, {"baseline": base, "experiments": list(entries.values())}]}
 
 
-def from_record(kept: dict[str, Any]) -> tuple[list[compare.Experiment], dict[str, Any]]:
-    """The experiments (the baseline first, as the workspace) and each one's dev numbers by name."""
+def from_record(kept_run: dict[str, Any]) -> tuple[list[compare.Experiment], dict[str, Any]]:
+    """A kept run's experiments (the baseline first, as the workspace) and each one's dev numbers
+    by name."""
     exps, dev = [], {}
-    for i, entry in enumerate([kept["baseline"], *kept["experiments"]]):
+    for i, entry in enumerate([kept_run["baseline"], *kept_run["experiments"]]):
         exps.append(
             compare.Experiment(
                 entry["name"], entry["params"], entry["metrics"], "workspace" if i == 0 else entry["name"]
@@ -121,6 +122,41 @@ def from_record(kept: dict[str, Any]) -> tuple[list[compare.Experiment], dict[st
         )
         dev[entry["name"]] = entry["dev"]
     return exps, dev
+
+
+def report_lines(kept: dict[str, Any], name: str, pictures: Path) -> list[str]:
+    """Every section for each kept run; with more than one run, each under a heading of its own
+    that gives its baseline's numbers."""
+    lines: list[str] = []
+    runs = kept["runs"]
+    curves = 0
+    for i, kept_run in enumerate(runs, start=1):
+        exps, dev = from_record(kept_run)
+        baseline = exps[0]
+        png = "learning-curve.png" if curves == 0 else f"learning-curve-{curves + 1}.png"
+        curve = curve_section(exps, name, pictures, png)
+        curves += bool(curve)
+        sections = [
+            *seeds_section(exps),
+            *split_section(exps, baseline),
+            *curve,
+            *levers_section(exps, baseline, dev),
+        ]
+        if len(runs) > 1:
+            numbers = ", ".join(
+                f"{m} {baseline.metrics[m]['mAP']:.4f}"
+                for m in SEEDED
+                if isinstance(baseline.metrics.get(m, {}).get("mAP"), float)
+            )
+            sections = [
+                f"## Around run {i} of {len(runs)}",
+                "",
+                f"Its baseline's test mAP: {numbers}.",
+                "",
+                *(f"#{line}" if line.startswith("## ") else line for line in sections),
+            ]
+        lines += sections
+    return lines
 
 
 def seeds_section(exps: list[compare.Experiment]) -> list[str]:
@@ -182,12 +218,14 @@ def split_section(exps: list[compare.Experiment], baseline: compare.Experiment) 
     return [*lines, ""]
 
 
-def curve_section(exps: list[compare.Experiment], name: str, pictures: Path) -> list[str]:
+def curve_section(
+    exps: list[compare.Experiment], name: str, pictures: Path, png_name: str = "learning-curve.png"
+) -> list[str]:
     found = compare.groups(exps, "split.max_train")
     if not found:
         return []
     runs = compare.along(found[0], "split.max_train")
-    png = pictures / "learning-curve.png"
+    png = pictures / png_name
     compare.curve_png(png, exps, CURVE_METRICS, "split.max_train", CURVE)
     full = compare.position(runs[-1], "split.max_train")
     lines = [
@@ -273,8 +311,6 @@ def main() -> None:
     )
     kept = record(args.run, compare.experiments(compare.dvc_exp_show([], cwd=args.run)), kept)
     kept_path.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    exps, dev = from_record(kept)
-    baseline = exps[0]
     pictures = REPO / "docs" / args.name
     pictures.mkdir(parents=True, exist_ok=True)
     text = [
@@ -283,10 +319,7 @@ def main() -> None:
         "Written by `tools/experiments_report.py` from the run's experiments (`dvc exp show`), kept in "
         f"`{kept_path.name}`; the run itself is [its report]({args.name}.md).",
         "",
-        *seeds_section(exps),
-        *split_section(exps, baseline),
-        *curve_section(exps, args.name, pictures),
-        *levers_section(exps, baseline, dev),
+        *report_lines(kept, args.name, pictures),
     ]
     out = REPO / "reports" / f"{args.name}-experiments.md"
     out.write_text("\n".join(text).rstrip() + "\n", encoding="utf-8")
