@@ -167,7 +167,7 @@ def seeds_section(exps: list[compare.Experiment]) -> list[str]:
     lines = [
         "## Seeds",
         "",
-        f"{len(runs)} training seeds ({', '.join(str(s) for s in found[0])}), the split held fixed "
+        f"{len(runs)} training seeds ({', '.join(str(s) for s in sorted(found[0]))}), the split held fixed "
         "(`split.seed`). Mean ± sample sd over the seeds; in brackets, the sd the bootstrap interval "
         "implies (its mean width / 3.92); **bold** where the seeds spread more than that.",
         "",
@@ -227,7 +227,7 @@ def curve_section(
     runs = compare.along(found[0], "split.max_train")
     png = pictures / png_name
     compare.curve_png(png, exps, CURVE_METRICS, "split.max_train", CURVE)
-    full = compare.position(runs[-1], "split.max_train")
+    full = {m: compare.position(runs[-1], "split.max_train", m) for m in CURVE}
     lines = [
         "## Learning curve",
         "",
@@ -241,8 +241,9 @@ def curve_section(
     ]
     for method in CURVE:
         for e in runs:
-            n = compare.position(e, "split.max_train")
-            lines.append(f"| {method} | {n} | {n / full:.0%} | {test_cells(e, method, CURVE_METRICS)} |")
+            n = compare.position(e, "split.max_train", method)
+            cells = test_cells(e, method, CURVE_METRICS)
+            lines.append(f"| {method} | {n:,} | {n / full[method]:.0%} | {cells} |")
     return [*lines, ""]
 
 

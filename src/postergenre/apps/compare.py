@@ -192,13 +192,16 @@ def seed_table(exps: list[Experiment], metrics: list[str]) -> str:
     return "\n".join(lines)
 
 
-def position(e: Experiment, param: str) -> Any:
-    """Where an experiment sits on a curve over `param`: its training posters for the split's
-    caps (`split.max_train=0` is all of them), else the param's value."""
+def position(e: Experiment, param: str, method: str | None = None) -> Any:
+    """Where an experiment sits on a curve over `param`: for the split's caps, the training
+    posters its headline file records (`method`'s, else the fewest of any method: an experiment
+    that re-ran some methods on a capped split keeps the others' files from the full one), else
+    the param's value."""
     if param.startswith("split."):
-        n = next((v.get("n_train") for v in e.metrics.values() if isinstance(v.get("n_train"), int)), None)
-        if n is not None:
-            return n
+        counts = [v.get("n_train") for m, v in e.metrics.items() if method in (None, m)]
+        counts = [n for n in counts if isinstance(n, int)]
+        if counts:
+            return min(counts)
     return e.params.get(param)
 
 
@@ -258,7 +261,7 @@ def curve_png(
     for ax, metric in zip(axes[0], metrics, strict=True):
         for i, m in enumerate(shown):
             pts = [
-                (position(e, param), v, interval(e, m, metric))
+                (position(e, param, m), v, interval(e, m, metric))
                 for e in runs
                 if isinstance(v := e.metrics.get(m, {}).get(metric), int | float)
             ]
