@@ -198,8 +198,9 @@ def position(e: Experiment, param: str, method: str | None = None) -> Any:
     that re-ran some methods on a capped split keeps the others' files from the full one), else
     the param's value."""
     if param.startswith("split."):
-        counts = [v.get("n_train") for m, v in e.metrics.items() if method in (None, m)]
-        counts = [n for n in counts if isinstance(n, int)]
+        counts = [
+            n for m, v in e.metrics.items() if method in (None, m) and isinstance(n := v.get("n_train"), int)
+        ]
         if counts:
             return min(counts)
     return e.params.get(param)
