@@ -24,12 +24,17 @@ import time
 import numpy as np
 
 from postergenre.core import dataset
-from postergenre.methods.knn.neighbours import neighbours, pixel_vectors
+from postergenre.methods.knn.neighbours import neighbours
 from postergenre.methods.mlknn import MLkNN
 
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+
+
+def unit(X: np.ndarray) -> np.ndarray:
+    """Posters as scikit-multilearn-ng is given them: float64 pixel values in [0, 1]."""
+    return X.reshape(len(X), -1) / 255.0
 
 
 def main() -> int:
@@ -72,10 +77,10 @@ def main() -> int:
     sub_proba = sub.predict_proba(test.X)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref = Reference(k=args.k).fit(pixel_vectors(Xs) / 255, Ys)
-    ref_proba = ref.predict_proba(pixel_vectors(test.X) / 255).toarray()
+    ref = Reference(k=args.k).fit(unit(Xs), Ys)
+    ref_proba = ref.predict_proba(unit(test.X)).toarray()
     t_ref = time.perf_counter() - t0
-    theirs = ref.knn_.kneighbors(pixel_vectors(test.X) / 255, args.k, return_distance=False)
+    theirs = ref.knn_.kneighbors(unit(test.X), args.k, return_distance=False)
     mine = neighbours(Xs, test.X, args.k)
     differ = sum(set(a) != set(b) for a, b in zip(mine, theirs, strict=True))
     gap = np.abs(sub_proba - ref_proba).max()

@@ -55,6 +55,49 @@ def test_neighbours_in_blocks_equal_neighbours_in_one(monkeypatch):
     assert np.array_equal(whole[1], _brute_force(X, X, 12))
 
 
+def test_int8_products_on_torch_equal_float64_ones_to_the_last_digit(monkeypatch):
+    from postergenre.methods.knn import neighbours as module
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (37, 1001), dtype=np.uint8)
+    b = rng.integers(0, 256, (23, 1001), dtype=np.uint8)
+    a[0], b[0], b[1] = 0, 0, 255  # the extremes: -128 * -128 and -128 * 127 in every term
+    exact = (a.astype(np.int64) - 128) @ (b.astype(np.int64) - 128).T
+    va, vb = module.pixel_vectors(a), module.pixel_vectors(b)
+    blas = module._products(va, vb, use_torch=False)
+    monkeypatch.setattr(module, "INT32_VALUES", 100)  # eleven slices of 91, summed across
+    kernel = module._products(va, vb, use_torch=True)
+    assert np.array_equal(blas, exact) and np.array_equal(kernel, exact)
+    assert np.array_equal(module._squared_norms(va), ((a.astype(np.int64) - 128) ** 2).sum(1))
+
+
+@pytest.mark.parametrize("n_values", [64, 65, 127, 1024, 4099])
+def test_the_int8_kernel_sums_exactly_for_every_row_length_it_is_given(n_values):
+    from postergenre.methods.knn import neighbours as module
+
+    rng = np.random.default_rng(n_values)
+    a = rng.integers(0, 256, (70, n_values), dtype=np.uint8)
+    b = rng.integers(0, 256, (9, n_values), dtype=np.uint8)
+    exact = (a.astype(np.int64) - 128) @ (b.astype(np.int64) - 128).T
+    kernel = module._products(module.pixel_vectors(a), module.pixel_vectors(b), use_torch=True)
+    assert n_values >= module.INT8_MIN_VALUES and np.array_equal(kernel, exact)
+
+
+def test_searches_below_and_above_the_torch_threshold_find_the_same_neighbours(monkeypatch):
+    from postergenre.methods.knn import neighbours as module
+
+    X, _ = fixture(300)
+    X[250] = X[10]
+    Q, _ = fixture(45, seed=3)
+    monkeypatch.setattr(module, "_use_torch", lambda *shape: False)
+    X, Q = np.repeat(X, 4, axis=2), np.repeat(Q, 4, axis=2)  # 576 values: the kernel's to take
+    blas = neighbours(X, Q, 12), self_neighbours(X, 12)
+    monkeypatch.setattr(module, "_use_torch", lambda *shape: True)
+    assert np.array_equal(neighbours(X, Q, 12), blas[0])
+    assert np.array_equal(self_neighbours(X, 12), blas[1])
+    assert np.array_equal(blas[1], _brute_force(X, X, 12))
+
+
 def test_self_neighbours_start_with_the_poster_itself():
     X, _ = fixture()
     idx = self_neighbours(X, 4)
