@@ -3,7 +3,11 @@ channels-last) against the same backbone run one poster at a time in plain NCHW,
 in the same run; also checks both give the same features.
 
     python bench/embed.py [--posters DIR (../shared/data/movielens-posters/posters)]
-                          [--n 128] [--batch 4] [--repeats 5]
+                          [--n 128] [--batch 4] [--repeats 5] [--threads 2] [--compile]
+
+`--compile` times instead the stage's loop with the folded network compiled by `torch.compile`
+(inductor's C++ kernels) against the same loop eager, at the same thread count: the ratio, the
+compilation's own time (once per input shape) and the largest feature difference.
 """
 
 from __future__ import annotations
@@ -42,14 +46,48 @@ def timed(fn, *args) -> tuple[float, np.ndarray]:
     return time.perf_counter() - start, out
 
 
+@torch.inference_mode()
+def batched(features, X: np.ndarray, batch: int) -> np.ndarray:
+    """The embed stage's loop (bb.embed) around any forward function."""
+    return np.concatenate([features(bb.to_input(X[s : s + batch])).numpy() for s in range(0, len(X), batch)])
+
+
+def compiled_against_eager(X: np.ndarray, batch: int, repeats: int) -> int:
+    X = X[: len(X) // batch * batch]  # whole batches: one input shape, one compilation
+    net = bb.fused(bb.load_backbone())
+    compiled = torch.compile(net.features)
+    compile_s, got = timed(batched, compiled, X[:batch], batch)
+    batched(net.features, X[:batch], batch)  # warm-up
+    print(
+        f"{len(X)} real posters at 224x224, {torch.get_num_threads()} threads, batches of {batch}; "
+        f"compiling took {compile_s:.1f} s"
+    )
+    ratios = []
+    for r in range(repeats):
+        eager_s, ref = timed(batched, net.features, X, batch)
+        comp_s, got = timed(batched, compiled, X, batch)
+        ratios.append(eager_s / comp_s)
+        print(
+            f"  repeat {r + 1}: eager {len(X) / eager_s:5.1f} posters/s, compiled "
+            f"{len(X) / comp_s:5.1f} posters/s -> {ratios[-1]:.2f}x"
+        )
+    print(f"median {np.median(ratios):.2f}x; largest feature difference {np.abs(got - ref).max():.2e}")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--posters", type=Path, default=Path("../shared/data/movielens-posters/posters"))
     parser.add_argument("--n", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)  # embed.batch_size in params.yaml
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)  # embed.threads in params.yaml
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     X = load_posters(args.posters, args.n)
+    if args.compile:
+        return compiled_against_eager(X, args.batch, args.repeats)
     fast = bb.fused(bb.load_backbone())
     plain = bb.load_backbone()
     bb.embed(fast, X[: args.batch], args.batch)  # warm-up
