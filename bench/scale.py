@@ -54,7 +54,7 @@ def sh(args, cwd, **env) -> subprocess.CompletedProcess:
 def scratch(root: Path, n: int) -> Path:
     """A git + DVC repository holding this one's pipeline, at n synthetic posters."""
     root.mkdir(parents=True)
-    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore"):
+    for name in ("dvc.yaml", ".dvcignore", "pyproject.toml", ".gitignore", "requirements.lock"):
         shutil.copy(REPO / name, root / name)
     shutil.copytree(REPO / "src", root / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
