@@ -10,9 +10,10 @@ of time and memory against n. Prints a markdown table.
 
 scale.json is rewritten after every size, so a long run stopped part way keeps the sizes it
 finished; `--previous` adds the sizes of an earlier run's scale.json to the table (those not
-measured again).
+measured again), and `--sizes --previous FILE` (no sizes) only redraws its table and PNG. The
+table's growth columns: the slope over every size, and over the two largest alone.
 
-The study trained on 28,000 posters (35,000 after cleaning); 2 cores take hours at that size.
+The study trained on 28,000 posters (35,000 after cleaning); 2 cores took 28 minutes at that size.
 Nothing here is asserted: the table is the measurement.
 """
 
@@ -36,7 +37,7 @@ BIN = Path(sys.executable).parent
 TIME = "/usr/bin/time"
 
 
-def sh(args, cwd, **env) -> subprocess.CompletedProcess:
+def sh(args, cwd, preexec_fn=None, **env) -> subprocess.CompletedProcess:
     full = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -45,7 +46,7 @@ def sh(args, cwd, **env) -> subprocess.CompletedProcess:
         "MLFLOW_TRACKING_URI": f"sqlite:///{Path(cwd) / 'mlflow.db'}",
         **env,
     }
-    out = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True)
+    out = subprocess.run(args, cwd=cwd, env=full, capture_output=True, text=True, preexec_fn=preexec_fn)
     if out.returncode:
         raise SystemExit(f"{args} failed in {cwd}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return out
@@ -88,11 +89,13 @@ def stages(root: Path) -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def run_stage(root: Path, stage: str) -> tuple[float, float]:
-    """(seconds, peak MB of the largest process) of one stage run alone."""
+def run_stage(root: Path, stage: str, force: bool = False, preexec_fn=None) -> tuple[float, float]:
+    """(seconds, peak MB of the largest process) of one stage run alone (`force`: even if cached;
+    `preexec_fn`: called in the child before dvc starts)."""
     report = root / ".time"
     started = time.perf_counter()
-    sh([TIME, "-f", "%M", "-o", str(report), "dvc", "repro", "-s", stage], root)
+    repro = ["dvc", "repro", "-s", *(["-f"] if force else []), stage]
+    sh([TIME, "-f", "%M", "-o", str(report), *repro], root, preexec_fn=preexec_fn)
     seconds = time.perf_counter() - started
     return seconds, int(report.read_text().split()[-1]) / 1024
 
@@ -143,7 +146,9 @@ def write_json(path: Path, table: dict[str, dict[int, tuple[float, float]]]) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 8000, 35000])
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[2000, 8000, 35000], help="none: only redraw --previous"
+    )
     parser.add_argument(
         "--out", type=Path, default=Path("bench-scale"), help="folder for scale.json, scale.md and scale.png"
     )
@@ -183,18 +188,27 @@ def main() -> int:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     ns = sorted({n for row in table.values() for n in row})
-    header = " | ".join(f"n={n}: s, MB" for n in ns)
-    lines = [f"| stage | {header} | growth (time) |", "|---" * (len(ns) + 2) + "|"]
+    if not ns:
+        print("nothing to tabulate: give --sizes, or --previous with an earlier scale.json", file=sys.stderr)
+        return 2
+    write_json(args.out / "scale.json", table)
+    header = " | ".join(f"n={n:,}: s, MB" for n in ns)
+    last = f"{ns[-2]:,} to {ns[-1]:,}" if len(ns) > 1 else "last two sizes"
+    lines = [f"| stage | {header} | growth (time) | {last} |", "|---" * (len(ns) + 3) + "|"]
+
+    def slopes(values: list[float]) -> str:
+        whole, local = growth(ns, values), growth(ns[-2:], values[-2:])
+        return " | ".join("" if g is None else f"{round(g, 2) + 0.0:.2f}" for g in (whole, local))
+
     for stage, row in table.items():
-        cells = " | ".join(f"{row[n][0]:.1f}, {row[n][1]:.0f}" for n in ns)
-        slope = growth(ns, [row[n][0] for n in ns])
-        lines.append(f"| {stage} | {cells} | {'' if slope is None else f'{slope:.2f}'} |")
+        cells = " | ".join(f"{row[n][0]:.1f}, {row[n][1]:,.0f}" for n in ns)
+        lines.append(f"| {stage} | {cells} | {slopes([row[n][0] for n in ns])} |")
     totals = [sum(row[n][0] for row in table.values()) for n in ns]
     peaks = [max(row[n][1] for row in table.values()) for n in ns]
     lines.append(
         "| **whole pipeline** | "
-        + " | ".join(f"**{t:.0f}, {p:.0f}**" for t, p in zip(totals, peaks, strict=True))
-        + f" | {growth(ns, totals) or 0:.2f} |"
+        + " | ".join(f"**{t:,.0f}, {p:,.0f}**" for t, p in zip(totals, peaks, strict=True))
+        + f" | {slopes(totals)} |"
     )
     text = "\n".join(lines)
     (args.out / "scale.md").write_text(text + "\n")

@@ -1,0 +1,98 @@
+"""Benchmark: the stages whose peak memory grows with the posters (resize, embed) run again
+inside a memory cgroup capped well below their uncapped peak: do they finish, how long do they
+take against uncapped in the same run, and do they write the same bytes.
+
+    python bench/memory_cap.py [--n 35000] [--cap-mb 2048]    # as root
+
+A scratch project as bench/scale.py makes one (the default params, n synthetic posters) runs
+every stage up to the embed stages, each timed under GNU time; then resize and each embed stage
+run again (`dvc repro -s -f`) inside the cgroup, and dvc.lock is compared with its copy from
+before. Their uncapped peaks count the pages of the memory-mapped arrays they write and read,
+which the kernel may drop under pressure; the cap shows whether they need them.
+
+Needs root and a memory controller: cgroup v1 (/sys/fs/cgroup/memory) or v2 (memory.max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import scale  # noqa: E402
+
+V1 = Path("/sys/fs/cgroup/memory")
+V2 = Path("/sys/fs/cgroup")
+
+
+def make_cgroup(cap_bytes: int) -> tuple[Path, dict[str, str]]:
+    """A fresh memory cgroup capped at cap_bytes; its folder and the names of its files."""
+    if (V1 / "memory.limit_in_bytes").exists():
+        group = V1 / "postergenre-bench"
+        files = {"limit": "memory.limit_in_bytes", "peak": "memory.max_usage_in_bytes"}
+        files["hits"] = "memory.failcnt"
+    elif "memory" in (V2 / "cgroup.controllers").read_text(errors="ignore").split():
+        group = V2 / "postergenre-bench"
+        files = {"limit": "memory.max", "peak": "memory.peak", "hits": "memory.events"}
+    else:
+        raise SystemExit("no cgroup memory controller found (v1 /sys/fs/cgroup/memory or v2 memory.max)")
+    group.mkdir(exist_ok=True)
+    if not (group / files["limit"]).exists():
+        raise SystemExit(f"{group} has no {files['limit']}: is the memory controller enabled for it?")
+    (group / files["limit"]).write_text(str(cap_bytes))
+    return group, files
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=35000)
+    parser.add_argument("--cap-mb", type=int, default=2048)
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("a memory cgroup needs root", file=sys.stderr)
+        return 2
+    group, files = make_cgroup(args.cap_mb * 1024 * 1024)
+
+    def join() -> None:
+        (group / "cgroup.procs").write_text(str(os.getpid()))
+
+    work = Path(tempfile.mkdtemp(prefix="bench-memcap-"))
+    try:
+        root = scale.scratch(work / str(args.n), args.n)
+        names = scale.stages(root)
+        heavy = ["resize", *[s for s in names if s.startswith("embed")]]
+        uncapped = {}
+        for stage in names[: names.index(heavy[-1]) + 1]:
+            seconds, mb = uncapped[stage] = scale.run_stage(root, stage)
+            print(f"n={args.n}  {stage:36s} {seconds:8.1f} s  {mb:8.0f} MB", flush=True)
+        lock = (root / "dvc.lock").read_text()
+        print(f"\nagain inside a {args.cap_mb:,} MB memory cgroup:")
+        print("| stage | uncapped: s, peak MB | capped: s, peak MB | cgroup peak MB | limit hits |")
+        print("|---|---|---|---|---|")
+        for stage in heavy:
+            if files["peak"] == "memory.max_usage_in_bytes":
+                (group / files["peak"]).write_text("0")
+            seconds, mb = scale.run_stage(root, stage, force=True, preexec_fn=join)
+            peak = int((group / files["peak"]).read_text().split()[0]) / 2**20
+            hits = (group / files["hits"]).read_text().split()
+            hits_text = hits[0] if len(hits) == 1 else " ".join(hits)
+            t0, m0 = uncapped[stage]
+            row = f"{t0:.1f}, {m0:,.0f} | {seconds:.1f}, {mb:,.0f} | {peak:,.0f} | {hits_text}"
+            print(f"| {stage} | {row} |", flush=True)
+        same = (root / "dvc.lock").read_text() == lock
+        print(f"\ndvc.lock after the capped runs: {'unchanged (the same bytes)' if same else 'CHANGED'}")
+        return 0 if same else 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        try:
+            group.rmdir()  # empty once its processes have exited
+        except OSError:
+            pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
